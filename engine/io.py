@@ -1,0 +1,155 @@
+"""Load PNG, JPEG and DICOM files into a ``LoadedImage`` (display pipeline applied).
+
+The format is detected from the content, never from the extension alone: DICOM files
+named by UID with no extension are common, and files do get misnamed.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .display import apply_window, full_range_window
+from .errors import CorruptImageError, ImageLoadError, ImageTooLargeError, UnsupportedImageError
+from .image import ImageMeta, LoadedImage
+
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: ten times a large chest radiograph
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return "png", "jpeg", "dicom" or "dicom-raw" (no preamble) from the first bytes."""
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if len(head) >= 8:
+        group, element = struct.unpack("<HH", head[:4])
+        # A dataset written without preamble starts with a low group (0002, 0008, ...)
+        # and its first element number; both little- and big-endian groups seen.
+        if group in (0x0002, 0x0008, 0x0800) and element < 0x0100:
+            return "dicom-raw"
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path.name}: file not found. Check the path and try again.") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{path.name}: is a folder, not an image. Open it as a folder instead.") from None
+    except PermissionError:
+        raise ImageLoadError(
+            f"{path.name}: permission denied. Ask for read access to the file or copy it somewhere readable."
+        ) from None
+    except OSError as e:
+        raise ImageLoadError(f"{path.name}: cannot be read ({e.strerror or e}).") from None
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Load a PNG, JPEG or DICOM image. Raises a typed ``ImageLoadError`` on bad input."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageLoadError(f"{path.name}: is a folder, not an image. Open it as a folder instead.")
+    data = _read_bytes(path)
+    if not data:
+        raise CorruptImageError(f"{path.name}: the file is empty (0 bytes). Re-export or re-copy it.")
+    kind = sniff_format(data[:132])
+    if kind == "png" or kind == "jpeg":
+        return _load_raster(path, data, kind, max_pixels)
+    if kind in ("dicom", "dicom-raw"):
+        from .dicom import load_dicom  # pydicom import is deferred until a DICOM is seen
+
+        return load_dicom(path, data, force=(kind == "dicom-raw"), max_pixels=max_pixels)
+    raise UnsupportedImageError(
+        f"{path.name}: not a PNG, JPEG or DICOM file (unrecognised content"
+        f"{', despite its ' + path.suffix + ' extension' if path.suffix else ''}). "
+        "Open a chest radiograph in one of those formats."
+    )
+
+
+def _raster_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from the PNG IHDR or the JPEG SOF marker, without decoding."""
+    if kind == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return struct.unpack(">II", data[16:24])
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def _check_pixels(name: str, width: int, height: int, frames: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise CorruptImageError(f"{name}: the header gives an empty image ({width}x{height}).")
+    if width * height * max(frames, 1) > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height}{f'x{frames} frames' if frames > 1 else ''} pixels exceeds the "
+            f"limit of {max_pixels:,} pixels (possible decompression bomb). Downsample the image first."
+        )
+
+
+def _load_raster(path: Path, data: bytes, kind: str, max_pixels: int) -> LoadedImage:
+    name = path.name
+    label = kind.upper()
+    size = _raster_size(data, kind)
+    if size is None:
+        raise CorruptImageError(f"{name}: damaged {label} header. Re-export or re-copy the file.")
+    _check_pixels(name, size[0], size[1], 1, max_pixels)
+    if kind == "png" and b"IEND" not in data[-64:]:
+        raise CorruptImageError(f"{name}: truncated PNG (no end marker). Re-copy the file; it was cut short.")
+    if kind == "jpeg" and b"\xff\xd9" not in data[-64:]:
+        raise CorruptImageError(f"{name}: truncated JPEG (no end-of-image marker). Re-copy the file; it was cut short.")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise CorruptImageError(f"{name}: the {label} data could not be decoded; the file is damaged.")
+    notes: list[str] = []
+    if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".jpe", ""}:
+        notes.append(f"content is {label} despite the {path.suffix} extension")
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            alpha = arr[:, :, 3:4].astype(np.float32) / float(np.iinfo(arr.dtype).max)
+            arr = (arr[:, :, :3].astype(np.float32) * alpha).astype(arr.dtype)
+            notes.append("alpha channel composited over black")
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        else:
+            if not (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2])):
+                notes.append("colour image converted to grayscale")
+            arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    values = arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        bits, window = 8, full_range_window(values, 0.0, 255.0)
+    else:
+        bits = 16
+        window = full_range_window(values)  # 16-bit files rarely use the whole range
+        notes.append("16-bit image displayed over its own min-max range")
+    pixels = apply_window(values, window)
+    meta = ImageMeta(
+        path=str(path), format=kind, width=int(arr.shape[1]), height=int(arr.shape[0]),
+        photometric="MONOCHROME2", bits_stored=bits, default_window=window, windows=(window,),
+        voi_source="full_range", notes=tuple(notes),
+    )
+    lo, hi = (0.0, 255.0) if bits == 8 else (0.0, 65535.0)
+    return LoadedImage(pixels=pixels, values=values, meta=meta, value_range=(lo, hi))

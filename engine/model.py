@@ -1,0 +1,181 @@
+"""Load an ONNX classifier, validate the model contract, pick the execution provider."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .card import CARD_KEY, ModelCard
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_OUTPUTS = ("logits", "probs", "cam")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_model_path() -> Path:
+    """The bundled default model (resources/models/), also inside a frozen app."""
+    env = os.environ.get("RADLENS_MODEL")
+    if env:
+        return Path(env)
+    from .resources import resource_dir
+
+    models = resource_dir() / "models"
+    preferred = models / "radlens-cxr4.onnx"
+    if preferred.exists():
+        return preferred
+    found = sorted(models.glob("*.onnx"))
+    return found[0] if found else preferred
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    logits: np.ndarray  # [N, C]
+    probs: np.ndarray  # [N, C]
+    cam: np.ndarray  # [N, C, h, w]
+
+
+def _dims(shape: list) -> list:
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxruntime session
+    """Raise ModelError naming the first mismatch between the graph, the card and the contract."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != "image":
+        raise ModelError(f"model must have exactly one input named 'image'; it has {[i.name for i in inputs]}.")
+    inp = inputs[0]
+    if inp.type != "tensor(float)":
+        raise ModelError(f"input 'image' must be float32, got {inp.type}.")
+    ishape = _dims(inp.shape)
+    if len(ishape) != 4:
+        raise ModelError(f"input 'image' must be [N, 3, H, W], got shape {inp.shape}.")
+    if ishape[1] not in (None, 3):
+        raise ModelError(f"input 'image' must have 3 channels, got {ishape[1]}.")
+    h, w = card.input_size
+    if ishape[2] not in (None, h) or ishape[3] not in (None, w):
+        raise ModelError(f"input 'image' is {ishape[2]}x{ishape[3]} but the card says input_size {h}x{w}.")
+    outs = {o.name: o for o in session.get_outputs()}
+    missing = [n for n in REQUIRED_OUTPUTS if n not in outs]
+    if missing:
+        raise ModelError(f"model is missing output(s) {missing}; the contract needs {list(REQUIRED_OUTPUTS)}.")
+    n_cls = len(card.labels)
+    for name, rank in (("logits", 2), ("probs", 2), ("cam", 4)):
+        shape = _dims(outs[name].shape)
+        if len(shape) != rank:
+            raise ModelError(f"output '{name}' must have rank {rank}, got shape {outs[name].shape}.")
+        if shape[1] not in (None, n_cls):
+            raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
+
+
+class Classifier:
+    """An ONNX model that satisfies the RadLens contract. ``run`` is thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str], device: str = "auto", warmup: bool = True,
+                 threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if device not in DEVICES:
+            raise ModelError(f"device must be one of {DEVICES}, got {device!r}.")
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}. Choose an .onnx model file.")
+        try:
+            self.sha256 = sha256_file(self.path)
+        except OSError as e:
+            raise ModelError(f"model file cannot be read: {self.path} ({e.strerror or e}).") from None
+        ort.set_default_logger_severity(3)  # our own fallback message replaces ORT's warnings
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3  # our own fallback message replaces onnxruntime's warnings
+        self.provider_note = ""
+        available = ort.get_available_providers()
+        self.session = None
+        if device in ("auto", "cuda"):
+            if "CUDAExecutionProvider" not in available:
+                self.provider_note = "CUDA is not available in this onnxruntime build; using the CPU."
+            else:
+                try:
+                    sess = ort.InferenceSession(str(self.path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+                    sess = None
+                    if "CUDA" not in str(e) and "cuda" not in str(e):
+                        raise ModelError(f"model cannot be loaded: {self.path.name} ({e}).") from None
+                    self.provider_note = f"CUDA failed to start ({str(e).splitlines()[0]}); using the CPU."
+                if sess is not None and sess.get_providers()[0] == "CUDAExecutionProvider":
+                    self.session = sess
+                elif sess is not None:
+                    self.provider_note = ("CUDA libraries (CUDA runtime/cuDNN) could not be loaded; "
+                                          f"using the CPU. onnxruntime {ort.__version__} needs the CUDA and cuDNN versions listed "
+                                          "in the README to use the GPU.")
+            if device == "cuda" and self.session is None:
+                log.warning("CUDA was requested: %s", self.provider_note)
+        if self.session is None:
+            try:
+                self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001
+                raise ModelError(
+                    f"{self.path.name} is not a loadable ONNX model ({str(e).splitlines()[0][:300]}). "
+                    "Choose a RadLens .onnx model file."
+                ) from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if CARD_KEY not in meta:
+            raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens model.")
+        self.card = ModelCard.from_json(meta[CARD_KEY])
+        validate_contract(self.session, self.card)
+        self.provider = self.session.get_providers()[0]
+        self._lock = threading.Lock()
+        if warmup:
+            self._warmup()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    @property
+    def device_label(self) -> str:
+        return "CUDA (GPU)" if self.provider == "CUDAExecutionProvider" else "CPU"
+
+    def _warmup(self) -> None:
+        h, w = self.card.input_size
+        try:
+            out = self.run(np.zeros((1, 3, h, w), np.float32))
+        except Exception as e:  # noqa: BLE001
+            if self.provider != "CPUExecutionProvider":
+                import onnxruntime as ort
+
+                self.provider_note = f"CUDA failed on the first inference ({str(e).splitlines()[0]}); using the CPU."
+                self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+                self.provider = "CPUExecutionProvider"
+                out = self.run(np.zeros((1, 3, h, w), np.float32))
+            else:
+                raise ModelError(f"{self.path.name}: the model failed on a test input ({e}).") from None
+        if out.probs.shape[1] != len(self.labels):
+            raise ModelError(f"{self.path.name}: 'probs' gives {out.probs.shape[1]} classes but the card lists {len(self.labels)} labels.")
+
+    def run(self, batch: np.ndarray) -> ModelOutputs:
+        """Run on preprocessed input [N, 3, H, W] float32."""
+        if batch.ndim != 4:
+            raise ValueError(f"expected [N, 3, H, W], got {batch.shape}")
+        logits, probs, cam = self.session.run(list(REQUIRED_OUTPUTS), {"image": np.ascontiguousarray(batch, np.float32)})
+        return ModelOutputs(logits=logits, probs=probs, cam=cam)
+
+    def describe(self) -> dict[str, str]:
+        return {"model_name": self.card.name, "model_version": self.card.version, "model_sha256": self.sha256}
