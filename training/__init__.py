@@ -1,0 +1,1 @@
+"""RadLens training (PyTorch). Never imported by engine/ or desktop/."""

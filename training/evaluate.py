@@ -1,0 +1,64 @@
+"""Evaluate an exported .onnx (through the engine, as the app runs it) or a checkpoint."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.io import load_image
+from engine.model import Classifier
+from engine.preprocess import preprocess
+
+from .data import Sample
+from .metrics import evaluate
+
+
+def onnx_logits(model_path: Path, samples: list[Sample], batch: int = 32, device: str = "cpu") -> tuple[np.ndarray, Classifier]:
+    clf = Classifier(model_path, device=device)
+
+    def prep(s: Sample) -> np.ndarray:
+        return preprocess(load_image(s.path).pixels, clf.card)
+
+    outs = []
+    with ThreadPoolExecutor(2) as ex, tqdm(total=len(samples), desc="evaluate onnx", unit="img", mininterval=5) as bar:
+        for i in range(0, len(samples), batch):
+            x = np.stack(list(ex.map(prep, samples[i : i + batch])))
+            outs.append(clf.run(x).logits)
+            bar.update(len(x))
+    return np.concatenate(outs), clf
+
+
+def evaluate_onnx(model_path: Path, samples: list[Sample], device: str = "cpu") -> dict:
+    """Metrics of an .onnx on samples whose labels the model knows (others are counted, skipped)."""
+    clf = Classifier(model_path, device=device, warmup=False)
+    labels = list(clf.labels)
+    known = [s for s in samples if s.label in labels]
+    logits, clf = onnx_logits(model_path, known, device=device)
+    y = np.array([labels.index(s.label) for s in known])
+    m = evaluate(logits, y, labels, clf.card.temperature)
+    m["skipped_unknown_label"] = len(samples) - len(known)
+    m["model"] = {"name": clf.card.name, "version": clf.card.version, "sha256": clf.sha256}
+    return m
+
+
+def evaluate_checkpoint(checkpoint: Path, samples: list[Sample]) -> dict:
+    import torch
+
+    from .data import load_all
+    from .models import build_model
+    from .train import normalize_batch, predict_logits
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg, labels = ck["config"], ck["labels"]
+    net = build_model(cfg["model"]["arch"], len(labels), pretrained=False)
+    net.load_state_dict(ck["state_dict"])
+    known = [s for s in samples if s.label in labels]
+    imgs = load_all(known, tuple(cfg["input"]["size"]), cfg["input"]["resize"])
+    logits = predict_logits(net, normalize_batch(imgs, cfg["input"]["mean"], cfg["input"]["std"]), 0, batch=32)
+    y = np.array([labels.index(s.label) for s in known])
+    m = evaluate(logits, y, labels, float(ck["temperature"]))
+    m["skipped_unknown_label"] = len(samples) - len(known)
+    return m
