@@ -47,7 +47,7 @@ class Prediction:
 
     def above_operating_point(self) -> list[str]:
         """Labels whose probability reaches the class's operating point."""
-        return [lab for lab, p in zip(self.labels, self.probs) if lab in self.operating_points and p >= self.operating_points[lab]]
+        return [lab for lab, p in zip(self.labels, self.probs, strict=True) if lab in self.operating_points and p >= self.operating_points[lab]]
 
     def heatmap(self, class_index: int | None = None) -> np.ndarray:
         """Grad-CAM of a class (top class by default) at image size, in [0, 1]."""

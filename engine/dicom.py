@@ -42,7 +42,7 @@ def read_dataset(path: Path, data: bytes | None = None, force: bool = False) -> 
         except Exception as e:  # noqa: BLE001 - any parser failure means a damaged file
             raise CorruptImageError(f"{path.name}: not readable as DICOM ({e}).") from None
         if len(ds) == 0:
-            raise UnsupportedImageError(f"{path.name}: not a DICOM file (no data elements found).")
+            raise UnsupportedImageError(f"{path.name}: not a DICOM file (no data elements found).") from None
         notes.append("no DICOM preamble/file meta header: read with force")
     except Exception as e:  # noqa: BLE001
         raise CorruptImageError(f"{path.name}: damaged DICOM file ({type(e).__name__}: {e}).") from None
@@ -79,7 +79,7 @@ def _windows(ds: Dataset) -> tuple[Window, ...]:
     expls = list(expl) if isinstance(expl, pydicom.multival.MultiValue) else [expl]
     fn = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
     out = []
-    for i, (cc, ww) in enumerate(zip(centers, widths)):
+    for i, (cc, ww) in enumerate(zip(centers, widths, strict=False)):
         try:
             out.append(Window(float(cc), float(ww), fn, str(expls[i]) if i < len(expls) and expls[i] else f"DICOM {i + 1}"))
         except (TypeError, ValueError):

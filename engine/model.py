@@ -99,7 +99,7 @@ class Classifier:
             self.sha256 = sha256_file(self.path)
         except OSError as e:
             raise ModelError(f"model file cannot be read: {self.path} ({e.strerror or e}).") from None
-        ort.set_default_logger_severity(3)  # our own fallback message replaces ORT's warnings
+        ort.set_default_logger_severity(4)  # our own fallback message replaces ORT's CUDA load errors and warnings
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

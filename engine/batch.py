@@ -1,0 +1,349 @@
+"""Batch analysis of a folder: one ``BatchRow`` per file, in file order.
+
+Decoding and preprocessing run in a thread pool (bounded prefetch) while the calling
+thread runs batched inference, so neither waits on the other. The long job is a plain
+generator: the caller drives it, shows progress from the rows (or a callback) and
+cancels with a ``threading.Event`` or any callable returning True. A bad file never
+stops the batch: it becomes an error row.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analyze import Prediction, make_prediction
+from .errors import RadLensError
+from .image import Identifiers, LoadedImage
+from .io import DEFAULT_MAX_PIXELS, load_image
+from .model import Classifier
+from .preprocess import preprocess
+
+SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})
+
+Cancel = threading.Event | Callable[[], bool] | None
+Progress = Callable[[int, int], None] | None
+
+
+class FolderError(RadLensError):
+    """The folder to analyse is missing, unreadable or holds no files."""
+
+
+def printable(text: str) -> str:
+    """Make a file name from the file system safe to print and to write as UTF-8.
+
+    Names that are not valid UTF-8 arrive as lone surrogates (``os.fsdecode``); they
+    are shown as ``\\xNN`` escapes instead of crashing a print or a CSV write."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The result for one file. ``prediction`` is kept only with ``keep_predictions``."""
+
+    index: int  # 0-based position in the folder listing
+    total: int  # number of files in the batch
+    path: str  # full path, usable to open the file again
+    rel_path: str  # path relative to the folder, POSIX separators, printable
+    status: str  # "ok" or "error"
+    error: str = ""
+    label: str = ""  # predicted (top) label
+    probs: dict[str, float] = field(default_factory=dict)
+    width: int = 0
+    height: int = 0
+    modality: str = ""
+    view_position: str = ""
+    format: str = ""
+    identifiers: Identifiers = field(default_factory=Identifiers)
+    prediction: Prediction | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def done(self) -> int:
+        """How many rows are finished once this one is (for progress bars)."""
+        return self.index + 1
+
+    @property
+    def top_prob(self) -> float:
+        return self.probs.get(self.label, 0.0) if self.label else 0.0
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files under ``folder`` (recursive) and sub-folders that could not be listed."""
+    files: list[Path] = []
+    unreadable: list[Path] = []
+
+    def walk(d: Path, top: bool) -> None:
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except PermissionError:
+            if top:
+                raise FolderError(
+                    f"{printable(str(d))}: permission denied. Ask for read access to the folder or copy it somewhere readable."
+                ) from None
+            unreadable.append(d)
+            return
+        except OSError as e:
+            if top:
+                raise FolderError(f"{printable(str(d))}: the folder cannot be read ({e.strerror or e}).") from None
+            unreadable.append(d)
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in SKIPPED_NAMES:
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                walk(Path(entry.path), False)
+            else:
+                files.append(Path(entry.path))
+
+    walk(folder, True)
+    return files, unreadable
+
+
+def _sort_key(root: Path) -> Callable[[Path], tuple[str, ...]]:
+    return lambda p: p.relative_to(root).parts
+
+
+def _check_folder(folder: str | os.PathLike[str]) -> Path:
+    root = Path(folder)
+    if not root.exists():
+        raise FolderError(f"folder not found: {printable(str(root))}. Check the path and try again.")
+    if not root.is_dir():
+        raise FolderError(f"{printable(str(root))} is a file, not a folder. Pass the folder that holds the images.")
+    return root
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Every file under ``folder`` (recursive), sorted by relative path; hidden files,
+    hidden folders and DICOMDIR index files are skipped. Non-image files are listed
+    (a batch reports them as error rows). Raises ``FolderError`` for a missing,
+    unreadable or empty folder."""
+    root = _check_folder(folder)
+    files, _ = _scan(root)
+    if not files:
+        raise FolderError(
+            f"no files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
+        )
+    return sorted(files, key=_sort_key(root))
+
+
+@dataclass
+class _Decoded:
+    """What a worker hands to the inference thread for one file."""
+
+    index: int
+    path: Path
+    x: np.ndarray | None = None  # preprocessed [3, H, W]
+    image: LoadedImage | None = None  # kept only with keep_predictions
+    meta_row: dict | None = None
+    error: str = ""
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, RadLensError):
+        return printable(str(exc))
+    return printable(f"unexpected error ({type(exc).__name__}: {exc}). Please report this file.")
+
+
+def _is_cancelled(cancel: Cancel) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def default_workers() -> int:
+    """Decoding threads: one per core, at least one, at most four."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class BatchJob(Iterator[BatchRow]):
+    """The rows of a batch, lazily: iterate to run it. ``files`` and ``total`` are known
+    before the first row; ``close()`` stops the work (so does a set ``cancel``)."""
+
+    def __init__(self, files: list[Path], rows: Iterator[BatchRow]) -> None:
+        self.files = files
+        self.total = len(files)
+        self._rows = rows
+
+    def __iter__(self) -> BatchJob:
+        return self
+
+    def __next__(self) -> BatchRow:
+        return next(self._rows)
+
+    def close(self) -> None:
+        close = getattr(self._rows, "close", None)
+        if close is not None:
+            close()
+
+
+def analyze_folder(
+    folder: str | os.PathLike[str],
+    classifier: Classifier,
+    *,
+    batch_size: int = 16,
+    workers: int | None = None,
+    cancel: Cancel = None,
+    progress: Progress = None,
+    keep_predictions: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    files: list[Path] | None = None,
+) -> BatchJob:
+    """Analyse every file under ``folder``; yields one ``BatchRow`` per file, in order.
+
+    The folder is checked at once (``FolderError`` if missing, unreadable or empty); the
+    returned ``BatchJob`` iterator does the work. ``cancel`` (an Event or a callable) is checked
+    between rows and while waiting for decoders: once it is set no further row comes
+    out. ``progress(done, total)`` is called before each row is yielded. With
+    ``keep_predictions=False`` (the default) rows carry no ``Prediction`` and no pixel
+    data is kept, so memory stays flat over large folders. ``files`` overrides the
+    folder listing (paths under ``folder``)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    root = _check_folder(folder)
+    if files is None:
+        found, unreadable = _scan(root)
+        if not found and not unreadable:
+            raise FolderError(
+                f"no files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
+            )
+        files = sorted(found + unreadable, key=_sort_key(root))
+    elif not files:
+        raise FolderError(f"no files to analyse in {printable(str(root))}.")
+    files = list(files)
+    return BatchJob(files, _run(root, files, classifier, batch_size, workers or default_workers(), cancel, progress,
+                                keep_predictions, max_pixels))
+
+
+def _decode(index: int, path: Path, classifier: Classifier, keep: bool, max_pixels: int) -> _Decoded:
+    try:
+        if path.is_dir():  # a sub-folder that could not be listed
+            return _Decoded(index, path, error=printable(
+                f"{path.name}: this sub-folder cannot be read (permission denied); its files were not analysed. "
+                "Ask for read access to it."))
+        image = load_image(path, max_pixels=max_pixels)
+        x = preprocess(image.pixels, classifier.card)
+        m = image.meta
+        meta_row = {"width": m.width, "height": m.height, "modality": m.modality, "view_position": m.view_position,
+                    "format": m.format, "identifiers": m.identifiers}
+        return _Decoded(index, path, x=x, image=image if keep else None, meta_row=meta_row)
+    except Exception as e:  # noqa: BLE001 - every failure becomes an error row
+        return _Decoded(index, path, error=_error_text(e))
+
+
+def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
+         progress: Progress, keep: bool, max_pixels: int) -> Iterator[BatchRow]:
+    total = len(files)
+    labels = classifier.labels
+    prefetch = batch_size * 2 + workers  # decoded items waiting at most: bounded memory
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode")
+    pending: deque[Future[_Decoded]] = deque()
+    next_submit = 0
+
+    def fill() -> None:
+        nonlocal next_submit
+        while next_submit < total and len(pending) < prefetch:
+            pending.append(pool.submit(_decode, next_submit, files[next_submit], classifier, keep, max_pixels))
+            next_submit += 1
+
+    def rel(path: Path) -> str:
+        try:
+            return printable(path.relative_to(root).as_posix())
+        except ValueError:
+            return printable(str(path))
+
+    def row_for(d: _Decoded, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None, err: str = "") -> BatchRow:
+        base = {"index": d.index, "total": total, "path": str(d.path), "rel_path": rel(d.path)}
+        if out is None:
+            return BatchRow(**base, status="error", error=err or d.error)
+        probs, logits, cam = out
+        mr = d.meta_row or {}
+        pred = make_prediction(d.image, classifier, probs, logits, cam) if keep and d.image is not None else None
+        return BatchRow(
+            **base, status="ok", label=labels[int(np.argmax(probs))],
+            probs={lab: float(p) for lab, p in zip(labels, probs, strict=True)}, prediction=pred, **mr,
+        )
+
+    def infer(items: list[_Decoded]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | str]:
+        """Batched inference; if a batch fails, retry one by one so only the bad file errs."""
+        x = np.stack([d.x for d in items])  # type: ignore[misc]
+        try:
+            o = classifier.run(x)
+            return [(o.probs[i], o.logits[i], o.cam[i]) for i in range(len(items))]
+        except Exception:  # noqa: BLE001
+            if len(items) == 1:
+                raise
+        results: list[tuple[np.ndarray, np.ndarray, np.ndarray] | str] = []
+        for d in items:
+            try:
+                o = classifier.run(d.x[None])  # type: ignore[index]
+                results.append((o.probs[0], o.logits[0], o.cam[0]))
+            except Exception as e:  # noqa: BLE001
+                results.append(printable(f"{d.path.name}: the model failed on this image ({type(e).__name__}: {e})."))
+        return results
+
+    def wait(fut: Future[_Decoded]) -> _Decoded | None:
+        while True:
+            if _is_cancelled(cancel):
+                return None
+            try:
+                return fut.result(timeout=0.05)
+            except FutureTimeout:
+                continue
+
+    try:
+        fill()
+        while pending:
+            if _is_cancelled(cancel):
+                return
+            chunk: list[_Decoded] = []
+            while pending and len(chunk) < batch_size:
+                d = wait(pending[0])
+                if d is None:
+                    return
+                pending.popleft()
+                chunk.append(d)
+                fill()  # keep the decoders busy while this batch is collected and run
+            good = [d for d in chunk if d.x is not None]
+            results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | str] = {}
+            if good:
+                try:
+                    outs = infer(good)
+                except Exception as e:  # noqa: BLE001 - a single-file batch that failed
+                    outs = [_error_text(e)] * len(good)
+                results = {d.index: o for d, o in zip(good, outs, strict=True)}
+            for d in chunk:
+                r = results.get(d.index)
+                row = row_for(d, None, r) if r is None or isinstance(r, str) else row_for(d, r)
+                d.x = d.image = None
+                if _is_cancelled(cancel):
+                    return
+                if progress is not None:
+                    progress(row.index + 1, total)
+                yield row
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,137 @@
+"""``radlens-batch``: analyse a folder of radiographs and write a CSV report.
+
+Exit status: 0 when the batch ran (per-file problems are rows in the CSV), 2 when
+nothing could run (no model, no folder, empty folder, bad arguments), 1 when the
+report could not be written, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .batch import BatchJob, BatchRow, FolderError, analyze_folder, printable
+from .card import DISCLAIMER
+from .errors import ModelError, RadLensError
+from .model import DEVICES, Classifier, default_model_path
+from .report import write_report
+
+EXIT_OK, EXIT_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="radlens-batch",
+        description=f"Analyse every PNG, JPEG and DICOM file under FOLDER and write a CSV report. {DISCLAIMER}.",
+    )
+    p.add_argument("folder", metavar="FOLDER", help="folder to analyse (searched recursively)")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT.csv", help="CSV report to write")
+    p.add_argument("--model", metavar="PATH", help=f"RadLens .onnx model (default: {default_model_path()})")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default: auto = GPU if usable)")
+    p.add_argument("--include-identifiers", action="store_true",
+                   help="add patient and study identifiers (patient ID, name, study UID, ...) to the report")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per inference batch (default: 16)")
+    p.add_argument("--workers", type=int, default=0, metavar="N", help="decoding threads (default: one per core, max 4)")
+    p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    return p
+
+
+def _err(msg: str) -> None:
+    print(f"radlens-batch: error: {msg}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # odd tags are not our user's problem
+    if args.batch_size < 1:
+        _err(f"--batch-size must be at least 1, got {args.batch_size}.")
+        return EXIT_NOTHING_RAN
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        _err(f"the folder for the report does not exist: {printable(str(out.parent))}. Create it or choose another -o path.")
+        return EXIT_NOTHING_RAN
+    model_path = Path(args.model) if args.model else default_model_path()
+    if not model_path.is_file():
+        _err(f"no model found at {printable(str(model_path))}; pass --model PATH to a RadLens .onnx model.")
+        return EXIT_NOTHING_RAN
+    try:
+        classifier = Classifier(model_path, device=args.device)
+    except ModelError as e:
+        _err(f"{e} Pass --model PATH to a RadLens .onnx model.")
+        return EXIT_NOTHING_RAN
+    cancel = threading.Event()
+    try:
+        rows: BatchJob = analyze_folder(args.folder, classifier, batch_size=args.batch_size, workers=args.workers or None,
+                              cancel=cancel)
+    except FolderError as e:
+        _err(str(e))
+        return EXIT_NOTHING_RAN
+
+    card = classifier.card
+    print(f"RadLens batch - {DISCLAIMER}.")
+    print(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)")
+    print(f"Device: {classifier.device_label} [{classifier.provider}]" + (f" - {classifier.provider_note}" if classifier.provider_note else ""))
+
+    from tqdm import tqdm
+
+    counts: Counter[str] = Counter()
+    errors: list[BatchRow] = []
+    total = rows.total
+    start = time.perf_counter()
+
+    def tracked(it: Iterator[BatchRow]) -> Iterator[BatchRow]:
+        with tqdm(total=rows.total, unit="img", desc="Analysing", disable=args.no_progress, dynamic_ncols=True,
+                  file=sys.stderr) as bar:
+            for row in it:
+                if row.ok:
+                    counts[row.label] += 1
+                else:
+                    errors.append(row)
+                bar.update(1)
+                yield row
+
+    try:
+        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers)
+    except KeyboardInterrupt:
+        cancel.set()
+        print("\nInterrupted: no report was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RadLensError as e:
+        _err(str(e))
+        return EXIT_FAILED
+    except OSError as e:
+        _err(f"the report could not be written to {printable(str(out))} ({e.strerror or e}). Choose a writable location.")
+        return EXIT_FAILED
+    elapsed = time.perf_counter() - start
+
+    ok = sum(counts.values())
+    print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.1f} images/s): "
+          f"{ok} ok, {len(errors)} error(s).")
+    if ok:
+        print("Predictions per class:")
+        width = max(len(lab) for lab in card.labels)
+        for lab in card.labels:
+            print(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:.1f}%)")
+    if errors:
+        print(f"{len(errors)} file(s) could not be analysed (see the 'error' column of the report):")
+        for row in errors[:5]:
+            name = row.rel_path.rsplit("/", 1)[-1]
+            message = row.error[len(name) + 2:] if row.error.startswith(f"{name}: ") else row.error
+            print(f"  {row.rel_path}: {message}")
+        if len(errors) > 5:
+            print(f"  ... and {len(errors) - 5} more.")
+    provider = f"{classifier.device_label} [{classifier.provider}]"
+    print(f"Provider: {provider}" + (f". Fallback: {classifier.provider_note}" if classifier.provider_note else ""))
+    print(f"Report: {printable(str(out))}" + (" (with patient/study identifiers)" if args.include_identifiers else ""))
+    print(f"{DISCLAIMER}.")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
