@@ -87,6 +87,15 @@ def _windows(ds: Dataset) -> tuple[Window, ...]:
     return tuple(out)
 
 
+def _lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
+    """A LUT's entries as numbers; LUT Data stored as OW arrives as raw bytes."""
+    data = item.LUTData
+    if isinstance(data, bytes):
+        little = ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian
+        return np.frombuffer(data, dtype="<u2" if little else ">u2")
+    return np.asarray(data if isinstance(data, (list, pydicom.multival.MultiValue)) else [data], dtype=np.float64)
+
+
 def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
     msg = str(exc).strip()
     first = msg.splitlines()[0] if msg else type(exc).__name__
@@ -139,10 +148,11 @@ def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_p
     values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
     windows = _windows(ds)
     if "VOILUTSequence" in ds:
-        voi = np.asarray(apply_voi_lut(arr if "ModalityLUTSequence" in ds else values, ds, index=0, prefer_lut=True))
+        # The VOI LUT maps the modality LUT's output (integer indices); PS3.3 C.11.2.1.1
+        voi = np.asarray(apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True))
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
-        top = max(float(2**bits - 1), float(np.max(item.LUTData)))
+        top = max(float(2**bits - 1), float(np.max(_lut_data(item, ds))))
         pixels = np.clip(voi.astype(np.float32) / top, 0.0, 1.0)
         window, source = (windows[0] if windows else None), "voi_lut"
     elif windows:

@@ -1,0 +1,82 @@
+"""Shared fixtures: the shared data beside the checkout (../shared/data), a tiny real
+ONNX model that satisfies the full contract, and a classifier on it."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data"
+DICOM_DIR = DATA / "dicom"
+CXR_DIR = DATA / "cxr"
+
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (clone ../shared beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dicom_dir() -> Path:
+    return _need(DICOM_DIR)
+
+
+@pytest.fixture(scope="session")
+def cxr_dir() -> Path:
+    return _need(CXR_DIR)
+
+
+@pytest.fixture(scope="session")
+def cxr_manifest(cxr_dir: Path) -> list[dict[str, str]]:
+    with open(cxr_dir / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="session")
+def cxr_samples(cxr_dir: Path, cxr_manifest: list[dict[str, str]]) -> dict[str, list[Path]]:
+    """A few real radiographs per class, first by manifest order."""
+    out: dict[str, list[Path]] = {}
+    for row in cxr_manifest:
+        lst = out.setdefault(row["label"], [])
+        if len(lst) < 5:
+            lst.append(cxr_dir / row["file"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def pydicom_file():
+    """Path of a file bundled with pydicom (never downloads: skips if not bundled)."""
+    import pydicom.data
+
+    local = Path(pydicom.data.__file__).parent / "test_files"
+
+    def get(name: str) -> Path:
+        if not (local / name).exists():
+            pytest.skip(f"pydicom test file {name} is not bundled with this pydicom")
+        return Path(pydicom.data.get_testdata_file(name))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_model_path: Path):
+    from engine.model import Classifier
+
+    return Classifier(tiny_model_path, device="auto")
