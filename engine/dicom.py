@@ -100,7 +100,8 @@ def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
     msg = str(exc).strip()
     first = msg.splitlines()[0] if msg else type(exc).__name__
     detail = " ".join(line.strip() for line in msg.splitlines()[1:3])
-    if "length" in msg.lower() and ("expected" in msg.lower() or "truncat" in msg.lower() or "does not match" in msg.lower()):
+    low = msg.lower()
+    if ("length" in low or "bytes" in low) and ("expected" in low or "truncat" in low or "does not match" in low):
         return CorruptImageError(f"{path.name}: the pixel data is truncated or incomplete ({first}). Re-copy the file.")
     if ts.is_compressed:
         return UnsupportedImageError(
@@ -108,7 +109,7 @@ def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
             f"({detail or first}). Convert the file to an uncompressed transfer syntax "
             "(e.g. with dcmdjpeg or gdcmconv --raw) and open it again."
         )
-    return CorruptImageError(f"{path.name}: the pixel data could not be read ({first}).")
+    return CorruptImageError(f"{path.name}: the pixel data could not be read ({first}). The file may be damaged; re-export or re-copy it.")
 
 
 def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000) -> LoadedImage:
