@@ -83,6 +83,11 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
             raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
 
 
+def _not_loadable(path: Path, exc: Exception) -> ModelError:
+    first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return ModelError(f"{path.name} is not a loadable ONNX model ({first}). Choose a RadLens .onnx model file.")
+
+
 class Classifier:
     """An ONNX model that satisfies the RadLens contract. ``run`` is thread-safe."""
 
@@ -117,7 +122,7 @@ class Classifier:
                 except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
                     sess = None
                     if "CUDA" not in str(e) and "cuda" not in str(e):
-                        raise ModelError(f"model cannot be loaded: {self.path.name} ({e}).") from None
+                        raise _not_loadable(self.path, e) from None
                     self.provider_note = f"CUDA failed to start ({str(e).splitlines()[0]}); using the CPU."
                 if sess is not None and sess.get_providers()[0] == "CUDAExecutionProvider":
                     self.session = sess
@@ -131,10 +136,7 @@ class Classifier:
             try:
                 self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001
-                raise ModelError(
-                    f"{self.path.name} is not a loadable ONNX model ({str(e).splitlines()[0][:300]}). "
-                    "Choose a RadLens .onnx model file."
-                ) from None
+                raise _not_loadable(self.path, e) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if CARD_KEY not in meta:
             raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens model.")
