@@ -11,14 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_samples, read_split
+from engine.card import DISCLAIMER
+
+from .data import data_root, load_samples, read_split, resolve_data
 
 
 def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
     ic = cfg["input"]
-    card_cfg = cfg.get("card", {})
+    card_cfg = cfg.get("card") or {}
+    val = result.get("val") or {}
     training_data = dict(card_cfg.get("training_data") or {})
-    training_data["split_counts"] = result["counts"]
+    counts = result.get("counts") or {}
+    if not training_data.get("summary") and counts:
+        per_label = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in result["labels"]}
+        training_data["summary"] = (f"{sum(per_label.values())} images from {Path(str(cfg['data'])).name}: "
+                                    + ", ".join(f"{lab} {n}" for lab, n in per_label.items()) + ".")
+    training_data.setdefault("confounders", ["None documented for this dataset; check how each class was collected "
+                                             "(sources, ages, scanners) before trusting the model."])
+    training_data["split_counts"] = counts
     training_data["split"] = {"by": "subject, else near-duplicate group", "seed": cfg["split"]["seed"],
                               "fractions": cfg["split"]["fractions"]}
     metrics = {}
@@ -32,16 +42,21 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
             "per_class": {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in d.items()}
                           for k, d in test_metrics["per_class"].items()},
         }
+    intended_use = str(card_cfg.get("intended_use") or f"{DISCLAIMER}.").strip()
+    if "research use only" not in intended_use.lower():
+        intended_use = f"{DISCLAIMER}. {intended_use}"
     return {
         "name": cfg["name"], "version": str(cfg["version"]), "labels": result["labels"],
-        "input_size": list(ic["size"]), "mean": list(ic["mean"]), "std": list(ic["std"]), "resize": ic["resize"],
-        "temperature": round(result["temperature"], 5), "operating_points": result["operating_points"],
+        "input_size": [int(v) for v in ic["size"]], "mean": list(ic["mean"]), "std": list(ic["std"]), "resize": ic["resize"],
+        # exactly the graph's temperature: evaluation recomputes probabilities from logits with it
+        "temperature": float(result["temperature"]), "operating_points": result["operating_points"],
         "training_data": training_data, "test_metrics": metrics,
-        "intended_use": card_cfg.get("intended_use") or "Research use only, not for diagnosis.",
+        "intended_use": intended_use,
         "created": _dt.date.today().isoformat(), "architecture": cfg["model"]["arch"],
         "extra": {"operating_point_rule": "per class, the calibrated-probability threshold maximising Youden's J on validation",
-                  "best_epoch": result["best_epoch"],
-                  "validation": {"accuracy": round(result["val"]["accuracy"], 4), "macro_f1": round(result["val"]["macro_f1"], 4)}},
+                  "best_epoch": result.get("best_epoch", 0),
+                  "validation": {"accuracy": round(val.get("accuracy", float("nan")), 4),
+                                 "macro_f1": round(val.get("macro_f1", float("nan")), 4)}},
     }
 
 
@@ -59,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .evaluate import evaluate_onnx
-    from .export import export_onnx, verify_export
+    from .export import export_onnx, verify_export, write_card
     from .models import build_model
     from .plots import confusion_png, curves_png
     from .train import train
@@ -67,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     if args.data:
         cfg["data"] = args.data
+    cfg["data"] = str(resolve_data(cfg["data"]))
     out = Path(args.out or f"runs/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -75,17 +91,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     ck = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = build_model(cfg["model"]["arch"], len(result["labels"]), pretrained=False)
     net.load_state_dict(ck["state_dict"])
-    splits = read_split(out / "split.csv", Path(cfg["data"]))
+    splits = read_split(out / "split.csv", data_root(cfg["data"]))
     onnx_path = out / f"{cfg['name']}.onnx"
     size = tuple(cfg["input"]["size"])
     export_onnx(net, result["temperature"], build_card(cfg, result, None), onnx_path, size)
-    check_imgs = _images_for_check(splits["test"], cfg)
+    check_imgs = _images_for_check(splits["test"] or splits["val"], cfg)
     verification = verify_export(onnx_path, net, result["temperature"], check_imgs, result["labels"])
     print("export verified:", json.dumps(verification), flush=True)
 
     test = evaluate_onnx(onnx_path, splits["test"])  # the shipped graph, through the engine
     card = build_card(cfg, result, test)
-    export_onnx(net, result["temperature"], card, onnx_path, size)
+    write_card(onnx_path, card)  # same graph, final card; verified again as shipped
     verification = verify_export(onnx_path, net, result["temperature"], check_imgs, result["labels"])
     metrics = {"model": card["name"], "version": card["version"], "sha256": verification["sha256"],
                "test": test, "validation": result["val"], "temperature": result["temperature"],
@@ -125,10 +141,11 @@ def _print_summary(test: dict, result: dict) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint, evaluate_onnx
 
+    data = resolve_data(args.data)
     if args.split_file:
-        samples = read_split(Path(args.split_file), Path(args.data))[args.split]
+        samples = read_split(Path(args.split_file), data_root(data))[args.split]
     else:
-        samples, _ = load_samples(args.data)
+        samples, _ = load_samples(data)
     model = Path(args.model)
     m = evaluate_onnx(model, samples, device=args.device) if model.suffix == ".onnx" else evaluate_checkpoint(model, samples)
     text = json.dumps(m, indent=1)
@@ -151,11 +168,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = json.loads(result_path.read_text()) if result_path.exists() else {
         "labels": labels, "temperature": ck["temperature"], "operating_points": ck["operating_points"],
         "counts": {}, "best_epoch": 0, "val": {"accuracy": float("nan"), "macro_f1": float("nan")}}
+    metrics_path = run_dir / "metrics.json"
+    test = json.loads(metrics_path.read_text()).get("test") if metrics_path.exists() else None
     net = build_model(cfg["model"]["arch"], len(labels), pretrained=False)
     net.load_state_dict(ck["state_dict"])
     out = Path(args.output)
-    export_onnx(net, ck["temperature"], build_card(cfg, result, None), out, tuple(cfg["input"]["size"]))
-    splits = read_split(run_dir / "split.csv", Path(cfg["data"]))
+    export_onnx(net, ck["temperature"], build_card(cfg, result, test), out, tuple(cfg["input"]["size"]))
+    splits = read_split(run_dir / "split.csv", data_root(resolve_data(cfg["data"])))
     report = verify_export(out, net, ck["temperature"], _images_for_check(splits["test"] or splits["val"], cfg), labels)
     print(json.dumps(report, indent=1))
     return 0

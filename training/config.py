@@ -26,6 +26,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# sections whose keys are all known: a typo in an override is an error, not a silent no-op
+STRICT_SECTIONS = ("split", "model", "input", "train")
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
@@ -40,19 +44,27 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict:
     """A config by name (training/configs/NAME.yaml) or path, with ``a.b=value`` overrides
     (values parsed as YAML, so numbers, lists and booleans work)."""
     path = Path(name_or_path)
-    if not path.exists():
+    if not path.is_file():
         path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
+    if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"config {name_or_path!r} not found; known configs: {known}")
-    cfg = _merge(DEFAULTS, yaml.safe_load(path.read_text()) or {})
+        raise FileNotFoundError(f"config {name_or_path!r} not found; known configs: {known} (or give a YAML file path)")
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"config {path} must be a YAML mapping of settings")
+    cfg = _merge(DEFAULTS, loaded or {})
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must be key=value (e.g. train.epochs=2)")
         key, value = item.split("=", 1)
+        parts = key.strip().split(".")
         node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        section = DEFAULTS.get(parts[0]) if len(parts) == 2 else None
+        if parts[0] in STRICT_SECTIONS and isinstance(section, dict) and parts[1] not in section:
+            raise ValueError(f"override {item!r}: unknown setting {key!r}; {parts[0]} has {sorted(section)}")
         node[parts[-1]] = yaml.safe_load(value)
     return cfg

@@ -32,6 +32,24 @@ class Sample:
     source: str = ""
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_data(data: str | Path) -> Path:
+    """A data path as given if it exists (relative to the working directory), else relative
+    to the repository root (configs say ``../shared/data/cxr``), else unchanged."""
+    path = Path(data)
+    if not path.exists() and not path.is_absolute() and (REPO_ROOT / path).exists():
+        return (REPO_ROOT / path).resolve()
+    return path
+
+
+def data_root(data: str | Path) -> Path:
+    """The folder that manifest/split ``file`` paths are relative to (a manifest's folder)."""
+    path = Path(data)
+    return path.parent if path.is_file() else path
+
+
 def read_manifest(manifest: Path) -> list[dict[str, str]]:
     with open(manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

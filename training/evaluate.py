@@ -16,6 +16,15 @@ from .data import Sample
 from .metrics import evaluate
 
 
+def _known(samples: list[Sample], labels: list[str]) -> list[Sample]:
+    known = [s for s in samples if s.label in labels]
+    if not known:
+        found = sorted({s.label for s in samples})
+        raise ValueError(f"none of the {len(samples)} samples has a label the model knows: data has {found}, "
+                         f"the model {list(labels)}. Select or rename classes to match the model.")
+    return known
+
+
 def onnx_logits(model_path: Path, samples: list[Sample], batch: int = 32, device: str = "cpu") -> tuple[np.ndarray, Classifier]:
     clf = Classifier(model_path, device=device)
 
@@ -35,7 +44,7 @@ def evaluate_onnx(model_path: Path, samples: list[Sample], device: str = "cpu") 
     """Metrics of an .onnx on samples whose labels the model knows (others are counted, skipped)."""
     clf = Classifier(model_path, device=device, warmup=False)
     labels = list(clf.labels)
-    known = [s for s in samples if s.label in labels]
+    known = _known(samples, labels)
     logits, clf = onnx_logits(model_path, known, device=device)
     y = np.array([labels.index(s.label) for s in known])
     m = evaluate(logits, y, labels, clf.card.temperature)
@@ -55,7 +64,7 @@ def evaluate_checkpoint(checkpoint: Path, samples: list[Sample]) -> dict:
     cfg, labels = ck["config"], ck["labels"]
     net = build_model(cfg["model"]["arch"], len(labels), pretrained=False)
     net.load_state_dict(ck["state_dict"])
-    known = [s for s in samples if s.label in labels]
+    known = _known(samples, labels)
     imgs = load_all(known, tuple(cfg["input"]["size"]), cfg["input"]["resize"])
     logits = predict_logits(net, normalize_batch(imgs, cfg["input"]["mean"], cfg["input"]["std"]), 0, batch=32)
     y = np.array([labels.index(s.label) for s in known])

@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.card import CARD_KEY
+
+from .metrics import softmax
 from .models import CamNet, ExportModule
 
 
@@ -16,9 +19,6 @@ class ExportVerificationError(RuntimeError):
 
 
 def export_onnx(net: CamNet, temperature: float, card: dict, path: Path, size: tuple[int, int]) -> Path:
-    import onnx
-    from onnx import helper
-
     net = net.eval().to(memory_format=torch.contiguous_format)
     module = ExportModule(net, temperature).eval()
     path = Path(path)
@@ -29,33 +29,46 @@ def export_onnx(net: CamNet, temperature: float, card: dict, path: Path, size: t
             dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "probs": {0: "N"}, "cam": {0: "N"}},
             opset_version=17, dynamo=False,
         )
-    model = onnx.load(str(path))
-    helper.set_model_props(model, {"radlens.card": json.dumps(card, sort_keys=True)})
-    model.producer_name = "radlens-training"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    write_card(path, card)
     return path
 
 
+def write_card(path: Path, card: dict) -> Path:
+    """Store ``card`` as the ``radlens.card`` metadata of an exported model (the graph is untouched)."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    helper.set_model_props(model, {CARD_KEY: json.dumps(card, sort_keys=True)})
+    model.producer_name = "radlens-training"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
 def autograd_gradcam(net: CamNet, x: torch.Tensor) -> torch.Tensor:
-    """Reference Grad-CAM with hooks on the last conv layer: [N, C, h, w]."""
+    """Reference Grad-CAM with a forward hook on the last conv layer: [N, C, h, w].
+
+    One forward pass through the whole torch model; the gradient of each class logit with
+    respect to the hooked activations A comes from autograd, alpha = spatial mean of it."""
     net = net.eval()
     store: dict[str, torch.Tensor] = {}
 
     def hook(_m, _i, out):  # noqa: ANN001, ANN202
-        out.retain_grad()
         store["a"] = out
 
     handle = net.layers[-1].register_forward_hook(hook)
     try:
-        maps = []
-        for c in range(net.fc.out_features):
-            net.zero_grad(set_to_none=True)
-            logits = net(x.clone().requires_grad_(False))
-            logits[:, c].sum().backward()
-            a, g = store["a"], store["a"].grad
-            alpha = g.mean(dim=(2, 3), keepdim=True)
-            maps.append(torch.relu((alpha * a).sum(1)).detach())
+        with torch.enable_grad():
+            # the input requires grad so the graph exists even when every weight is frozen
+            logits = net(x.detach().clone().requires_grad_(True))
+            a = store["a"]
+            maps = []
+            for c in range(logits.shape[1]):
+                (g,) = torch.autograd.grad(logits[:, c].sum(), a, retain_graph=c + 1 < logits.shape[1])
+                alpha = g.mean(dim=(2, 3), keepdim=True)
+                maps.append(torch.relu((alpha * a).sum(1)).detach())
     finally:
         handle.remove()
     return torch.stack(maps, dim=1)
@@ -63,17 +76,28 @@ def autograd_gradcam(net: CamNet, x: torch.Tensor) -> torch.Tensor:
 
 def verify_export(path: Path, net: CamNet, temperature: float, images: np.ndarray, labels: list[str],
                   prob_tol: float = 1e-4, cam_corr: float = 0.99) -> dict:
-    """onnxruntime vs torch on real images; in-graph CAM vs autograd Grad-CAM; engine accepts it."""
+    """onnxruntime vs torch on real images; in-graph CAM vs autograd Grad-CAM; engine accepts it.
+
+    Raises ExportVerificationError naming every check that failed."""
     import onnxruntime as ort
 
+    from engine.errors import ModelError
     from engine.model import Classifier
 
-    x = torch.from_numpy(np.ascontiguousarray(images, np.float32))
+    images = np.ascontiguousarray(images, np.float32)
+    x = torch.from_numpy(images)
     net = net.eval().to(memory_format=torch.contiguous_format)
     with torch.no_grad():
-        t_logits, t_probs, _ = ExportModule(net, temperature).eval()(x)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    o_logits, o_probs, o_cam = sess.run(["logits", "probs", "cam"], {"image": images.astype(np.float32)})
+        _, t_probs, _ = ExportModule(net, temperature).eval()(x)
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        o_logits, o_probs, o_cam = sess.run(["logits", "probs", "cam"], {"image": images})
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ExportVerificationError(f"onnxruntime cannot run the exported model {path} ({e})") from e
+    problems = []
+    if o_probs.shape != tuple(t_probs.shape) or o_cam.shape[:2] != (len(images), len(labels)):
+        raise ExportVerificationError(f"exported outputs have shapes probs {o_probs.shape}, cam {o_cam.shape}; expected "
+                                      f"probs {tuple(t_probs.shape)} and cam [{len(images)}, {len(labels)}, h, w]")
     prob_diff = float(np.abs(o_probs - t_probs.numpy()).max())
     ref = autograd_gradcam(net, x).numpy()
     corrs = {}
@@ -83,17 +107,26 @@ def verify_export(path: Path, net: CamNet, temperature: float, images: np.ndarra
             corrs[lab] = 1.0 if np.allclose(a, b) else 0.0
         else:
             corrs[lab] = float(np.corrcoef(a, b)[0, 1])
-    clf = Classifier(path, device="cpu")
-    report = {"n_images": int(len(images)), "max_abs_prob_diff": prob_diff, "cam_correlation": corrs,
-              "engine_accepts": True, "engine_labels": list(clf.labels), "sha256": clf.sha256}
-    problems = []
+    report = {"n_images": int(len(images)), "max_abs_prob_diff": prob_diff, "cam_correlation": corrs}
     if prob_diff > prob_tol:
         problems.append(f"onnxruntime vs torch probabilities differ by {prob_diff:.2e} > {prob_tol:.0e}")
     bad = {k: v for k, v in corrs.items() if not v >= cam_corr}
     if bad:
         problems.append(f"in-graph CAM vs autograd Grad-CAM correlation below {cam_corr}: {bad}")
-    if list(clf.labels) != list(labels):
-        problems.append(f"engine reads labels {list(clf.labels)}, expected {labels}")
+    try:
+        clf = Classifier(path, device="cpu")
+    except ModelError as e:
+        problems.append(f"the engine refuses the model: {e}")
+    else:
+        report.update({"engine_accepts": True, "engine_labels": list(clf.labels), "sha256": clf.sha256})
+        if list(clf.labels) != list(labels):
+            problems.append(f"engine reads labels {list(clf.labels)}, expected {labels}")
+        # the card's temperature must be the one inside the graph (evaluation recomputes probs from logits)
+        card_diff = float(np.abs(softmax(o_logits, clf.card.temperature) - o_probs).max())
+        report["card_temperature_prob_diff"] = card_diff
+        if card_diff > prob_tol:
+            problems.append(f"card temperature {clf.card.temperature} does not match the graph's probabilities "
+                            f"(differ by {card_diff:.2e})")
     if problems:
-        raise ExportVerificationError("; ".join(problems))
+        raise ExportVerificationError("export verification failed: " + "; ".join(problems))
     return report

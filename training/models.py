@@ -123,7 +123,7 @@ def _resnet(block: type, depths: list[int], num_classes: int, dropout: float, ar
     layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
                                              nn.MaxPool2d(3, 2, 1))]
     cin = 64
-    for stage, (c, d) in enumerate(zip((64, 128, 256, 512), depths)):
+    for stage, (c, d) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
         for i in range(d):
             layers.append(block(cin, c, 2 if i == 0 and stage > 0 else 1))
             cin = c * block.expansion

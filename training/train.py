@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import augment
-from .data import load_all, load_samples, read_split, split_samples, summarize, write_split
+from .data import data_root, load_all, load_samples, read_split, split_samples, summarize, write_split
 from .metrics import evaluate, fit_temperature, operating_points, softmax
 from .models import CamNet, build_model
 
@@ -109,7 +109,7 @@ def train(cfg: dict, out_dir: Path) -> dict:
         torch.set_num_threads(int(tc["threads"]))
     samples, labels = load_samples(cfg["data"], cfg.get("classes"))
     if cfg.get("split", {}).get("file"):
-        splits = read_split(Path(cfg["split"]["file"]), Path(cfg["data"]))
+        splits = read_split(Path(cfg["split"]["file"]), data_root(cfg["data"]))
     else:
         if cfg.get("max_per_class"):
             rng = random.Random(int(tc["seed"]))
@@ -190,7 +190,7 @@ def train(cfg: dict, out_dir: Path) -> dict:
             opt.step()
             sched.step()
             step += 1
-            run_loss += float(loss) * len(idx)
+            run_loss += float(loss.detach()) * len(idx)
             run_correct += int((logits.argmax(1) == yt).sum())
             seen += len(idx)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", img_s=f"{seen / (time.time() - te):.0f}")
