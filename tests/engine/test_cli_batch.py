@@ -1,0 +1,122 @@
+"""``radlens-batch`` called in-process through ``main([...])``, and ``python -m engine``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.report import read_report
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("cliin")
+    for label, paths in cxr_samples.items():
+        for i, p in enumerate(paths[:2]):
+            shutil.copy(p, root / f"{label}{i}.jpg")
+    shutil.copy(dicom_dir / "CR-MONO1-10-chest.dcm", root / "chest.dcm")
+    shutil.copy(dicom_dir / "RG2_JPLY.dcm", root / "jply.dcm")
+    (root / "empty.png").write_bytes(b"")
+    return root
+
+
+def test_batch_run(tmp_path: Path, folder: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "report.csv"
+    code = main([str(folder), "-o", str(out), "--model", str(tiny_model_path), "--batch-size", "3"])
+    captured = capsys.readouterr()
+    assert code == 0
+    comment, table = read_report(out)
+    assert comment.startswith("# RadLens report - Research use only, not for diagnosis. Model tiny-test-cnn 0.0.1 sha256 ")
+    assert len(table) == 11
+    statuses = [r["status"] for r in table]
+    assert statuses.count("error") == 2 and statuses.count("ok") == 9
+    s = captured.out
+    assert "Analysed 11 of 11 file(s)" in s and "9 ok, 2 error(s)" in s
+    assert "Predictions per class:" in s
+    counts = {lab: int(n) for lab, n in re.findall(r"^\s+(normal|covid|pneumonia|tuberculosis)\s+(\d+)", s, re.M)}
+    assert sum(counts.values()) == 9
+    predicted = [r["prediction"] for r in table if r["status"] == "ok"]
+    assert counts == {lab: predicted.count(lab) for lab in ("normal", "covid", "pneumonia", "tuberculosis")}
+    assert "jply.dcm: unsupported compression" in s and "empty.png: the file is empty" in s
+    assert "Provider: CPU" in s or "Provider: CUDA" in s
+    assert s.rstrip().endswith("Research use only, not for diagnosis.")
+    assert re.search(r"11/11 \[[0-9:]+<[0-9:]+, +[0-9.]+img/s\]", captured.err)  # progress bar: rate and ETA
+    assert "patient_id" not in table[0]
+
+
+def test_include_identifiers(tmp_path: Path, folder: Path, tiny_model_path: Path) -> None:
+    out = tmp_path / "ids.csv"
+    assert main([str(folder), "-o", str(out), "--model", str(tiny_model_path), "--include-identifiers",
+                 "--device", "cpu", "--no-progress"]) == 0
+    table = read_report(out)[1]
+    chest = next(r for r in table if r["file"] == "chest.dcm")
+    assert "patient_id" in chest and chest["study_instance_uid"]
+
+
+def test_no_model(tmp_path: Path, folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "models" / "radlens-cxr4.onnx"
+    monkeypatch.setenv("RADLENS_MODEL", str(missing))  # the default model path, made to be absent
+    assert main([str(folder), "-o", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"no model found at {missing}" in err and "pass --model" in err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_refused_model(tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not onnx")
+    assert main([str(folder), "-o", str(tmp_path / "r.csv"), "--model", str(bad)]) == 2
+    assert "bad.onnx is not a loadable ONNX model" in capsys.readouterr().err
+
+
+def test_missing_folder(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.csv"), "--model", str(tiny_model_path)]) == 2
+    assert "folder not found" in capsys.readouterr().err
+
+
+def test_empty_folder(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "-o", str(tmp_path / "r.csv"), "--model", str(tiny_model_path)]) == 2
+    assert "no files in" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_missing_output_folder(tmp_path: Path, folder: Path, tiny_model_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(folder), "-o", str(tmp_path / "no" / "r.csv"), "--model", str(tiny_model_path)]) == 2
+    assert "folder for the report does not exist" in capsys.readouterr().err
+
+
+def test_all_files_bad_still_exit_zero(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.dcm").write_text("text")
+    out = tmp_path / "r.csv"
+    assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 0
+    assert read_report(out)[1][0]["status"] == "error"
+    assert "0 ok, 1 error(s)" in capsys.readouterr().out
+
+
+def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["folder"])  # -o is required
+    assert info.value.code == 2
+    assert "-o" in capsys.readouterr().err
+
+
+def test_python_dash_m_engine(tmp_path: Path, folder: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    help_ = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=120)
+    assert help_.returncode == 0 and "radlens-batch" in help_.stdout and "--include-identifiers" in help_.stdout
+    run = subprocess.run([sys.executable, "-m", "engine", str(folder), "-o", str(tmp_path / "r.csv"), "--model",
+                          str(tmp_path / "none.onnx")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 2 and "no model found at" in run.stderr

@@ -1,0 +1,151 @@
+"""CSV reports: content, identifiers only on request, atomic writing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.batch import BatchRow, analyze_folder
+from engine.image import Identifiers
+from engine.report import (
+    IDENTIFIER_COLUMNS,
+    ModelInfo,
+    ReportError,
+    read_report,
+    report_columns,
+    write_report,
+)
+
+LABELS = ("normal", "covid", "pneumonia", "tuberculosis")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("reportin")
+    shutil.copy(cxr_samples["normal"][0], root / "a.jpg")
+    shutil.copy(dicom_dir / "RG3_JPLL.dcm", root / "b.dcm")
+    shutil.copy(dicom_dir / "RG2_JPLY.dcm", root / "c_bad.dcm")
+    (root / "sub").mkdir()
+    shutil.copy(cxr_samples["tuberculosis"][0], root / "sub" / "d.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def rows(folder: Path, classifier) -> list[BatchRow]:
+    return list(analyze_folder(folder, classifier))
+
+
+def test_columns() -> None:
+    assert report_columns(LABELS) == [
+        "file", "status", "error", "prediction", "prob_normal", "prob_covid", "prob_pneumonia", "prob_tuberculosis",
+        "model_name", "model_version", "model_sha256", "width", "height", "modality", "view_position"]
+    with_ids = report_columns(LABELS, include_identifiers=True)
+    assert with_ids[-len(IDENTIFIER_COLUMNS):] == list(IDENTIFIER_COLUMNS)
+    assert {"patient_id", "patient_name", "study_instance_uid", "accession_number", "study_date"} <= set(with_ids)
+
+
+def test_report_content(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    out = tmp_path / "report.csv"
+    assert write_report(out, rows, classifier) == 4
+    comment, table = read_report(out)
+    assert comment == (f"# RadLens report - Research use only, not for diagnosis. Model tiny-test-cnn 0.0.1 "
+                       f"sha256 {classifier.sha256}")
+    assert list(table[0]) == report_columns(classifier.labels)
+    assert [r["file"] for r in table] == ["a.jpg", "b.dcm", "c_bad.dcm", "sub/d.jpg"]
+    for src, line in zip(rows, table, strict=True):
+        assert line["status"] == src.status and line["error"] == src.error
+        assert (line["model_name"], line["model_version"], line["model_sha256"]) == ("tiny-test-cnn", "0.0.1", classifier.sha256)
+        if src.ok:
+            assert line["prediction"] == src.label
+            probs = {lab: float(line[f"prob_{lab}"]) for lab in classifier.labels}
+            assert probs == pytest.approx(src.probs, abs=1e-6)
+            assert max(probs, key=probs.get) == line["prediction"]
+            assert (int(line["width"]), int(line["height"])) == (src.width, src.height)
+        else:
+            assert line["prediction"] == "" and all(line[f"prob_{lab}"] == "" for lab in classifier.labels)
+            assert "unsupported compression" in line["error"]
+    b = table[1]
+    assert (b["modality"], b["view_position"], b["width"], b["height"]) == ("CR", "AP", "1760", "1760")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_identifiers_only_with_the_option(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    dcm = next(r for r in rows if r.rel_path == "b.dcm")
+    uid = dcm.identifiers.study_instance_uid
+    assert uid  # the DICOM has identifiers to leave out
+    plain, full = tmp_path / "plain.csv", tmp_path / "full.csv"
+    write_report(plain, rows, classifier)
+    write_report(full, rows, classifier, include_identifiers=True)
+    assert uid not in plain.read_text(encoding="utf-8")
+    assert not set(IDENTIFIER_COLUMNS) & set(read_report(plain)[1][0])
+    line = read_report(full)[1][1]
+    for key, value in dcm.identifiers.as_dict().items():
+        assert line[key] == value
+    assert read_report(full)[1][0]["study_instance_uid"] == ""  # a PNG/JPEG has none
+
+
+def _boom_after(rows: list[BatchRow], n: int, exc: BaseException) -> Iterator[BatchRow]:
+    yield from rows[:n]
+    raise exc
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failure_mid_write_leaves_nothing(tmp_path: Path, rows: list[BatchRow], classifier,
+                                          exc: BaseException) -> None:
+    out = tmp_path / "report.csv"
+    with pytest.raises(type(exc)):
+        write_report(out, _boom_after(rows, 2, exc), classifier)
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []  # no temp file left either
+
+
+def test_failure_keeps_the_previous_report(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    out = tmp_path / "report.csv"
+    write_report(out, rows, classifier)
+    before = out.read_bytes()
+    with pytest.raises(RuntimeError):
+        write_report(out, _boom_after(rows, 1, RuntimeError("crash")), classifier)
+    assert out.read_bytes() == before and os.listdir(tmp_path) == ["report.csv"]
+
+
+def test_temp_file_is_beside_the_target_until_done(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    out = tmp_path / "report.csv"
+    seen: list[list[str]] = []
+
+    def watching() -> Iterator[BatchRow]:
+        for r in rows:
+            seen.append(sorted(os.listdir(tmp_path)))
+            yield r
+
+    write_report(out, watching(), classifier)
+    assert all(len(s) == 1 and s[0].startswith(".report.csv.") and s[0].endswith(".tmp") for s in seen)
+    assert os.listdir(tmp_path) == ["report.csv"]
+
+
+def test_missing_folder(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    with pytest.raises(ReportError, match="does not exist"):
+        write_report(tmp_path / "no" / "r.csv", rows, classifier)
+
+
+def test_awkward_text_round_trips(tmp_path: Path) -> None:
+    info = ModelInfo(name="m", version="1", sha256="ab" * 32, labels=("x", "y"))
+    odd = BatchRow(index=0, total=2, path="/p/a,b.png", rel_path='a,"b".png', status="error",
+                   error='line one, "quoted"\nline two')
+    ok = BatchRow(index=1, total=2, path="/p/é.png", rel_path="é.png", status="ok", label="y",
+                  probs={"x": 0.25, "y": 0.75}, width=10, height=20, identifiers=Identifiers(patient_name="Müller^Zoë"))
+    out = tmp_path / "r.csv"
+    write_report(out, [odd, ok], info, include_identifiers=True)
+    _, table = read_report(out)
+    assert table[0]["file"] == 'a,"b".png' and table[0]["error"] == 'line one, "quoted"\nline two'
+    assert table[1]["file"] == "é.png" and table[1]["patient_name"] == "Müller^Zoë"
+    assert (table[1]["prob_x"], table[1]["prob_y"]) == ("0.250000", "0.750000")
+
+
+def test_model_info_from_classifier(classifier) -> None:
+    info = ModelInfo.from_classifier(classifier)
+    assert info == ModelInfo("tiny-test-cnn", "0.0.1", classifier.sha256, classifier.labels)
