@@ -1,0 +1,176 @@
+"""Entry point: ``radlens`` / ``python -m desktop [--model PATH] [--device D] [FILE|FOLDER ...]``.
+
+Sets up the QApplication, logging to a file in the user's data folder, and an exception
+hook that shows a dialog and logs the traceback instead of killing the app.
+``--screenshot OUT.png`` renders the window once the given image is analysed, saves it
+and exits (works offscreen too: it uses QWidget.grab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QCoreApplication, QObject, QStandardPaths, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from . import APP_NAME, ORG_NAME
+
+log = logging.getLogger("radlens")
+SELF_TEST_FLAGS = ("--self-test", "--startup-time", "--write-expected")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine import DISCLAIMER
+
+    p = argparse.ArgumentParser(prog="radlens", description=f"RadLens: chest radiograph viewer with AI. {DISCLAIMER}.")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="images or folders to open")
+    p.add_argument("--model", metavar="PATH", help="RadLens .onnx model (default: the bundled model)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: saved setting)")
+    p.add_argument("--settings", metavar="FILE.ini", help="use this settings file instead of the user's")
+    p.add_argument("--screenshot", metavar="OUT.png", help="save the window after the first image is analysed, then exit")
+    p.add_argument("--size", default="1500x950", metavar="WxH", help="window size for --screenshot")
+    p.add_argument("--cam-class", metavar="LABEL", help="with --screenshot: show this class's heatmap")
+    p.add_argument("--window-preset", metavar="NAME", help="with --screenshot: apply this window/level preset")
+    return p
+
+
+def log_dir() -> Path:
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base or Path.home() / ".radlens")
+
+
+def setup_logging() -> Path | None:
+    """Log to <AppDataLocation>/radlens.log (and stderr). Returns the log file path."""
+    path: Path | None = log_dir() / "radlens.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        path, handler = None, logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s]: %(message)s"))
+    root = logging.getLogger()
+    if not any(getattr(h, "_radlens", False) for h in root.handlers):
+        handler._radlens = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+class ErrorReporter(QObject):
+    """Receives uncaught exceptions from any thread; logs them and shows a dialog on the
+    GUI thread. ``show`` is replaceable (tests)."""
+
+    reported = Signal(str, str)  # summary, traceback text
+
+    def __init__(self, log_path: Path | None, show: Callable[[str, str], None] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.log_path = log_path
+        self.show = show or self._dialog
+        self.count = 0
+        self.reported.connect(self._on_reported, Qt.ConnectionType.QueuedConnection)
+
+    def handle(self, etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(etype, KeyboardInterrupt):
+            QCoreApplication.quit()
+            return
+        text = "".join(traceback.format_exception(etype, value, tb))
+        log.error("uncaught exception in thread %s:\n%s", threading.current_thread().name, text)
+        self.reported.emit(f"{etype.__name__}: {value}", text)
+
+    def install(self) -> None:
+        sys.excepthook = self.handle
+        threading.excepthook = lambda a: self.handle(a.exc_type, a.exc_value, a.exc_traceback)  # type: ignore[arg-type]
+
+    @Slot(str, str)
+    def _on_reported(self, summary: str, text: str) -> None:
+        self.count += 1
+        self.show(summary, text)
+
+    def _dialog(self, summary: str, text: str) -> None:
+        where = f"\n\nThe details were written to {self.log_path}." if self.log_path else ""
+        box = QMessageBox(QMessageBox.Icon.Critical, f"{APP_NAME}: unexpected error",
+                          f"Something went wrong: {summary}\n\nRadLens keeps running; if something looks wrong, "
+                          f"save your work and restart it. Please report this error.{where}")
+        box.setDetailedText(text)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setModal(False)
+        box.show()
+
+
+def screenshot_when_done(win, out: str, cam_class: str | None, preset: str | None) -> None:  # noqa: ANN001 - MainWindow
+    """Save ``win`` to ``out`` once the first image is analysed (or failed), then quit."""
+    def grab(_path: str = "") -> None:
+        if cam_class and win.prediction is not None and cam_class in win.prediction.labels:
+            win.analysis.cam.set_class_index(win.prediction.labels.index(cam_class))
+        if preset:
+            win.display.apply_preset(preset)
+        win.display.flush()
+        QTimer.singleShot(300, finish)
+
+    def finish() -> None:
+        QApplication.processEvents()
+        ok = win.grab().save(out)
+        print(f"screenshot {'saved to' if ok else 'FAILED:'} {out}")
+        win.close()
+        QApplication.quit()
+
+    win.analysisFinished.connect(grab, Qt.ConnectionType.SingleShotConnection)
+
+
+def make_app(argv: Sequence[str]) -> QApplication:
+    QCoreApplication.setOrganizationName(ORG_NAME)
+    QCoreApplication.setApplicationName(APP_NAME)
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME, *argv])
+    app.setApplicationDisplayName(APP_NAME)
+    return app  # type: ignore[return-value]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in SELF_TEST_FLAGS for a in argv):  # the installer's self-test (issue: installers)
+        from .selftest import run_self_test
+
+        return run_self_test(argv)
+    args = build_parser().parse_args(argv)
+    app = make_app([])
+    log_path = setup_logging()
+    reporter = ErrorReporter(log_path, parent=app)
+    reporter.install()
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+    from .main_window import MainWindow
+    from .settings import Settings
+
+    win = MainWindow(Settings(args.settings), model_path=args.model, device=args.device)
+    if args.screenshot:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+        win.resize(w, h)
+        screenshot_when_done(win, args.screenshot, args.cam_class, args.window_preset)
+        if args.paths:
+            _open_after_model(win, [os.path.abspath(p) for p in args.paths])
+        else:
+            QTimer.singleShot(1500, lambda: (win.grab().save(args.screenshot), app.quit()))
+    elif args.paths:
+        QTimer.singleShot(0, lambda: win.open_paths([os.path.abspath(p) for p in args.paths]))
+    win.show()
+    log.info("RadLens started (log: %s)", log_path)
+    return app.exec()
+
+
+def _open_after_model(win, paths: list[str]) -> None:  # noqa: ANN001
+    """Open ``paths`` once the model has loaded (or failed), so the screenshot has results."""
+    if win.classifier is not None or not win.model_reason.startswith("Loading"):
+        win.open_paths(paths)
+        return
+    win.modelChanged.connect(lambda: win.open_paths(paths), Qt.ConnectionType.SingleShotConnection)
+

@@ -1,0 +1,271 @@
+"""Analyse a folder: the worker that drives ``engine.batch.analyze_folder`` and the
+window that shows progress (count, rate, ETA), cancels, lists the results and exports
+them through ``engine.report.write_report`` (atomic)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from PySide6.QtCore import QModelIndex, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import DISCLAIMER, Classifier
+from engine.batch import BatchRow, analyze_folder
+from engine.report import ModelInfo, write_report
+
+from .batch_view import ALL, ERRORS, PATH_ROLE, BatchFilterProxy, BatchTableModel
+from .dialogs import Dialogs
+from .workers import describe_error
+
+log = logging.getLogger(__name__)
+EMIT_INTERVAL = 0.1  # seconds: rows reach the GUI in chunks, at most ten times a second
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    done: int
+    total: int
+    cancelled: bool
+    seconds: float
+    error: str = ""  # the batch could not run at all (folder missing, empty, ...)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class BatchWorker(QObject):
+    rows = Signal(object)  # list[BatchRow]
+    progress = Signal(int, int, float)  # done, total, elapsed seconds
+    finished = Signal(object)  # BatchEnd
+
+    def __init__(self, folder: str, classifier: Classifier, batch_size: int = 16) -> None:
+        super().__init__()
+        self.folder = folder
+        self.classifier = classifier
+        self.batch_size = batch_size
+        self.cancel = threading.Event()  # set from the GUI thread; the engine checks it
+
+    @Slot()
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        done = total = 0
+        try:
+            job = analyze_folder(self.folder, self.classifier, batch_size=self.batch_size, cancel=self.cancel)
+            total = job.total
+            self.progress.emit(0, total, 0.0)
+            chunk: list[BatchRow] = []
+            last = time.perf_counter()
+            for row in job:
+                chunk.append(row)
+                done = row.done
+                now = time.perf_counter()
+                if now - last >= EMIT_INTERVAL:
+                    self.rows.emit(chunk)
+                    self.progress.emit(done, total, now - t0)
+                    chunk, last = [], now
+            if chunk:
+                self.rows.emit(chunk)
+            self.progress.emit(done, total, time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001 - errors are values
+            self.finished.emit(BatchEnd(done, total, self.cancel.is_set(), time.perf_counter() - t0, describe_error(e)))
+            return
+        self.finished.emit(BatchEnd(done, total, self.cancel.is_set() and done < total, time.perf_counter() - t0))
+
+
+class BatchDialog(QDialog):
+    openRequested = Signal(str)
+    finished_batch = Signal(object)  # BatchEnd
+
+    def __init__(self, folder: str, classifier: Classifier, dialogs: Dialogs | None = None,
+                 parent: QWidget | None = None, batch_size: int = 16) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Batch analysis: {os.path.basename(os.path.normpath(folder)) or folder}")
+        self.setModal(False)
+        self.resize(980, 640)
+        self.folder = folder
+        self.classifier = classifier
+        self.dialogs = dialogs or Dialogs(self)
+        self.end: BatchEnd | None = None
+        self.cancel_requested_at: float | None = None
+        self.last_export: str = ""
+        card = classifier.card
+        head = QLabel(f"<b>Folder:</b> {folder}<br><b>Model:</b> {card.name} {card.version} on "
+                      f"{classifier.device_label}")
+        head.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        notice = QLabel(f"{DISCLAIMER}. The CSV export says so too.")
+        notice.setStyleSheet("color: #b00020; font-weight: bold;")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)
+        self.status = QLabel("Listing files…")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        top = QHBoxLayout()
+        top.addWidget(self.bar, 1)
+        top.addWidget(self.cancel_button)
+        self.model = BatchTableModel(card.labels, self)
+        self.proxy = BatchFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 280)
+        self.table.setToolTip("Click a row to open the image in the viewer")
+        self.table.clicked.connect(self._on_click)
+        self.table.activated.connect(self._on_click)
+        self.filter = QComboBox()
+        self.filter.addItems([ALL, ERRORS, *card.labels])
+        self.filter.currentTextChanged.connect(self.proxy.set_mode)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.identifiers = QCheckBox("Include patient/study identifiers")
+        self.identifiers.setToolTip("Adds patient ID, name, birth date, study/series/SOP UIDs, accession number and "
+                                    "study date to the CSV. Leave off to share reports safely.")
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        filt = QHBoxLayout()
+        filt.addWidget(QLabel("Show"))
+        filt.addWidget(self.filter)
+        filt.addStretch(1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.identifiers)
+        bottom.addStretch(1)
+        bottom.addWidget(self.export_button)
+        bottom.addWidget(close)
+        lay = QVBoxLayout(self)
+        lay.addWidget(head)
+        lay.addWidget(notice)
+        lay.addLayout(top)
+        lay.addWidget(self.status)
+        lay.addLayout(filt)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.summary)
+        lay.addLayout(bottom)
+        self._thread = QThread(self)
+        self._thread.setObjectName("radlens-batch")
+        self.worker = BatchWorker(folder, classifier, batch_size)
+        self.worker.moveToThread(self._thread)
+        self._thread.started.connect(self.worker.run)
+        self.worker.rows.connect(self._on_rows)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def running(self) -> bool:
+        return self._thread.isRunning() and self.end is None
+
+    def cancel(self) -> None:
+        if self.running():
+            self.cancel_requested_at = time.perf_counter()
+            self.worker.cancel.set()
+            self.cancel_button.setEnabled(False)
+            self.status.setText(self.status.text() + "  Cancelling…")
+
+    # -- worker results ------------------------------------------------------------------
+    def _on_rows(self, rows: list[BatchRow]) -> None:
+        self.model.add_rows(rows)
+        self._update_summary()
+
+    def _on_progress(self, done: int, total: int, elapsed: float) -> None:
+        self.bar.setRange(0, max(total, 1))
+        self.bar.setValue(done)
+        rate = done / elapsed if elapsed > 0 and done else 0.0
+        eta = f"ETA {format_eta((total - done) / rate)}" if rate > 0 and done < total else ("done" if done >= total else "ETA …")
+        self.status.setText(f"{done} / {total} files · {rate:.1f} images/s · {eta}")
+
+    def _on_finished(self, end: BatchEnd) -> None:
+        self.end = end
+        self._thread.quit()
+        self.cancel_button.setEnabled(False)
+        if end.error:
+            self.bar.setRange(0, 1)
+            self.status.setText(f"The batch could not run: {end.error}")
+        elif end.cancelled:
+            self.status.setText(f"Cancelled after {end.done} of {end.total} files ({end.seconds:.1f} s). "
+                                "The table and an export hold the files analysed so far.")
+        else:
+            rate = end.done / end.seconds if end.seconds > 0 else 0.0
+            self.status.setText(f"Finished: {end.done} files in {end.seconds:.1f} s ({rate:.1f} images/s).")
+        self.export_button.setEnabled(self.model.rowCount() > 0)
+        self._update_summary()
+        self.finished_batch.emit(end)
+
+    def _update_summary(self) -> None:
+        rows = self.model.rows()
+        counts = Counter(r.label for r in rows if r.ok)
+        errors = sum(1 for r in rows if not r.ok)
+        parts = [f"{counts[lab]} {lab}" for lab in self.model.labels if counts[lab]]
+        self.summary.setText(f"{len(rows)} analysed: " + (", ".join(parts) or "none ok") + f"; {errors} error(s).")
+
+    def _on_click(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.openRequested.emit(index.data(PATH_ROLE))
+
+    # -- export --------------------------------------------------------------------------
+    def export(self) -> str:
+        """Ask where, then write the CSV atomically. Returns the path written ("" if none)."""
+        rows = self.model.rows()
+        if not rows:
+            return ""
+        path = self.dialogs.save_csv(os.path.join(self.folder, "radlens-report.csv"))
+        if not path:
+            return ""
+        try:
+            n = write_report(path, rows, ModelInfo.from_classifier(self.classifier),
+                             include_identifiers=self.identifiers.isChecked())
+        except Exception as e:  # noqa: BLE001
+            msg = describe_error(e) if not isinstance(e, OSError) else f"{e.strerror or e}. Choose a writable location."
+            self.dialogs.error("Export failed", f"The report could not be written to {path}: {msg}")
+            return ""
+        self.last_export = path
+        note = " with identifiers" if self.identifiers.isChecked() else ""
+        self.status.setText(f"Exported {n} rows{note} to {path}.")
+        return path
+
+    # -- closing -------------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        self.worker.cancel.set()
+        self._thread.quit()
+        if not self._thread.wait(timeout_ms):
+            log.warning("the batch thread did not stop in time")
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001, N802
+        if self.running():
+            self.cancel()
+            QTimer.singleShot(0, self._finish_close)
+        super().closeEvent(event)
+
+    def _finish_close(self) -> None:
+        self.shutdown()

@@ -1,0 +1,43 @@
+"""File dialogs and message boxes behind one object, so tests can replace them."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.dcm *.dicom *.DCM);;All files (*)"
+MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
+CSV_FILTER = "CSV files (*.csv)"
+
+
+class Dialogs:
+    """Modal questions the window asks the user. Each returns the answer or "" / []."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        self.parent = parent
+
+    def open_files(self, folder: str) -> list[str]:
+        files, _ = QFileDialog.getOpenFileNames(self.parent, "Open images", folder, IMAGE_FILTER)
+        return files
+
+    def open_folder(self, folder: str, title: str = "Open folder") -> str:
+        return QFileDialog.getExistingDirectory(self.parent, title, folder)
+
+    def open_model(self, folder: str) -> str:
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Load model", folder, MODEL_FILTER)
+        return path
+
+    def save_csv(self, suggested: str) -> str:
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Export CSV report", suggested, CSV_FILTER)
+        if path and not path.lower().endswith(".csv"):
+            path += ".csv"
+        return path
+
+    def text(self, title: str, label: str, default: str = "") -> str:
+        text, ok = QInputDialog.getText(self.parent, title, label, text=default)
+        return text.strip() if ok else ""
+
+    def error(self, title: str, text: str) -> None:
+        QMessageBox.warning(self.parent, title, text)
+
+    def info(self, title: str, text: str) -> None:
+        QMessageBox.information(self.parent, title, text)

@@ -1,0 +1,307 @@
+"""What the image view shows: window/level (presets, numeric entry, right-drag, invert,
+reset), zoom actions, and the Grad-CAM overlay (toggle, class, opacity).
+
+Pixels come prepared from a worker (``DisplaySource``); here they only pass through a
+lookup table and become a QImage, on the GUI thread, coalesced to one render per
+event-loop turn so a fast right-drag never queues renders.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+
+from engine import Window
+
+from .convert import gray_qimage, rgba_qimage
+from .image_view import ImageView
+from .windowing import BUILTIN_PRESETS, DEFAULT_PRESET, DisplaySource, drag_window, render
+
+PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
+
+
+def _action(parent: QObject, text: str, shortcut: str | QKeySequence | list | None = None, tip: str = "",
+            checkable: bool = False) -> QAction:
+    a = QAction(text, parent)
+    if isinstance(shortcut, list):
+        a.setShortcuts([QKeySequence(s) for s in shortcut])
+    elif shortcut:
+        a.setShortcut(QKeySequence(shortcut))
+    if tip:
+        a.setStatusTip(tip)
+        a.setToolTip(f"{text} ({a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})" if shortcut else text)
+    a.setCheckable(checkable)
+    return a
+
+
+class WindowLevelBar(QWidget):
+    """Preset selector and numeric centre/width entry."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.preset = QComboBox()
+        self.preset.setToolTip("Window/level preset (F2-F6)")
+        self.preset.setMinimumContentsLength(14)
+        self.center = QDoubleSpinBox()
+        self.width = QDoubleSpinBox()
+        for box, name in ((self.center, "Level (window centre)"), (self.width, "Window width")):
+            box.setRange(-1e7, 1e7)
+            box.setKeyboardTracking(False)
+            box.setToolTip(f"{name}; type a value and press Enter. Right-drag on the image also changes it.")
+            box.setMinimumWidth(90)
+        self.width.setMinimum(1e-6)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.addWidget(QLabel("W/L"))
+        lay.addWidget(self.preset)
+        lay.addWidget(QLabel("C"))
+        lay.addWidget(self.center)
+        lay.addWidget(QLabel("W"))
+        lay.addWidget(self.width)
+
+
+class DisplayController(QObject):
+    windowChanged = Signal(str)  # a short description for the status bar
+
+    def __init__(self, view: ImageView, user_presets: list[Window], cam_visible: bool, opacity: float,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.view = view
+        self.src: DisplaySource | None = None
+        self.window: Window | None = None  # None: the file's default display
+        self.invert = False
+        self.user_presets = list(user_presets)
+        self._drag_start: Window | None = None
+        self._heat: tuple[np.ndarray, ...] = ()
+        self._cam_class = 0
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self._render_now)
+        self.renders = 0
+        self.bar = WindowLevelBar()
+        self.bar.preset.activated.connect(self._on_preset_combo)
+        self.bar.center.valueChanged.connect(self._on_numeric)
+        self.bar.width.valueChanged.connect(self._on_numeric)
+        self._make_actions(cam_visible)
+        view.windowDragStarted.connect(self._drag_started)
+        view.windowDragged.connect(self._dragged)
+        view.set_overlay_opacity(opacity)
+        view.set_overlay_visible(cam_visible)
+        self._set_enabled(False)
+
+    def _make_actions(self, cam_visible: bool) -> None:
+        v = self.view
+        self.fit = _action(self, "&Fit to window", "F", "Fit the whole image in the view")
+        self.fit.triggered.connect(v.fit_to_window)
+        self.actual = _action(self, "&Actual size (1:1)", "1", "One image pixel per screen pixel")
+        self.actual.triggered.connect(v.actual_size)
+        self.zoom_in = _action(self, "Zoom &in", ["+", "=", QKeySequence.StandardKey.ZoomIn], "Zoom in around the centre")
+        self.zoom_in.triggered.connect(lambda: v.zoom_by(1.25))
+        self.zoom_out = _action(self, "Zoom &out", ["-", QKeySequence.StandardKey.ZoomOut], "Zoom out")
+        self.zoom_out.triggered.connect(lambda: v.zoom_by(0.8))
+        self.invert_action = _action(self, "&Invert grayscale", "I", "Swap black and white", checkable=True)
+        self.invert_action.toggled.connect(self.set_invert)
+        self.reset = _action(self, "&Reset view and window", "R", "Fit, DICOM default window, no inversion")
+        self.reset.triggered.connect(self.reset_all)
+        self.numeric = _action(self, "Set window/level &numerically", "W", "Type the window centre and width")
+        self.numeric.triggered.connect(self._focus_numeric)
+        self.preset_actions: list[QAction] = []
+        group = QActionGroup(self)
+        for name, key in zip(BUILTIN_PRESETS, PRESET_KEYS, strict=True):
+            a = _action(self, f"Preset: {name}", key, f"Window/level preset {name}", checkable=True)
+            a.setData(name)
+            a.triggered.connect(lambda _=False, n=name: self.apply_preset(n))
+            group.addAction(a)
+            self.preset_actions.append(a)
+        self.cam_toggle = _action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True)
+        self.cam_toggle.setChecked(cam_visible)
+        self.cam_toggle.toggled.connect(self.view.set_overlay_visible)
+        self.cam_next = _action(self, "Next heatmap &class", "C", "Show the Grad-CAM of the next class")
+        self.cam_less = _action(self, "Heatmap opacity down", "[", "Make the heatmap more transparent")
+        self.cam_more = _action(self, "Heatmap opacity up", "]", "Make the heatmap more opaque")
+        self.view_actions = [self.fit, self.actual, self.zoom_in, self.zoom_out, self.invert_action, self.reset,
+                             self.numeric, *self.preset_actions]
+
+    def _set_enabled(self, on: bool) -> None:
+        for a in self.view_actions:
+            a.setEnabled(on)
+        self.bar.setEnabled(on)
+
+    # -- image ---------------------------------------------------------------------------
+    def set_source(self, src: DisplaySource) -> None:
+        """A new image: default window, no inversion, fitted, no overlay yet."""
+        self.src = src
+        self.window = None
+        self._heat = ()
+        self.invert_action.blockSignals(True)
+        self.invert_action.setChecked(False)
+        self.invert_action.blockSignals(False)
+        self.invert = False
+        self._fill_presets()
+        self.view.set_image(gray_qimage(render(src, None)), reset_view=True)
+        self.view.set_overlay(None)
+        self._set_enabled(True)
+        self._sync_widgets()
+
+    def clear(self, message: str) -> None:
+        self.src = None
+        self._heat = ()
+        self.view.clear(message)
+        self._set_enabled(False)
+        self.windowChanged.emit("")
+
+    def effective_window(self) -> Window | None:
+        if self.src is None:
+            return None
+        return self.window or self.src.default_window
+
+    def displayed(self) -> np.ndarray | None:
+        """The uint8 image currently drawn (for tests)."""
+        return None if self.src is None else render(self.src, self.window, self.invert)
+
+    def set_window(self, window: Window | None) -> None:
+        self.window = window
+        self._schedule()
+
+    def set_invert(self, on: bool) -> None:
+        self.invert = bool(on)
+        if self.invert_action.isChecked() != self.invert:
+            self.invert_action.setChecked(self.invert)
+        self._schedule()
+
+    def apply_preset(self, name: str) -> None:
+        if self.src is None:
+            return
+        for p in self.user_presets:
+            if f"User: {p.name}" == name:
+                self.set_window(p)
+                return
+        self.set_window(self.src.preset(name))
+
+    def preset_names(self) -> list[str]:
+        return [self.bar.preset.itemText(i) for i in range(self.bar.preset.count())]
+
+    def add_user_preset(self, w: Window) -> None:
+        self.user_presets = [p for p in self.user_presets if p.name != w.name] + [w]
+        self._fill_presets()
+        self._sync_widgets()
+
+    def reset_all(self) -> None:
+        if self.src is None:
+            return
+        self.set_invert(False)
+        self.set_window(None)
+        self.view.fit_to_window()
+
+    def _fill_presets(self) -> None:
+        self.bar.preset.blockSignals(True)
+        self.bar.preset.clear()
+        if self.src is not None:
+            for name, _ in self.src.presets:
+                self.bar.preset.addItem(name)
+            for p in self.user_presets:
+                self.bar.preset.addItem(f"User: {p.name}")
+            self.bar.preset.addItem("Custom")
+        self.bar.preset.blockSignals(False)
+
+    def _on_preset_combo(self, i: int) -> None:
+        name = self.bar.preset.itemText(i)
+        if name != "Custom":
+            self.apply_preset(name)
+
+    def _on_numeric(self, _v: float) -> None:
+        if self.src is None or self._syncing:
+            return
+        self.set_window(Window(self.bar.center.value(), max(self.bar.width.value(), 1e-6), "LINEAR_EXACT", "Custom"))
+
+    def _focus_numeric(self) -> None:
+        self.bar.center.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.bar.center.selectAll()
+
+    _syncing = False
+
+    def _current_preset_name(self) -> str:
+        if self.src is None:
+            return ""
+        if self.window is None:
+            return DEFAULT_PRESET
+        for name, w in self.src.presets:
+            if w == self.window:
+                return name
+        for p in self.user_presets:
+            if p == self.window:
+                return f"User: {p.name}"
+        return "Custom"
+
+    def _sync_widgets(self) -> None:
+        w = self.effective_window()
+        if w is None or self.src is None:
+            return
+        self._syncing = True
+        span = self.src.hi - self.src.lo
+        decimals = 1 if span >= 50 else 3 if span >= 1 else 5
+        for box, val in ((self.bar.center, w.center), (self.bar.width, w.width)):
+            box.setDecimals(decimals)
+            box.setSingleStep(max(span / 100.0, 10 ** -decimals))
+            box.setValue(val)
+        name = self._current_preset_name()
+        self.bar.preset.setCurrentText(name)
+        for a in self.preset_actions:
+            a.setChecked(a.data() == name)
+        self._syncing = False
+        text = f"{name}: C {w.center:.{decimals}f} W {w.width:.{decimals}f}" + (" inverted" if self.invert else "")
+        self.windowChanged.emit(text)
+
+    # -- rendering -----------------------------------------------------------------------
+    def _schedule(self) -> None:
+        if self.src is not None and not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render_now(self) -> None:
+        if self.src is None:
+            return
+        self.view.update_image(gray_qimage(render(self.src, self.window, self.invert)))
+        self.renders += 1
+        self._sync_widgets()
+
+    def flush(self) -> None:
+        """Render a pending change now (tests, screenshots)."""
+        if self._render_timer.isActive():
+            self._render_timer.stop()
+            self._render_now()
+
+    # -- right-drag ----------------------------------------------------------------------
+    def _drag_started(self) -> None:
+        self._drag_start = self.effective_window()
+
+    def _dragged(self, dx: float, dy: float) -> None:
+        if self.src is None or self._drag_start is None:
+            return
+        vp = self.view.viewport()
+        self.window = drag_window(self._drag_start, dx, dy, self.src, (vp.width(), vp.height()))
+        self._schedule()
+
+    # -- Grad-CAM ------------------------------------------------------------------------
+    def set_heatmaps(self, heat: tuple[np.ndarray, ...], class_index: int) -> None:
+        self._heat = heat
+        self.set_cam_class(class_index)
+
+    def clear_heatmaps(self) -> None:
+        self._heat = ()
+        self.view.set_overlay(None)
+
+    def set_cam_class(self, i: int) -> None:
+        self._cam_class = i
+        if 0 <= i < len(self._heat):
+            self.view.set_overlay(rgba_qimage(self._heat[i]))
+        else:
+            self.view.set_overlay(None)
+
+    def cam_class(self) -> int:
+        return self._cam_class
+
+    def has_heatmaps(self) -> bool:
+        return bool(self._heat)

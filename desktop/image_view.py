@@ -1,0 +1,219 @@
+"""The image view: a QGraphicsView with the radiograph and the Grad-CAM overlay.
+
+Wheel zooms around the cursor, left-drag pans, right-drag changes window/level (the
+view reports the drag; the window decides what it means). The overlay is a child item
+of the image item scaled to the image's size, so it stays aligned at every zoom and pan.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPixmap, QTransform, QWheelEvent
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+
+MIN_SCALE, MAX_SCALE = 0.01, 40.0
+WHEEL_STEP = 1.0015  # per 1/8 degree of wheel rotation: one notch (120) = 1.2x
+
+
+class ImageView(QGraphicsView):
+    windowDragStarted = Signal()
+    windowDragged = Signal(float, float)  # total dx, dy in view pixels since the press
+    windowDragFinished = Signal()
+    zoomChanged = Signal(float)  # current scale (1.0 = one image pixel per screen pixel)
+    navigate = Signal(int)  # Up/Down on the image: previous/next image of the study
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self._image_item = QGraphicsPixmapItem()
+        self._image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._image_item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
+        self.scene().addItem(self._image_item)
+        self._overlay = QGraphicsPixmapItem(self._image_item)  # child: shares every transform
+        self._overlay.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._overlay.setZValue(1)
+        self._overlay.setVisible(False)
+        self._overlay_wanted = False
+        self._has_image = False
+        self._fit = True
+        self._message = "Drop chest radiographs (PNG, JPEG, DICOM) or a folder here,\nor use File > Open."
+        self._wl_origin: QPointF | None = None
+        self.setBackgroundBrush(QColor(12, 12, 14))
+        self.setRenderHints(QPainter.RenderHint.SmoothPixmapTransform | QPainter.RenderHint.Antialiasing)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.NoContextMenu)  # right button = window/level
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        # no scroll bars (pan by dragging): bars appearing on zoom would resize the viewport
+        # and shift the image under the cursor
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # drops are handled by the main window: let them through
+        self.setAcceptDrops(False)
+        self.viewport().setAcceptDrops(False)
+
+    # -- content -------------------------------------------------------------------------
+    def has_image(self) -> bool:
+        return self._has_image
+
+    def set_image(self, image: QImage, reset_view: bool = True) -> None:
+        """Show a new image (reset_view: fit it to the window)."""
+        first = not self._has_image
+        self._image_item.setPixmap(QPixmap.fromImage(image))
+        self._has_image = True
+        self._message = ""
+        self.setSceneRect(QRectF(0, 0, image.width(), image.height()))
+        self._overlay.setVisible(False)
+        self._overlay.setPixmap(QPixmap())
+        if reset_view or first:
+            self.fit_to_window()
+        self.viewport().update()
+
+    def update_image(self, image: QImage) -> None:
+        """Replace the pixels of the current image (window/level change): view unchanged."""
+        self._image_item.setPixmap(QPixmap.fromImage(image))
+
+    def clear(self, message: str) -> None:
+        """No image: show a message (why) in the view instead."""
+        self._image_item.setPixmap(QPixmap())
+        self._overlay.setPixmap(QPixmap())
+        self._overlay.setVisible(False)
+        self._has_image = False
+        self._message = message
+        self.setSceneRect(QRectF(0, 0, 1, 1))
+        self.resetTransform()
+        self.viewport().update()
+
+    def message(self) -> str:
+        return self._message
+
+    def image_size(self) -> tuple[int, int]:
+        pm = self._image_item.pixmap()
+        return pm.width(), pm.height()
+
+    # -- overlay -------------------------------------------------------------------------
+    def set_overlay(self, image: QImage | None) -> None:
+        """An overlay (any resolution) stretched over the whole image."""
+        if image is None or image.isNull() or not self._has_image:
+            self._overlay.setPixmap(QPixmap())
+            self._overlay.setVisible(False)
+            return
+        w, h = self.image_size()
+        self._overlay.setPixmap(QPixmap.fromImage(image))
+        self._overlay.setTransform(QTransform.fromScale(w / image.width(), h / image.height()))
+        self._overlay.setVisible(self._overlay_wanted)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self._overlay_wanted = visible
+        self._overlay.setVisible(visible and not self._overlay.pixmap().isNull())
+
+    def overlay_visible(self) -> bool:
+        return self._overlay.isVisible()
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self._overlay.setOpacity(max(0.0, min(1.0, opacity)))
+
+    def overlay_item(self) -> QGraphicsPixmapItem:
+        return self._overlay
+
+    # -- zoom and pan --------------------------------------------------------------------
+    def scale_factor(self) -> float:
+        return self.transform().m11()
+
+    def fit_to_window(self) -> None:
+        self._fit = True
+        if self._has_image:
+            self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
+        self.zoomChanged.emit(self.scale_factor())
+
+    def actual_size(self) -> None:
+        self._fit = False
+        center = self.mapToScene(self.viewport().rect().center())
+        self.setTransform(QTransform())
+        self.centerOn(center)
+        self.zoomChanged.emit(1.0)
+
+    def zoom_by(self, factor: float, anchor_view_pos: QPointF | None = None) -> None:
+        """Zoom by ``factor`` keeping the scene point under ``anchor_view_pos`` fixed
+        (default: the view centre)."""
+        if not self._has_image:
+            return
+        current = self.scale_factor()
+        factor = max(MIN_SCALE / current, min(MAX_SCALE / current, factor))
+        if anchor_view_pos is None:
+            anchor_view_pos = QPointF(self.viewport().rect().center())
+        before = self.mapToScene(anchor_view_pos.toPoint())
+        old_anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.scale(factor, factor)
+        self.setTransformationAnchor(old_anchor)
+        # scroll so the scene point that was under the anchor is under it again
+        moved = self.transform().map(before) - self.transform().map(self.mapToScene(anchor_view_pos.toPoint()))
+        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+        h.setValue(h.value() + round(moved.x()))
+        v.setValue(v.value() + round(moved.y()))
+        self._fit = False
+        self.zoomChanged.emit(self.scale_factor())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        steps = event.angleDelta().y()
+        if not steps or not self._has_image:
+            event.ignore()
+            return
+        self.zoom_by(WHEEL_STEP ** steps, event.position())
+        event.accept()
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
+        super().resizeEvent(event)
+        if self._fit and self._has_image:
+            self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
+            self.zoomChanged.emit(self.scale_factor())
+
+    # -- right-drag: window/level ----------------------------------------------------------
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.RightButton and self._has_image:
+            self._wl_origin = event.position()
+            self.viewport().setCursor(Qt.CursorShape.SizeAllCursor)
+            self.windowDragStarted.emit()
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._wl_origin is not None:
+            d = event.position() - self._wl_origin
+            self.windowDragged.emit(d.x(), d.y())
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._wl_origin is not None and event.button() == Qt.MouseButton.RightButton:
+            self._wl_origin = None
+            self.viewport().unsetCursor()
+            self.windowDragFinished.emit()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802
+        if event.key() in (Qt.Key.Key_Up, Qt.Key.Key_Down) and not event.modifiers():
+            self.navigate.emit(-1 if event.key() == Qt.Key.Key_Up else 1)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        if self._has_image or not self._message:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(200, 200, 200))
+        f = painter.font()
+        f.setPointSizeF(f.pointSizeF() * 1.2)
+        painter.setFont(f)
+        r = self.viewport().rect().adjusted(40, 40, -40, -40)
+        painter.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+        painter.restore()

@@ -1,0 +1,105 @@
+"""The model card dialog: labels and operating points, training data and its known
+confounders, test metrics, intended use, and the file's identity (SHA-256, provider)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+
+from engine import DISCLAIMER, ModelCard
+
+_esc = html.escape
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        if all(not isinstance(x, (dict, list)) for x in v):
+            return ", ".join(_esc(str(x)) for x in v)
+        return "<ul>" + "".join(f"<li>{_value(x)}</li>" for x in v) + "</ul>"
+    if isinstance(v, dict):
+        return _dict_list(v)
+    return _esc(str(v))
+
+
+def _dict_list(d: dict[str, Any]) -> str:
+    return "<ul>" + "".join(f"<li><b>{_esc(str(k).replace('_', ' '))}</b>: {_value(v)}</li>" for k, v in d.items()) + "</ul>"
+
+
+def _per_class_table(per_class: dict[str, dict[str, Any]]) -> str:
+    cols: list[str] = []
+    for d in per_class.values():
+        for k in d:
+            if k not in cols:
+                cols.append(k)
+    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
+    rows = "".join(
+        f"<tr><td>{_esc(lab)}</td>" + "".join(f"<td align='right'>{_value(d.get(c, ''))}</td>" for c in cols) + "</tr>"
+        for lab, d in per_class.items()
+    )
+    return f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>class</th>{head}</tr>{rows}</table>"
+
+
+def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str = "", note: str = "") -> str:
+    parts = [f"<h2>{_esc(card.name)} {_esc(card.version)}</h2>",
+             f"<p style='color:#b00020'><b>{_esc(DISCLAIMER)}.</b></p>",
+             f"<h3>Intended use</h3><p>{_esc(card.intended_use)}</p>"]
+    ops = card.operating_points
+    rows = "".join(
+        f"<tr><td>{_esc(lab)}</td><td align='right'>{ops[lab] * 100:.1f}%</td></tr>" if lab in ops
+        else f"<tr><td>{_esc(lab)}</td><td>-</td></tr>" for lab in card.labels)
+    parts.append("<h3>Classes and operating points</h3>"
+                 "<p>A class is called positive when its probability reaches its operating point "
+                 "(the orange mark on its bar).</p>"
+                 f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>class</th><th>operating point</th></tr>{rows}</table>")
+    td = dict(card.training_data)
+    parts.append("<h3>Training data</h3>")
+    if "summary" in td:
+        parts.append(f"<p>{_esc(str(td.pop('summary')))}</p>")
+    conf = td.pop("confounders", None)
+    if conf:
+        items = conf if isinstance(conf, (list, tuple)) else [conf]
+        parts.append("<p><b>Known confounders</b> (shortcuts the model may have learned):</p><ul>"
+                     + "".join(f"<li>{_esc(str(c))}</li>" for c in items) + "</ul>")
+    if td:
+        parts.append(_dict_list(td))
+    tm = dict(card.test_metrics)
+    parts.append("<h3>Test metrics</h3>")
+    if not tm:
+        parts.append("<p>The card reports no test metrics.</p>")
+    else:
+        per_class = tm.pop("per_class", None)
+        parts.append(_dict_list(tm))
+        if isinstance(per_class, dict) and per_class:
+            parts.append(_per_class_table(per_class))
+    details = {
+        "architecture": card.architecture, "input size": f"{card.input_size[0]}×{card.input_size[1]} ({card.resize})",
+        "temperature": card.temperature, "created": card.created, "file": path, "SHA-256": sha256,
+        "execution provider": provider + (f" ({note})" if note else ""),
+    }
+    parts.append("<h3>Model file</h3>" + _dict_list({k: v for k, v in details.items() if v not in ("", None)}))
+    if card.extra:
+        parts.append("<h3>More</h3>" + _dict_list(card.extra))
+    return "".join(parts)
+
+
+class ModelCardDialog(QDialog):
+    def __init__(self, card: ModelCard, sha256: str = "", path: str = "", provider: str = "", note: str = "",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Model card: {card.name} {card.version}")
+        self.resize(640, 720)
+        self.browser = QTextBrowser()
+        self.browser.setOpenExternalLinks(False)
+        self.browser.setHtml(card_html(card, sha256, path, provider, note))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.browser)
+        lay.addWidget(buttons)
+
+    def text(self) -> str:
+        return self.browser.toPlainText()

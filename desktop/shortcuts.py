@@ -1,0 +1,62 @@
+"""Help > Shortcuts: every keyboard shortcut of the window's actions, plus mouse gestures."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+GESTURES = (
+    ("Mouse wheel", "Zoom around the cursor"),
+    ("Left-drag on the image", "Pan"),
+    ("Right-drag on the image", "Window/level: left-right = width, up-down = level"),
+    ("Up / Down (study browser or image)", "Previous / next image in the study"),
+    ("Drop files or a folder on the window", "Open them as a study"),
+)
+
+
+def shortcut_rows(actions: list[QAction]) -> list[tuple[str, str]]:
+    """(action, shortcut text) for every action that has a shortcut, without duplicates."""
+    rows, seen = [], set()
+    for a in actions:
+        keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in a.shortcuts() if not k.isEmpty()]
+        if not keys:
+            continue
+        name = a.text().replace("&", "").rstrip(".…")
+        key = (name, tuple(keys))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append((name, ", ".join(keys)))
+    return rows
+
+
+class ShortcutsDialog(QDialog):
+    def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        self.resize(560, 620)
+        self.rows = shortcut_rows(actions) + list(GESTURES)
+        table = QTableWidget(len(self.rows), 2)
+        table.setHorizontalHeaderLabels(["Action", "Shortcut"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        for r, (name, keys) in enumerate(self.rows):
+            table.setItem(r, 0, QTableWidgetItem(name))
+            table.setItem(r, 1, QTableWidgetItem(keys))
+        self.table = table
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(table)
+        lay.addWidget(buttons)

@@ -1,0 +1,131 @@
+"""The study: which files the browser lists (from a folder, a drop or the command line)
+and their background thumbnails and predictions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QDockWidget, QWidget
+
+from engine import Classifier
+from engine.batch import FolderError, list_images
+
+from .study_browser import StudyBrowser
+from .workers import AnalysisService, StudyItem
+
+MAX_STUDY_FILES = 2000  # the browser lists at most this many; batch analysis has no limit
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".dcm", ".dicom", ".dic", ".ima", ""}
+
+
+def looks_like_image(path: Path) -> bool:
+    """Files worth listing from a folder: image extensions, no extension, or a UID-style
+    numeric one (DICOM files are often named by their UID)."""
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or suffix[1:].isdigit()
+
+
+def expand(paths: list[str], limit: int = MAX_STUDY_FILES) -> tuple[list[str], str]:
+    """Files to list for ``paths``: folders are searched recursively (image-like files
+    only); files given one by one are always kept. Returns (files, message)."""
+    out: list[str] = []
+    notes: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            try:
+                found = [str(f) for f in list_images(p) if looks_like_image(f)]
+            except FolderError as e:
+                notes.append(str(e))
+                continue
+            if not found:
+                notes.append(f"no PNG, JPEG or DICOM files in {p}.")
+            out.extend(found)
+        else:
+            out.append(p)
+    seen: set[str] = set()
+    unique = [p for p in out if not (os.path.abspath(p) in seen or seen.add(os.path.abspath(p)))]
+    if len(unique) > limit:
+        notes.append(f"the study browser lists the first {limit:,} of {len(unique):,} files; "
+                     "use File > Analyse folder for all of them.")
+        unique = unique[:limit]
+    return unique, " ".join(notes)
+
+
+class StudyController(QObject):
+    fileActivated = Signal(str)
+
+    def __init__(self, service: AnalysisService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self.classifier: Classifier | None = None
+        self.browser = StudyBrowser()
+        self.dock = QDockWidget("Study", parent)
+        self.dock.setWidget(self.browser)
+        self.last_message = ""
+        self.done: set[str] = set()  # analysed by the viewer already: the study worker skips them
+        self.browser.fileActivated.connect(self.fileActivated)
+        service.studyItem.connect(self._on_item)
+
+    def set_study(self, paths: list[str]) -> str:
+        """List ``paths`` (folders expanded); returns the first file ("" if none)."""
+        files, self.last_message = expand(paths)
+        if self.last_message:
+            self.browser.summary.setToolTip(self.last_message)
+        if not files:
+            return ""
+        self.browser.set_paths(files)
+        self.done = set()
+        self._process()
+        return files[0]
+
+    def add(self, path: str) -> None:
+        if self.browser.row_of(path) < 0:
+            self.browser.add_path(path)
+            self._process()
+
+    def restart(self, classifier: Classifier | None) -> None:
+        """A new model: everything is pending again."""
+        self.classifier = classifier
+        current = self.browser.current_path()
+        self.done = {os.path.abspath(current)} if current else set()
+        for row in range(self.browser.count()):
+            if os.path.abspath(self.browser.paths()[row]) != os.path.abspath(current):
+                self.browser.set_status(row, "pending")
+        self._process()
+
+    def _process(self) -> None:
+        paths = self.browser.paths()
+        todo = tuple(i for i in range(len(paths)) if self.browser.status(i) == "pending")
+        self.service.study(paths, self.classifier, todo, skip=self.done)
+
+    def _on_item(self, item: StudyItem) -> None:
+        row = self.browser.row_of(item.path)
+        if row < 0 or os.path.abspath(item.path) in self.done:
+            return
+        self.browser.set_status(row, item.status, item.label, item.prob, item.message, item.thumb)
+
+    # -- the viewer's own results ---------------------------------------------------------
+    def image_loaded(self, path: str, thumb: np.ndarray, analysed: bool) -> None:
+        row = self.browser.row_of(path)
+        if row >= 0:
+            self.browser.set_thumbnail(row, thumb)
+            if not analysed:
+                self.done.add(os.path.abspath(path))
+                self.browser.set_status(row, "loaded")
+
+    def analysed(self, path: str, label: str, prob: float) -> None:
+        self.done.add(os.path.abspath(path))
+        row = self.browser.row_of(path)
+        if row >= 0:
+            self.browser.set_status(row, "analysed", label, prob)
+
+    def failed(self, path: str, message: str) -> None:
+        self.done.add(os.path.abspath(path))
+        row = self.browser.row_of(path)
+        if row >= 0:
+            self.browser.set_status(row, "error", message=message)
+
+    def shutdown(self) -> None:
+        self.service.study([], None)

@@ -1,0 +1,163 @@
+"""The study browser: the files of the opened folder or drop, with thumbnail, name,
+status (pending, analysed, error) and predicted class. Arrow keys move through it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QIcon, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from .convert import gray_qimage
+from .windowing import THUMB_SIZE
+
+PATH_ROLE = Qt.ItemDataRole.UserRole
+STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
+LABEL_ROLE = Qt.ItemDataRole.UserRole + 2
+
+STATUS_TEXT = {
+    "pending": "pending",
+    "analysed": "analysed",
+    "loaded": "not analysed (no model)",
+    "error": "error",
+}
+ERROR_COLOR = QColor(220, 60, 60)
+
+
+def _placeholder() -> QIcon:
+    pm = QPixmap(THUMB_SIZE, THUMB_SIZE)
+    pm.fill(QColor(40, 40, 44))
+    return QIcon(pm)
+
+
+class StudyBrowser(QWidget):
+    fileActivated = Signal(str)  # the user moved to another file (click or arrow keys)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.setIconSize(QSize(64, 64))
+        self.list.setUniformItemSizes(True)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setWordWrap(False)
+        self.list.setAlternatingRowColors(True)
+        self.list.setToolTip("Arrow keys move through the study; the image opens in the viewer")
+        self.list.currentRowChanged.connect(self._on_row)
+        self.summary = QLabel("No study open.")
+        self.summary.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.list, 1)
+        lay.addWidget(self.summary)
+        self._placeholder = _placeholder()
+        self._index: dict[str, int] = {}
+        self._quiet = False
+
+    # -- content -------------------------------------------------------------------------
+    def set_paths(self, paths: Sequence[str]) -> None:
+        self._quiet = True
+        self.list.clear()
+        self._index = {}
+        for p in paths:
+            self._add(p)
+        self._quiet = False
+        self._update_summary()
+
+    def _add(self, path: str) -> int:
+        item = QListWidgetItem(self._placeholder, "")
+        item.setData(PATH_ROLE, path)
+        item.setToolTip(path)
+        self.list.addItem(item)
+        row = self.list.count() - 1
+        self._index[os.path.abspath(path)] = row
+        self._set_text(item, "pending", "", 0.0, "")
+        return row
+
+    def add_path(self, path: str) -> int:
+        row = self.row_of(path)
+        if row < 0:
+            row = self._add(path)
+            self._update_summary()
+        return row
+
+    def paths(self) -> list[str]:
+        return [self.list.item(i).data(PATH_ROLE) for i in range(self.list.count())]
+
+    def row_of(self, path: str) -> int:
+        return self._index.get(os.path.abspath(path), -1)
+
+    def count(self) -> int:
+        return self.list.count()
+
+    def status(self, row: int) -> str:
+        return self.list.item(row).data(STATUS_ROLE)
+
+    def label(self, row: int) -> str:
+        return self.list.item(row).data(LABEL_ROLE) or ""
+
+    def current_path(self) -> str:
+        item = self.list.currentItem()
+        return item.data(PATH_ROLE) if item else ""
+
+    def select_path(self, path: str) -> None:
+        """Make ``path`` current without emitting fileActivated."""
+        row = self.row_of(path)
+        if row >= 0 and row != self.list.currentRow():
+            self._quiet = True
+            self.list.setCurrentRow(row)
+            self._quiet = False
+
+    def move(self, step: int) -> None:
+        if self.list.count():
+            row = max(0, min(self.list.count() - 1, self.list.currentRow() + step))
+            self.list.setCurrentRow(row)
+
+    def set_status(self, row: int, status: str, label: str = "", prob: float = 0.0, message: str = "",
+                   thumb: np.ndarray | None = None) -> None:
+        if not 0 <= row < self.list.count():
+            return
+        item = self.list.item(row)
+        if thumb is not None:
+            self.set_thumbnail(row, thumb)
+        self._set_text(item, status, label, prob, message)
+        self._update_summary()
+
+    def set_thumbnail(self, row: int, thumb: np.ndarray) -> None:
+        if 0 <= row < self.list.count():
+            self.list.item(row).setIcon(QIcon(QPixmap.fromImage(gray_qimage(thumb))))
+
+    def _set_text(self, item: QListWidgetItem, status: str, label: str, prob: float, message: str) -> None:
+        name = os.path.basename(item.data(PATH_ROLE))
+        item.setData(STATUS_ROLE, status)
+        item.setData(LABEL_ROLE, label)
+        detail = STATUS_TEXT.get(status, status)
+        if status == "analysed" and label:
+            detail = f"{label}  {prob * 100:.0f}%"
+        item.setText(f"{name}\n{detail}")
+        tip = item.data(PATH_ROLE)
+        if message:
+            tip += "\n" + message
+        item.setToolTip(tip)
+        item.setForeground(QBrush(ERROR_COLOR) if status == "error" else QBrush())
+
+    def _update_summary(self) -> None:
+        n = self.list.count()
+        if not n:
+            self.summary.setText("No study open.")
+            return
+        counts: dict[str, int] = {}
+        for i in range(n):
+            s = self.list.item(i).data(STATUS_ROLE)
+            counts[s] = counts.get(s, 0) + 1
+        parts = [f"{n} file{'s' if n != 1 else ''}"]
+        for key in ("analysed", "pending", "loaded", "error"):
+            if counts.get(key):
+                parts.append(f"{counts[key]} {STATUS_TEXT[key] if key != 'loaded' else 'not analysed'}")
+        self.summary.setText(", ".join(parts))
+
+    def _on_row(self, row: int) -> None:
+        if not self._quiet and row >= 0:
+            self.fileActivated.emit(self.list.item(row).data(PATH_ROLE))

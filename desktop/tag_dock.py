@@ -1,0 +1,128 @@
+"""The DICOM tag viewer: a searchable table of every data element, plus the image's
+display metadata. Patient identifiers appear here and nowhere else in the window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDockWidget,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import ImageMeta
+
+IDENT_BG = QColor(255, 214, 102, 70)
+COLUMNS = ("Tag", "Name", "VR", "Value")
+
+
+def meta_summary(meta: ImageMeta) -> str:
+    """A one-paragraph description of how the image is displayed (no identifiers)."""
+    parts = [f"{meta.format.upper()} {meta.width}×{meta.height}", f"{meta.bits_stored}-bit"]
+    if meta.modality:
+        parts.append(meta.modality)
+    if meta.photometric:
+        parts.append(meta.photometric + (" (inverted for display)" if meta.inverted else ""))
+    if meta.view_position:
+        parts.append(f"view {meta.view_position}")
+    if meta.transfer_syntax_name:
+        parts.append(meta.transfer_syntax_name)
+    if meta.pixel_spacing and min(meta.pixel_spacing) > 0:
+        parts.append(f"spacing {meta.pixel_spacing[0]:.3g}×{meta.pixel_spacing[1]:.3g} mm")
+    voi = {"voi_lut": "VOI LUT from the file", "window": "window from the file", "full_range": "full range"}
+    if meta.voi_source:
+        parts.append("default display: " + voi.get(meta.voi_source, meta.voi_source))
+    text = ", ".join(parts) + "."
+    if meta.notes:
+        text += " Notes: " + "; ".join(meta.notes) + "."
+    return text
+
+
+class TagDock(QDockWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("DICOM tags", parent)
+        self.setObjectName("tagDock")
+        body = QWidget()
+        self.info = QLabel("No image.")
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search tags: name, keyword, (gggg,eeee) or value")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._filter)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setWordWrap(False)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        hh.setStretchLastSection(True)
+        self.note = QLabel("Highlighted rows identify the patient or study. They are shown only here; "
+                           "exports leave them out unless you tick \"Include identifiers\".")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: palette(mid);")
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.info)
+        lay.addWidget(self.search)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.note)
+        self.setWidget(body)
+
+    def clear(self, message: str = "No image.") -> None:
+        self.info.setText(message)
+        self.table.setRowCount(0)
+
+    def set_meta(self, meta: ImageMeta) -> None:
+        self.info.setText(meta_summary(meta))
+
+    def set_message(self, message: str) -> None:
+        self.info.setText(message)
+
+    def set_rows(self, rows: Sequence, message: str = "") -> None:  # rows: engine.dicom.TagRow
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            name = ("  " * row.depth) + (row.name or row.keyword)
+            cells = (row.tag, name, row.vr, row.value)
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(f"{row.keyword or row.name}: {row.value}" if c == 3 else text)
+                if row.identifying:
+                    item.setBackground(QBrush(IDENT_BG))
+                self.table.setItem(r, c, item)
+            self.table.item(r, 0).setData(Qt.ItemDataRole.UserRole, bool(row.identifying))
+            self.table.item(r, 1).setData(Qt.ItemDataRole.UserRole, row.keyword)
+        if message:
+            self.info.setText(message)
+        self._filter(self.search.text())
+
+    def _filter(self, text: str) -> None:
+        needle = text.strip().lower().replace(" ", "")
+        for r in range(self.table.rowCount()):
+            if not needle:
+                self.table.setRowHidden(r, False)
+                continue
+            hay = "".join(
+                (self.table.item(r, c).text() if self.table.item(r, c) else "") for c in range(len(COLUMNS))
+            ) + str(self.table.item(r, 1).data(Qt.ItemDataRole.UserRole) or "")
+            self.table.setRowHidden(r, needle not in hay.lower().replace(" ", ""))
+
+    def visible_rows(self) -> list[tuple[str, str, str, str]]:
+        out = []
+        for r in range(self.table.rowCount()):
+            if not self.table.isRowHidden(r):
+                out.append(tuple(self.table.item(r, c).text() for c in range(len(COLUMNS))))
+        return out

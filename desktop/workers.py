@@ -1,0 +1,391 @@
+"""Background work: model loading, opening + analysing the current image, the study
+browser's thumbnails and predictions. The GUI thread never decodes or runs the model.
+
+Each worker is a QObject moved to its own QThread. Requests go in by queued signals
+carrying frozen dataclasses; results come back the same way. A ``Generation`` counter,
+bumped by the GUI for every new request, lets workers skip requests that are already
+stale and lets the GUI drop results that arrive after the user moved on (ndv's habit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from engine import Classifier, LoadedImage, Prediction, RadLensError, load_image
+from engine.analyze import make_prediction
+from engine.preprocess import preprocess
+
+from .windowing import DisplaySource, heat_rgba, make_display_source, thumbnail
+
+log = logging.getLogger(__name__)
+
+
+class Generation:
+    """A counter the GUI bumps and workers read (an int read is atomic under the GIL)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
+
+def describe_error(e: BaseException) -> str:
+    """A user-facing message: engine errors carry their own; anything else is a bug."""
+    if isinstance(e, RadLensError):
+        return str(e)
+    log.error("unexpected error in a worker", exc_info=e)
+    return f"unexpected error ({type(e).__name__}: {e}). Details are in the log file; please report it."
+
+
+# -- messages ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OpenRequest:
+    generation: int
+    path: str
+    classifier: Classifier | None
+    want_tags: bool = True
+
+
+@dataclass(frozen=True)
+class ImageReady:
+    generation: int
+    path: str
+    image: LoadedImage
+    display: DisplaySource
+    thumb: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AnalysisDone:
+    generation: int
+    path: str
+    prediction: Prediction
+    heat: tuple[np.ndarray, ...]  # RGBA overlay per class, at overlay size
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TagsReady:
+    generation: int
+    path: str
+    rows: tuple = ()  # engine.dicom.TagRow
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    generation: int
+    path: str
+    stage: str  # "load", "analysis"
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    generation: int
+    path: str
+    device: str
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    generation: int
+    path: str
+    classifier: Classifier | None
+    message: str = ""  # why it failed, when classifier is None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    generation: int
+    paths: tuple[str, ...]
+    classifier: Classifier | None
+    indices: tuple[int, ...] = ()  # which entries to process
+    skip: set[str] | frozenset[str] = frozenset()  # absolute paths the viewer has done (shared, GUI-updated)
+
+
+@dataclass(frozen=True)
+class StudyItem:
+    generation: int
+    index: int
+    path: str
+    status: str  # "analysed", "loaded" (no model), "error"
+    thumb: np.ndarray | None = None
+    label: str = ""
+    prob: float = 0.0
+    probs: tuple[float, ...] = field(default_factory=tuple)
+    message: str = ""
+
+
+# -- workers -------------------------------------------------------------------------------
+def all_heatmaps(pred: Prediction) -> tuple[np.ndarray, ...]:
+    return tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize)
+                 for i in range(len(pred.labels)))
+
+
+class AnalysisWorker(QObject):
+    """Loads models and opens + analyses the image the user is looking at."""
+
+    imageReady = Signal(object)
+    analysed = Signal(object)
+    tagsReady = Signal(object)
+    failed = Signal(object)
+    modelReady = Signal(object)
+
+    def __init__(self, generation: Generation, model_generation: Generation, idle: threading.Event) -> None:
+        super().__init__()
+        self._gen = generation
+        self._model_gen = model_generation
+        self._idle = idle  # cleared while interactive work runs: the study worker waits
+
+    def _stale(self, req: OpenRequest) -> bool:
+        return req.generation != self._gen.value
+
+    @Slot(object)
+    def load_model(self, req: ModelRequest) -> None:
+        if req.generation != self._model_gen.value:
+            return
+        t0 = time.perf_counter()
+        try:
+            clf = Classifier(req.path, device=req.device)
+        except Exception as e:  # noqa: BLE001 - errors are values
+            self.modelReady.emit(ModelReady(req.generation, req.path, None, describe_error(e)))
+            return
+        self.modelReady.emit(ModelReady(req.generation, req.path, clf, "", time.perf_counter() - t0))
+
+    @Slot(object)
+    def open(self, req: OpenRequest) -> None:
+        if self._stale(req):
+            return
+        self._idle.clear()
+        try:
+            self._open(req)
+        finally:
+            self._idle.set()
+
+    def _open(self, req: OpenRequest) -> None:
+        t0 = time.perf_counter()
+        try:
+            image = load_image(req.path)
+            display = make_display_source(image)
+            thumb = thumbnail(image.pixels)
+        except Exception as e:  # noqa: BLE001
+            self.failed.emit(Failure(req.generation, req.path, "load", describe_error(e)))
+            self._tags(req)
+            return
+        self.imageReady.emit(ImageReady(req.generation, req.path, image, display, thumb, time.perf_counter() - t0))
+        if req.classifier is not None and not self._stale(req):
+            t1 = time.perf_counter()
+            try:
+                clf = req.classifier
+                out = clf.run(preprocess(image.pixels, clf.card)[None])
+                pred = make_prediction(image, clf, out.probs[0], out.logits[0], out.cam[0])
+                heat = all_heatmaps(pred)
+            except Exception as e:  # noqa: BLE001
+                self.failed.emit(Failure(req.generation, req.path, "analysis", describe_error(e)))
+            else:
+                self.analysed.emit(AnalysisDone(req.generation, req.path, pred, heat, time.perf_counter() - t1))
+        self._tags(req)
+
+    def _tags(self, req: OpenRequest) -> None:
+        if not req.want_tags or self._stale(req):
+            return
+        from engine.io import sniff_format
+
+        try:
+            with open(req.path, "rb") as f:
+                kind = sniff_format(f.read(132))
+        except OSError as e:
+            self.tagsReady.emit(TagsReady(req.generation, req.path, (), f"cannot read the file ({e.strerror})."))
+            return
+        if kind not in ("dicom", "dicom-raw"):
+            what = {"png": "a PNG", "jpeg": "a JPEG"}.get(kind or "", "not a DICOM")
+            self.tagsReady.emit(TagsReady(req.generation, req.path, (), f"This file is {what} image: it has no DICOM tags."))
+            return
+        try:
+            from engine.dicom import dicom_tags
+
+            rows = tuple(dicom_tags(req.path))
+        except Exception as e:  # noqa: BLE001
+            self.tagsReady.emit(TagsReady(req.generation, req.path, (), describe_error(e)))
+            return
+        self.tagsReady.emit(TagsReady(req.generation, req.path, rows, ""))
+
+
+class StudyWorker(QObject):
+    """Thumbnails and predictions for the study browser, one file at a time, yielding to
+    the interactive analysis (waits while it runs) and stopping when the study changes."""
+
+    itemDone = Signal(object)
+    finished = Signal(int)
+
+    def __init__(self, generation: Generation, idle: threading.Event) -> None:
+        super().__init__()
+        self._gen = generation
+        self._idle = idle
+
+    @Slot(object)
+    def process(self, req: StudyRequest) -> None:
+        for i in req.indices:
+            while not self._idle.wait(0.1):
+                if req.generation != self._gen.value:
+                    return
+            if req.generation != self._gen.value:
+                return
+            if os.path.abspath(req.paths[i]) in req.skip:
+                continue
+            self.itemDone.emit(self._one(req, i))
+        self.finished.emit(req.generation)
+
+    def _one(self, req: StudyRequest, i: int) -> StudyItem:
+        path = req.paths[i]
+        try:
+            image = load_image(path)
+            thumb = thumbnail(image.pixels)
+        except Exception as e:  # noqa: BLE001
+            return StudyItem(req.generation, i, path, "error", message=describe_error(e))
+        clf = req.classifier
+        if clf is None:
+            return StudyItem(req.generation, i, path, "loaded", thumb)
+        try:
+            probs = clf.run(preprocess(image.pixels, clf.card)[None]).probs[0]
+        except Exception as e:  # noqa: BLE001
+            return StudyItem(req.generation, i, path, "error", thumb, message=describe_error(e))
+        k = int(np.argmax(probs))
+        return StudyItem(req.generation, i, path, "analysed", thumb, clf.card.labels[k], float(probs[k]),
+                         tuple(float(p) for p in probs))
+
+
+class AnalysisService(QObject):
+    """Owns the worker threads; the GUI-side face of the workers."""
+
+    imageReady = Signal(object)
+    analysed = Signal(object)
+    tagsReady = Signal(object)
+    failed = Signal(object)
+    modelReady = Signal(object)
+    studyItem = Signal(object)
+    studyFinished = Signal(int)
+
+    _open = Signal(object)
+    _load = Signal(object)
+    _study = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.generation = Generation()
+        self.model_generation = Generation()
+        self.study_generation = Generation()
+        self.dropped = 0  # stale results dropped (for tests and the log)
+        self._idle = threading.Event()
+        self._idle.set()
+        self._threads: list[QThread] = []
+        self._worker = AnalysisWorker(self.generation, self.model_generation, self._idle)
+        self._study_worker = StudyWorker(self.study_generation, self._idle)
+        for name, w in (("radlens-analysis", self._worker), ("radlens-study", self._study_worker)):
+            t = QThread(self)
+            t.setObjectName(name)
+            w.moveToThread(t)
+            t.start()
+            self._threads.append(t)
+        self._open.connect(self._worker.open)
+        self._load.connect(self._worker.load_model)
+        self._study.connect(self._study_worker.process)
+        # bound methods of this GUI-thread object, so the connections are queued to the GUI
+        # thread (a plain closure would run in the emitting worker thread)
+        self._worker.imageReady.connect(self._on_image)
+        self._worker.analysed.connect(self._on_analysed)
+        self._worker.tagsReady.connect(self._on_tags)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.modelReady.connect(self._on_model)
+        self._study_worker.itemDone.connect(self._on_study_item)
+        self._study_worker.finished.connect(self._on_study_finished)
+
+    def _fresh(self, result: object) -> bool:
+        if getattr(result, "generation", None) != self.generation.value:
+            self.dropped += 1
+            log.debug("dropped a stale %s", type(result).__name__)
+            return False
+        return True
+
+    @Slot(object)
+    def _on_image(self, r: ImageReady) -> None:
+        if self._fresh(r):
+            self.imageReady.emit(r)
+
+    @Slot(object)
+    def _on_analysed(self, r: AnalysisDone) -> None:
+        if self._fresh(r):
+            self.analysed.emit(r)
+
+    @Slot(object)
+    def _on_tags(self, r: TagsReady) -> None:
+        if self._fresh(r):
+            self.tagsReady.emit(r)
+
+    @Slot(object)
+    def _on_failed(self, r: Failure) -> None:
+        if self._fresh(r):
+            self.failed.emit(r)
+
+    # -- requests (GUI thread) ---------------------------------------------------------
+    def open(self, path: str, classifier: Classifier | None, want_tags: bool = True) -> int:
+        gen = self.generation.next()
+        self._open.emit(OpenRequest(gen, path, classifier, want_tags))
+        return gen
+
+    def cancel_current(self) -> None:
+        self.generation.next()
+
+    def load_model(self, path: str, device: str) -> int:
+        gen = self.model_generation.next()
+        self._load.emit(ModelRequest(gen, path, device))
+        return gen
+
+    def study(self, paths: list[str], classifier: Classifier | None, indices: tuple[int, ...] = (),
+              skip: set[str] | frozenset[str] = frozenset()) -> int:
+        """Process ``indices`` of ``paths`` in the background (none: just stop the current study)."""
+        gen = self.study_generation.next()
+        if paths and indices:
+            self._study.emit(StudyRequest(gen, tuple(paths), classifier, tuple(indices), skip))
+        return gen
+
+    # -- results -------------------------------------------------------------------------
+    @Slot(object)
+    def _on_model(self, r: ModelReady) -> None:
+        if r.generation == self.model_generation.value:
+            self.modelReady.emit(r)
+
+    @Slot(object)
+    def _on_study_item(self, item: StudyItem) -> None:
+        if item.generation == self.study_generation.value:
+            self.studyItem.emit(item)
+
+    @Slot(int)
+    def _on_study_finished(self, gen: int) -> None:
+        if gen == self.study_generation.value:
+            self.studyFinished.emit(gen)
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Stop the threads (called when the window closes)."""
+        self.generation.next()
+        self.study_generation.next()
+        self.model_generation.next()
+        self._idle.set()
+        for t in self._threads:
+            t.quit()
+        for t in self._threads:
+            if not t.wait(timeout_ms):
+                log.warning("worker thread %s did not stop in time", t.objectName())
+        self._threads.clear()
