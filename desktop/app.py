@@ -76,6 +76,7 @@ class ErrorReporter(QObject):
         self.log_path = log_path
         self.show = show or self._dialog
         self.count = 0
+        self._boxes: list[QMessageBox] = []
         self.reported.connect(self._on_reported, Qt.ConnectionType.QueuedConnection)
 
     def handle(self, etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
@@ -101,8 +102,9 @@ class ErrorReporter(QObject):
                           f"Something went wrong: {summary}\n\nRadLens keeps running; if something looks wrong, "
                           f"save your work and restart it. Please report this error.{where}")
         box.setDetailedText(text)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.setModal(False)
+        self._boxes.append(box)  # no parent: keep it alive until it is closed
+        box.finished.connect(lambda _r, b=box: self._boxes.remove(b) if b in self._boxes else None)
         box.show()
 
 

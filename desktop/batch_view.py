@@ -101,8 +101,13 @@ class BatchFilterProxy(QSortFilterProxyModel):
         self._mode = ALL
 
     def set_mode(self, mode: str) -> None:
-        self._mode = mode
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter is deprecated there
+            self.beginFilterChange()
+            self._mode = mode
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._mode = mode
+            self.invalidateFilter()
 
     def mode(self) -> str:
         return self._mode
