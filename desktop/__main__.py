@@ -2,4 +2,5 @@ import sys
 
 from desktop.app import main
 
-sys.exit(main())
+if __name__ == "__main__":  # spawned decoding processes import this module too
+    sys.exit(main())

@@ -137,6 +137,9 @@ def make_app(argv: Sequence[str]) -> QApplication:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # frozen apps: DICOM decoding runs in spawned processes
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in SELF_TEST_FLAGS for a in argv):  # the installer's self-test (issue: installers)
         from .selftest import run_self_test

@@ -110,6 +110,8 @@ class BatchDialog(QDialog):
         self.end: BatchEnd | None = None
         self.cancel_requested_at: float | None = None
         self.last_export: str = ""
+        self._counts: Counter[str] = Counter()
+        self._errors = 0
         card = classifier.card
         head = QLabel(f"<b>Folder:</b> {folder}<br><b>Model:</b> {card.name} {card.version} on "
                       f"{classifier.device_label}")
@@ -196,6 +198,11 @@ class BatchDialog(QDialog):
     # -- worker results ------------------------------------------------------------------
     def _on_rows(self, rows: list[BatchRow]) -> None:
         self.model.add_rows(rows)
+        for r in rows:
+            if r.ok:
+                self._counts[r.label] += 1
+            else:
+                self._errors += 1
         self._update_summary()
 
     def _on_progress(self, done: int, total: int, elapsed: float) -> None:
@@ -223,11 +230,10 @@ class BatchDialog(QDialog):
         self.finished_batch.emit(end)
 
     def _update_summary(self) -> None:
-        rows = self.model.rows()
-        counts = Counter(r.label for r in rows if r.ok)
-        errors = sum(1 for r in rows if not r.ok)
+        counts = self._counts
         parts = [f"{counts[lab]} {lab}" for lab in self.model.labels if counts[lab]]
-        self.summary.setText(f"{len(rows)} analysed: " + (", ".join(parts) or "none ok") + f"; {errors} error(s).")
+        self.summary.setText(f"{self.model.rowCount()} analysed: " + (", ".join(parts) or "none ok")
+                             + f"; {self._errors} error(s).")
 
     def _on_click(self, index: QModelIndex) -> None:
         if index.isValid():

@@ -267,6 +267,7 @@ class MainWindow(QMainWindow):
         if self.current_path:
             self._open_one(self.current_path)
         self.study.restart(self.classifier)
+        QTimer.singleShot(500, self.service.decoder.warm)  # DICOM decoding processes, off the start-up path
 
     def _show_model_info(self) -> None:
         c = self.classifier
@@ -385,7 +386,7 @@ class MainWindow(QMainWindow):
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear list", self.settings.clear_recent)
 
-    def batch_dialog(self, folder: str | None = None) -> BatchDialog | None:
+    def batch_dialog(self, folder: str | None = None, start: bool = True) -> BatchDialog | None:
         if self.classifier is None:
             self.dialogs.error("No model", f"Batch analysis needs a model. {self.model_reason}")
             return None
@@ -396,7 +397,8 @@ class MainWindow(QMainWindow):
         dlg.openRequested.connect(self.open_file)
         self.batch_dialogs.append(dlg)
         dlg.show()
-        dlg.start()
+        if start:
+            dlg.start()
         return dlg
 
     def show_model_card(self) -> ModelCardDialog | None:

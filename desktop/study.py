@@ -76,7 +76,7 @@ class StudyController(QObject):
         if not files:
             return ""
         self.browser.set_paths(files)
-        self.done = set()
+        self.done = {os.path.abspath(files[0])}  # the viewer opens it right away
         self._process()
         return files[0]
 

@@ -18,13 +18,42 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine import Classifier, LoadedImage, Prediction, RadLensError, load_image
+from engine import Classifier, LoadedImage, Prediction, RadLensError
 from engine.analyze import make_prediction
 from engine.preprocess import preprocess
 
+from .decoder import Decoder, shared_decoder
 from .windowing import DisplaySource, heat_rgba, make_display_source, thumbnail
 
 log = logging.getLogger(__name__)
+
+
+class Busy:
+    """Counts interactive requests in flight; ``idle`` is set when there are none. The
+    study worker waits on it, so the image the user asked for is never queued behind
+    background thumbnails."""
+
+    def __init__(self) -> None:
+        self.idle = threading.Event()
+        self.idle.set()
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            self._n += 1
+            self.idle.clear()
+
+    def end(self) -> None:
+        with self._lock:
+            self._n = max(0, self._n - 1)
+            if self._n == 0:
+                self.idle.set()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._n = 0
+            self.idle.set()
 
 
 class Generation:
@@ -143,11 +172,12 @@ class AnalysisWorker(QObject):
     failed = Signal(object)
     modelReady = Signal(object)
 
-    def __init__(self, generation: Generation, model_generation: Generation, idle: threading.Event) -> None:
+    def __init__(self, generation: Generation, model_generation: Generation, busy: Busy, decoder: Decoder) -> None:
         super().__init__()
+        self._decoder = decoder
         self._gen = generation
         self._model_gen = model_generation
-        self._idle = idle  # cleared while interactive work runs: the study worker waits
+        self._busy = busy  # one begin() per request, by the GUI; end() here when it is done
 
     def _stale(self, req: OpenRequest) -> bool:
         return req.generation != self._gen.value
@@ -166,18 +196,16 @@ class AnalysisWorker(QObject):
 
     @Slot(object)
     def open(self, req: OpenRequest) -> None:
-        if self._stale(req):
-            return
-        self._idle.clear()
         try:
-            self._open(req)
+            if not self._stale(req):
+                self._open(req)
         finally:
-            self._idle.set()
+            self._busy.end()
 
     def _open(self, req: OpenRequest) -> None:
         t0 = time.perf_counter()
         try:
-            image = load_image(req.path)
+            image = self._decoder.load(req.path)
             display = make_display_source(image)
             thumb = thumbnail(image.pixels)
         except Exception as e:  # noqa: BLE001
@@ -230,10 +258,11 @@ class StudyWorker(QObject):
     itemDone = Signal(object)
     finished = Signal(int)
 
-    def __init__(self, generation: Generation, idle: threading.Event) -> None:
+    def __init__(self, generation: Generation, busy: Busy, decoder: Decoder) -> None:
         super().__init__()
         self._gen = generation
-        self._idle = idle
+        self._idle = busy.idle
+        self._decoder = decoder
 
     @Slot(object)
     def process(self, req: StudyRequest) -> None:
@@ -251,7 +280,7 @@ class StudyWorker(QObject):
     def _one(self, req: StudyRequest, i: int) -> StudyItem:
         path = req.paths[i]
         try:
-            image = load_image(path)
+            image = self._decoder.load(path)
             thumb = thumbnail(image.pixels)
         except Exception as e:  # noqa: BLE001
             return StudyItem(req.generation, i, path, "error", message=describe_error(e))
@@ -282,17 +311,17 @@ class AnalysisService(QObject):
     _load = Signal(object)
     _study = Signal(object)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, decoder: Decoder | None = None) -> None:
         super().__init__(parent)
+        self.decoder = decoder or shared_decoder()
         self.generation = Generation()
         self.model_generation = Generation()
         self.study_generation = Generation()
         self.dropped = 0  # stale results dropped (for tests and the log)
-        self._idle = threading.Event()
-        self._idle.set()
+        self.busy = Busy()
         self._threads: list[QThread] = []
-        self._worker = AnalysisWorker(self.generation, self.model_generation, self._idle)
-        self._study_worker = StudyWorker(self.study_generation, self._idle)
+        self._worker = AnalysisWorker(self.generation, self.model_generation, self.busy, self.decoder)
+        self._study_worker = StudyWorker(self.study_generation, self.busy, self.decoder)
         for name, w in (("radlens-analysis", self._worker), ("radlens-study", self._study_worker)):
             t = QThread(self)
             t.setObjectName(name)
@@ -342,6 +371,7 @@ class AnalysisService(QObject):
     # -- requests (GUI thread) ---------------------------------------------------------
     def open(self, path: str, classifier: Classifier | None, want_tags: bool = True) -> int:
         gen = self.generation.next()
+        self.busy.begin()  # before the study worker can pick its next file
         self._open.emit(OpenRequest(gen, path, classifier, want_tags))
         return gen
 
@@ -382,7 +412,7 @@ class AnalysisService(QObject):
         self.generation.next()
         self.study_generation.next()
         self.model_generation.next()
-        self._idle.set()
+        self.busy.reset()
         for t in self._threads:
             t.quit()
         for t in self._threads:

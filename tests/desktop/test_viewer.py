@@ -244,7 +244,7 @@ def test_stale_results_are_dropped(window, qtbot, dicom_dir: Path, png_path: Pat
     with qtbot.waitSignal(window.analysisFinished, timeout=20000,
                           check_params_cb=lambda p: p == str(last)):
         window.open_file(str(last))
-    qtbot.waitUntil(lambda: window.service._idle.is_set(), timeout=20000)
+    qtbot.waitUntil(lambda: window.service.busy.idle.is_set(), timeout=20000)
     QApplication.processEvents()
     assert window.current_path == str(last)
     assert window.prediction.path == str(last)

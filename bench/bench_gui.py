@@ -1,0 +1,235 @@
+"""GUI benchmarks for the RadLens viewer (printed, never asserted).
+
+1. Event-loop stalls during a 500-image batch from ../shared/data/cxr: a QTimer probe
+   fires every 5 ms on the GUI thread; a stall is how much later than due a tick comes.
+   Target: longest stall <= 50 ms. Also measured: opening the largest shared DICOM
+   (decode + analysis run in workers; the GUI thread only converts to QImage).
+2. Cold start: a fresh process to a shown main window with the model loaded.
+   Target <= 2.5 s.
+
+    python bench/bench_gui.py [--model PATH] [--images 500] [--starts 3]
+
+Runs offscreen unless DISPLAY is set (QT_QPA_PLATFORM wins if given). Without a model
+file (resources/models/radlens-cxr4.onnx), uses the tiny test CNN and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+READY = "RADLENS-READY"
+PROBE_MS = 5
+
+CHILD = r"""
+import sys, time
+t0 = float(sys.argv[1])
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from desktop.app import make_app
+app = make_app([])
+from desktop.main_window import MainWindow
+from desktop.settings import Settings
+win = MainWindow(Settings(sys.argv[3]), model_path=sys.argv[2], device="auto")
+win.show()
+def done():
+    print(f"{READY} {time.time() - t0:.3f} {win.classifier is not None} {time.time()}", flush=True)
+    win.close()
+    app.quit()
+if win.classifier is not None or not win.model_reason.startswith("Loading"):
+    QTimer.singleShot(0, done)
+else:
+    win.modelChanged.connect(done)
+app.exec()
+""".replace("READY", repr(READY))
+
+
+def pick_model(arg: str | None) -> tuple[str, str]:
+    from engine import default_model_path
+
+    if arg:
+        return arg, "given"
+    p = default_model_path()
+    if p.is_file():
+        return str(p), "bundled default"
+    sys.path.insert(0, str(REPO / "tests"))
+    from tinymodel import build_tiny_model
+
+    tiny = Path(tempfile.mkdtemp()) / "tiny.onnx"
+    build_tiny_model(tiny)
+    return str(tiny), "TINY TEST CNN (the default model is not in resources/models yet)"
+
+
+def cold_start(model: str, runs: int) -> list[float]:
+    times = []
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(runs):
+            t0 = time.time()
+            out = subprocess.run([sys.executable, "-c", CHILD, str(t0), model, os.path.join(d, "s.ini")],
+                                 cwd=REPO, capture_output=True, text=True, timeout=120)
+            line = next((x for x in out.stdout.splitlines() if x.startswith(READY)), None)
+            if line is None:
+                print("  cold start failed:", out.stderr[-2000:])
+                continue
+            _, secs, loaded, _ = line.split()
+            times.append(float(secs))
+            if loaded != "True":
+                print("  warning: the model did not load in the child process")
+    return times
+
+
+class StallProbe:
+    """Records how late each tick of a fast timer on the GUI thread comes."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(PROBE_MS)
+        self.timer.timeout.connect(self._tick)
+        self.stalls: list[float] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.stalls = []
+        self._last = self._t0 = time.perf_counter()
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        stall = max(0.0, (now - self._last) * 1000.0 - PROBE_MS)
+        self.stalls.append(stall)
+        if stall > 20 and os.environ.get("RADLENS_BENCH_DEBUG"):
+            print(f"    stall {stall:.1f} ms ending at +{now - self._t0:.3f} s")
+        self._last = now
+
+    def summary(self) -> str:
+        s = sorted(self.stalls) or [0.0]
+        p99 = s[min(len(s) - 1, int(0.99 * len(s)))]
+        return f"longest {s[-1]:.1f} ms, p99 {p99:.1f} ms, median {statistics.median(s):.2f} ms over {len(s)} ticks"
+
+
+def make_folder(n: int) -> Path:
+    """n radiographs from ../shared/data/cxr (symlinks), every class represented."""
+    import csv
+
+    rows = list(csv.DictReader(open(SHARED / "cxr" / "manifest.csv", newline="", encoding="utf-8")))
+    by_label: dict[str, list[str]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r["file"])
+    picked: list[str] = []
+    i = 0
+    while len(picked) < n:
+        for files in by_label.values():
+            if i < len(files) and len(picked) < n:
+                picked.append(files[i])
+        i += 1
+    folder = Path(tempfile.mkdtemp(prefix="radlens-bench-"))
+    for k, f in enumerate(picked):
+        (folder / f"{k:04d}_{Path(f).name}").symlink_to(SHARED / "cxr" / f)
+    return folder
+
+
+def in_process(model: str, n_images: int) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from desktop.app import make_app
+    from desktop.main_window import MainWindow
+    from desktop.settings import Settings
+
+    app = make_app([])
+    settings_dir = tempfile.mkdtemp()
+    win = MainWindow(Settings(os.path.join(settings_dir, "s.ini")), model_path=model, device="auto")
+    win.resize(1500, 950)
+    win.show()
+
+    def wait(signal, timeout_s: float) -> None:  # noqa: ANN001
+        loop = QEventLoop()
+        signal.connect(loop.quit)
+        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+        loop.exec()
+
+    if win.classifier is None:
+        wait(win.modelChanged, 60)
+    if win.classifier is None:
+        print("  no model could be loaded:", win.model_reason)
+        return
+    c = win.classifier
+    print(f"  model: {c.card.name} {c.card.version}, input {c.card.input_size}, on {c.device_label} [{c.provider}]"
+          + (f" ({c.provider_note})" if c.provider_note else ""))
+    probe = StallProbe()
+
+    probe.start()
+    loop = QEventLoop()
+    QTimer.singleShot(1000, loop.quit)
+    loop.exec()
+    probe.stop()
+    print(f"  idle window, 1 s:                 {probe.summary()}")
+
+    big = SHARED / "dicom" / "RG1_J2KI.dcm"
+    probe.start()
+    t0 = time.perf_counter()
+    win.open_paths([str(big)])
+    wait(win.analysisFinished, 60)
+    dt = time.perf_counter() - t0
+    probe.stop()
+    print(f"  open + analyse RG1_J2KI.dcm ({dt:.2f} s): {probe.summary()}")
+
+    folder = make_folder(n_images)
+    dlg = win.batch_dialog(str(folder), start=False)
+    loop = QEventLoop()
+    QTimer.singleShot(300, loop.quit)  # the dialog is shown and painted before the batch starts
+    loop.exec()
+    probe.start()
+    t0 = time.perf_counter()
+    dlg.start()
+    wait(dlg.finished_batch, 600)
+    dt = time.perf_counter() - t0
+    probe.stop()
+    end = dlg.end
+    print(f"  batch of {end.done}/{end.total} images in {dt:.1f} s ({end.done / dt:.1f} images/s), "
+          f"{sum(not r.ok for r in dlg.model.rows())} errors")
+    print(f"  GUI stalls during the batch:      {probe.summary()}  (target: longest <= 50 ms)")
+    dlg.close()
+    win.close()
+    app.processEvents()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model .onnx (default: the bundled model, else the tiny test CNN)")
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--starts", type=int, default=3, help="cold starts to time")
+    args = ap.parse_args()
+    model, kind = pick_model(args.model)
+    print(f"RadLens GUI benchmark: {os.cpu_count()} CPU cores, Qt platform "
+          f"{os.environ.get('QT_QPA_PLATFORM') or 'default (DISPLAY=' + os.environ.get('DISPLAY', '') + ')'}")
+    print(f"Model: {model} ({kind})")
+    print("Event-loop responsiveness (5 ms QTimer probe on the GUI thread):")
+    in_process(model, args.images)
+    print(f"Cold start to a shown window with the model loaded ({args.starts} runs, fresh processes):")
+    times = cold_start(model, args.starts)
+    if times:
+        print(f"  {', '.join(f'{t:.2f}' for t in times)} s; median {statistics.median(times):.2f} s "
+              "(target <= 2.5 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
