@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: saved setting)")
     p.add_argument("--settings", metavar="FILE.ini", help="use this settings file instead of the user's")
     p.add_argument("--screenshot", metavar="OUT.png", help="save the window after the first image is analysed, then exit")
-    p.add_argument("--size", default="1500x950", metavar="WxH", help="window size for --screenshot")
+    p.add_argument("--size", metavar="WxH", help="window size (default: the saved layout; 1500x950 for --screenshot)")
     p.add_argument("--cam-class", metavar="LABEL", help="with --screenshot: show this class's heatmap")
     p.add_argument("--window-preset", metavar="NAME", help="with --screenshot: apply this window/level preset")
     return p
@@ -157,9 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .settings import Settings
 
     win = MainWindow(Settings(args.settings), model_path=args.model, device=args.device)
-    if args.screenshot:
-        w, h = (int(x) for x in args.size.lower().split("x"))
+    size = args.size or ("1500x950" if args.screenshot else "")
+    if size:
+        w, h = (int(x) for x in size.lower().split("x"))
         win.resize(w, h)
+    if args.screenshot:
         screenshot_when_done(win, args.screenshot, args.cam_class, args.window_preset)
         if args.paths:
             _open_after_model(win, [os.path.abspath(p) for p in args.paths])
