@@ -22,7 +22,7 @@ from .windowing import BUILTIN_PRESETS, DEFAULT_PRESET, DisplaySource, drag_wind
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
 
 
-def _action(parent: QObject, text: str, shortcut: str | QKeySequence | list | None = None, tip: str = "",
+def action(parent: QObject, text: str, shortcut: str | QKeySequence | list | None = None, tip: str = "",
             checkable: bool = False) -> QAction:
     a = QAction(text, parent)
     if isinstance(shortcut, list):
@@ -94,34 +94,34 @@ class DisplayController(QObject):
 
     def _make_actions(self, cam_visible: bool) -> None:
         v = self.view
-        self.fit = _action(self, "&Fit to window", "F", "Fit the whole image in the view")
+        self.fit = action(self, "&Fit to window", "F", "Fit the whole image in the view")
         self.fit.triggered.connect(v.fit_to_window)
-        self.actual = _action(self, "&Actual size (1:1)", "1", "One image pixel per screen pixel")
+        self.actual = action(self, "&Actual size (1:1)", "1", "One image pixel per screen pixel")
         self.actual.triggered.connect(v.actual_size)
-        self.zoom_in = _action(self, "Zoom &in", ["+", "=", QKeySequence.StandardKey.ZoomIn], "Zoom in around the centre")
+        self.zoom_in = action(self, "Zoom &in", ["+", "=", QKeySequence.StandardKey.ZoomIn], "Zoom in around the centre")
         self.zoom_in.triggered.connect(lambda: v.zoom_by(1.25))
-        self.zoom_out = _action(self, "Zoom &out", ["-", QKeySequence.StandardKey.ZoomOut], "Zoom out")
+        self.zoom_out = action(self, "Zoom &out", ["-", QKeySequence.StandardKey.ZoomOut], "Zoom out")
         self.zoom_out.triggered.connect(lambda: v.zoom_by(0.8))
-        self.invert_action = _action(self, "&Invert grayscale", "I", "Swap black and white", checkable=True)
+        self.invert_action = action(self, "&Invert grayscale", "I", "Swap black and white", checkable=True)
         self.invert_action.toggled.connect(self.set_invert)
-        self.reset = _action(self, "&Reset view and window", "R", "Fit, DICOM default window, no inversion")
+        self.reset = action(self, "&Reset view and window", "R", "Fit, DICOM default window, no inversion")
         self.reset.triggered.connect(self.reset_all)
-        self.numeric = _action(self, "Set window/level &numerically", "W", "Type the window centre and width")
+        self.numeric = action(self, "Set window/level &numerically", "W", "Type the window centre and width")
         self.numeric.triggered.connect(self._focus_numeric)
         self.preset_actions: list[QAction] = []
         group = QActionGroup(self)
         for name, key in zip(BUILTIN_PRESETS, PRESET_KEYS, strict=True):
-            a = _action(self, f"Preset: {name}", key, f"Window/level preset {name}", checkable=True)
+            a = action(self, f"Preset: {name}", key, f"Window/level preset {name}", checkable=True)
             a.setData(name)
             a.triggered.connect(lambda _=False, n=name: self.apply_preset(n))
             group.addAction(a)
             self.preset_actions.append(a)
-        self.cam_toggle = _action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True)
+        self.cam_toggle = action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True)
         self.cam_toggle.setChecked(cam_visible)
         self.cam_toggle.toggled.connect(self.view.set_overlay_visible)
-        self.cam_next = _action(self, "Next heatmap &class", "C", "Show the Grad-CAM of the next class")
-        self.cam_less = _action(self, "Heatmap opacity down", "[", "Make the heatmap more transparent")
-        self.cam_more = _action(self, "Heatmap opacity up", "]", "Make the heatmap more opaque")
+        self.cam_next = action(self, "Next heatmap &class", "C", "Show the Grad-CAM of the next class")
+        self.cam_less = action(self, "Heatmap opacity down", "[", "Make the heatmap more transparent")
+        self.cam_more = action(self, "Heatmap opacity up", "]", "Make the heatmap more opaque")
         self.view_actions = [self.fit, self.actual, self.zoom_in, self.zoom_out, self.invert_action, self.reset,
                              self.numeric, *self.preset_actions]
 

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolBar
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QLabel, QMainWindow
 
 from engine import DISCLAIMER, Classifier, Window, default_model_path
 
@@ -17,14 +17,16 @@ from . import APP_NAME
 from .analysis_dock import AnalysisDock
 from .batch_dialog import BatchDialog
 from .dialogs import Dialogs
-from .display_control import DisplayController, _action
+from .display_control import DisplayController
 from .image_view import ImageView
+from .menus import make_actions, make_menus, make_toolbar
+from .messages import AnalysisDone, Failure, ImageReady, ModelReady, TagsReady
 from .model_card import ModelCardDialog
 from .settings import DEVICES, Settings
 from .shortcuts import ShortcutsDialog
 from .study import StudyController
 from .tag_dock import TagDock
-from .workers import AnalysisDone, AnalysisService, Failure, ImageReady, ModelReady, TagsReady
+from .workers import AnalysisService
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         self.display = DisplayController(self.view, self.settings.user_presets(), self.settings.cam_visible,
                                          self.settings.overlay_opacity, self)
-        self._make_actions()
+        make_actions(self)
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.card_action, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.study = StudyController(self.service, self)
@@ -72,8 +74,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.study.dock, self.analysis], [380, 340], Qt.Orientation.Horizontal)
         self.resizeDocks([self.study.dock, self.tags], [300, 500], Qt.Orientation.Vertical)
         self.study.fileActivated.connect(self._open_one)
-        self._make_menus()
-        self._make_toolbar()
+        make_menus(self)
+        make_toolbar(self)
         self._make_status_bar()
         self._connect()
         self.analysis.cam.opacityChanged.connect(self._on_opacity)
@@ -89,100 +91,6 @@ class MainWindow(QMainWindow):
         self._start_model(model_path)
 
     # -- construction --------------------------------------------------------------------
-    def _make_actions(self) -> None:
-        a = _action
-        self.open_action = a(self, "&Open…", QKeySequence.StandardKey.Open, "Open radiographs (PNG, JPEG, DICOM)")
-        self.open_action.triggered.connect(self.open_dialog)
-        self.folder_action = a(self, "Open &folder…", "Ctrl+Shift+O", "Open every image in a folder as a study")
-        self.folder_action.triggered.connect(self.open_folder_dialog)
-        self.batch_action = a(self, "&Analyse folder (batch)…", "Ctrl+B", "Analyse a whole folder and export a CSV")
-        self.batch_action.triggered.connect(self.batch_dialog)
-        self.model_action = a(self, "Load &model…", "Ctrl+M", "Use another RadLens .onnx model")
-        self.model_action.triggered.connect(self.load_model_dialog)
-        self.quit_action = a(self, "&Quit", QKeySequence.StandardKey.Quit, "Quit RadLens")
-        self.quit_action.triggered.connect(self.close)
-        self.card_action = a(self, "Model &card…", "Ctrl+I", "What the model was trained on and how well it does")
-        self.card_action.triggered.connect(self.show_model_card)
-        self.card_action.setEnabled(False)
-        self.next_action = a(self, "&Next image", "PgDown", "Next image of the study")
-        self.next_action.triggered.connect(lambda: self.study.browser.move(1))
-        self.prev_action = a(self, "&Previous image", "PgUp", "Previous image of the study")
-        self.prev_action.triggered.connect(lambda: self.study.browser.move(-1))
-        self.save_preset_action = a(self, "&Save window as preset…", "Ctrl+Shift+W", "Keep this window/level")
-        self.save_preset_action.triggered.connect(self.save_preset)
-        self.fullscreen_action = a(self, "F&ull screen", "F11", "Full screen", checkable=True)
-        self.fullscreen_action.toggled.connect(lambda on: self.showFullScreen() if on else self.showNormal())
-        self.shortcuts_action = a(self, "&Shortcuts…", QKeySequence.StandardKey.HelpContents, "Every keyboard shortcut")
-        self.shortcuts_action.triggered.connect(self.show_shortcuts)
-        self.about_action = a(self, "&About RadLens…", None, "Version and intended use")
-        self.about_action.triggered.connect(self.show_about)
-        self.device_group = QActionGroup(self)
-        self.device_actions: dict[str, QAction] = {}
-        names = {"auto": "Automatic (GPU if it works)", "cpu": "CPU", "cuda": "CUDA GPU"}
-        for d in DEVICES:
-            act = a(self, names[d], None, f"Run the model on: {names[d]}", checkable=True)
-            act.setChecked(d == self.device)
-            act.triggered.connect(lambda _=False, dev=d: self.set_device(dev))
-            self.device_group.addAction(act)
-            self.device_actions[d] = act
-
-    def _make_menus(self) -> None:
-        mb = self.menuBar()
-        f = mb.addMenu("&File")
-        f.addActions([self.open_action, self.folder_action])
-        self.recent_menu = QMenu("Open &recent", self)
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        f.addMenu(self.recent_menu)
-        f.addSeparator()
-        f.addAction(self.batch_action)
-        f.addSeparator()
-        f.addAction(self.model_action)
-        f.addSeparator()
-        f.addAction(self.quit_action)
-        v = mb.addMenu("&View")
-        d = self.display
-        v.addActions([d.fit, d.actual, d.zoom_in, d.zoom_out])
-        v.addSeparator()
-        wl = v.addMenu("&Window/level")
-        wl.addActions(d.preset_actions)
-        wl.addSeparator()
-        wl.addActions([d.numeric, self.save_preset_action])
-        v.addActions([d.invert_action, d.reset])
-        v.addSeparator()
-        v.addActions([self.prev_action, self.next_action])
-        v.addSeparator()
-        panels = v.addMenu("&Panels")
-        panels.addAction(self.study.dock.toggleViewAction())
-        panels.addAction(self.analysis.toggleViewAction())
-        tags = self.tags.toggleViewAction()
-        tags.setShortcut(QKeySequence("Ctrl+T"))
-        panels.addAction(tags)
-        self.tags_toggle = tags
-        v.addAction(self.fullscreen_action)
-        an = mb.addMenu("&Analysis")
-        an.addActions([d.cam_toggle, d.cam_next, d.cam_less, d.cam_more])
-        an.addSeparator()
-        an.addAction(self.card_action)
-        dev = an.addMenu("&Device")
-        dev.addActions(list(self.device_actions.values()))
-        h = mb.addMenu("&Help")
-        h.addActions([self.shortcuts_action, self.about_action])
-
-    def _make_toolbar(self) -> None:
-        tb = QToolBar("Main toolbar", self)
-        tb.setObjectName("mainToolbar")
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        tb.addActions([self.open_action, self.folder_action, self.batch_action])
-        tb.addSeparator()
-        d = self.display
-        tb.addActions([d.fit, d.actual, d.invert_action, d.reset])
-        tb.addSeparator()
-        tb.addWidget(d.bar)
-        tb.addSeparator()
-        tb.addAction(d.cam_toggle)
-        self.addToolBar(tb)
-        self.toolbar = tb
-
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
         self.spinner_status = QLabel("")

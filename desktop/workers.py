@@ -13,17 +13,27 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine import Classifier, LoadedImage, Prediction, RadLensError
+from engine import Classifier, Prediction, RadLensError
 from engine.analyze import make_prediction
 from engine.preprocess import preprocess
 
 from .decoder import Decoder, shared_decoder
-from .windowing import DisplaySource, heat_rgba, make_display_source, thumbnail
+from .messages import (
+    AnalysisDone,
+    Failure,
+    ImageReady,
+    ModelReady,
+    ModelRequest,
+    OpenRequest,
+    StudyItem,
+    StudyRequest,
+    TagsReady,
+)
+from .windowing import heat_rgba, make_display_source, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -73,88 +83,6 @@ def describe_error(e: BaseException) -> str:
         return str(e)
     log.error("unexpected error in a worker", exc_info=e)
     return f"unexpected error ({type(e).__name__}: {e}). Details are in the log file; please report it."
-
-
-# -- messages ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OpenRequest:
-    generation: int
-    path: str
-    classifier: Classifier | None
-    want_tags: bool = True
-
-
-@dataclass(frozen=True)
-class ImageReady:
-    generation: int
-    path: str
-    image: LoadedImage
-    display: DisplaySource
-    thumb: np.ndarray
-    seconds: float
-
-
-@dataclass(frozen=True)
-class AnalysisDone:
-    generation: int
-    path: str
-    prediction: Prediction
-    heat: tuple[np.ndarray, ...]  # RGBA overlay per class, at overlay size
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TagsReady:
-    generation: int
-    path: str
-    rows: tuple = ()  # engine.dicom.TagRow
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Failure:
-    generation: int
-    path: str
-    stage: str  # "load", "analysis"
-    message: str
-
-
-@dataclass(frozen=True)
-class ModelRequest:
-    generation: int
-    path: str
-    device: str
-
-
-@dataclass(frozen=True)
-class ModelReady:
-    generation: int
-    path: str
-    classifier: Classifier | None
-    message: str = ""  # why it failed, when classifier is None
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class StudyRequest:
-    generation: int
-    paths: tuple[str, ...]
-    classifier: Classifier | None
-    indices: tuple[int, ...] = ()  # which entries to process
-    skip: set[str] | frozenset[str] = frozenset()  # absolute paths the viewer has done (shared, GUI-updated)
-
-
-@dataclass(frozen=True)
-class StudyItem:
-    generation: int
-    index: int
-    path: str
-    status: str  # "analysed", "loaded" (no model), "error"
-    thumb: np.ndarray | None = None
-    label: str = ""
-    prob: float = 0.0
-    probs: tuple[float, ...] = field(default_factory=tuple)
-    message: str = ""
 
 
 # -- workers -------------------------------------------------------------------------------
