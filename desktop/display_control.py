@@ -17,7 +17,7 @@ from engine import Window
 
 from .convert import gray_qimage, rgba_qimage
 from .image_view import ImageView
-from .windowing import BUILTIN_PRESETS, DEFAULT_PRESET, DisplaySource, drag_window, render
+from .windowing import BUILTIN_PRESETS, DEFAULT_PRESET, PRESET_HELP, DisplaySource, drag_window, render
 
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
 
@@ -111,7 +111,7 @@ class DisplayController(QObject):
         self.preset_actions: list[QAction] = []
         group = QActionGroup(self)
         for name, key in zip(BUILTIN_PRESETS, PRESET_KEYS, strict=True):
-            a = action(self, f"Preset: {name}", key, f"Window/level preset {name}", checkable=True)
+            a = action(self, f"Preset: {name}", key, PRESET_HELP[name], checkable=True)
             a.setData(name)
             a.triggered.connect(lambda _=False, n=name: self.apply_preset(n))
             group.addAction(a)
@@ -202,6 +202,8 @@ class DisplayController(QObject):
         if self.src is not None:
             for name, _ in self.src.presets:
                 self.bar.preset.addItem(name)
+                self.bar.preset.setItemData(self.bar.preset.count() - 1, PRESET_HELP.get(name, "Stored in the file"),
+                                            Qt.ItemDataRole.ToolTipRole)
             for p in self.user_presets:
                 self.bar.preset.addItem(f"User: {p.name}")
             self.bar.preset.addItem("Custom")

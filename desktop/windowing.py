@@ -46,6 +46,13 @@ PERCENTILE_PRESETS: dict[str, tuple[float, float]] = {
     "Bone": (55.0, 99.9),
 }
 BUILTIN_PRESETS = (DEFAULT_PRESET, "Full range", *PERCENTILE_PRESETS)
+PRESET_HELP = {
+    DEFAULT_PRESET: "The file's own display (VOI LUT or window, MONOCHROME1 inverted): what the model sees",
+    "Full range": "Every stored value from black to white",
+    "Lung": "Darker range: the lung fields get the grey scale (brightness percentiles 5-60)",
+    "Mediastinum": "Brighter range: heart, mediastinum, retrocardiac area (percentiles 30-99.5)",
+    "Bone": "Brightest range: ribs, clavicles, spine (percentiles 55-99.9)",
+}
 THUMB_SIZE = 96
 OVERLAY_MAX = 512  # heatmaps are built at most this size and scaled by the view
 

@@ -92,12 +92,13 @@ def test_drop_files_and_folder(window, qtbot, study_folder: Path, png_path: Path
     mime.setUrls([QUrl.fromLocalFile(str(png_path)), QUrl.fromLocalFile(str(study_folder))])
     enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(window, enter)
+    target = window.view.viewport()  # dropped on the image: the event reaches the window
+    QApplication.sendEvent(target, enter)
     assert enter.isAccepted()
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                       Qt.KeyboardModifier.NoModifier)
     with qtbot.waitSignal(window.analysisFinished, timeout=20000):
-        QApplication.sendEvent(window, drop)
+        QApplication.sendEvent(target, drop)
     assert drop.isAccepted()
     browser = window.study.browser
     assert browser.count() == 1 + 10  # the PNG, then the folder's 8 images + 2 bad files
