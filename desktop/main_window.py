@@ -93,7 +93,6 @@ class MainWindow(QMainWindow):
     # -- construction --------------------------------------------------------------------
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
-        self.spinner_status = QLabel("")
         self.wl_label = QLabel("")
         self.zoom_label = QLabel("")
         self.provider_label = QLabel("No model")
