@@ -149,7 +149,7 @@ def make_folder(n: int) -> Path:
 def in_process(model: str, n_images: int) -> None:
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from desktop.app import make_app
+    from desktop.app import make_app, settle_gc
     from desktop.main_window import MainWindow
     from desktop.settings import Settings
 
@@ -170,6 +170,7 @@ def in_process(model: str, n_images: int) -> None:
     if win.classifier is None:
         print("  no model could be loaded:", win.model_reason)
         return
+    settle_gc()  # as desktop.app.main does once the model is loaded
     c = win.classifier
     print(f"  model: {c.card.name} {c.card.version}, input {c.card.input_size}, on {c.device_label} [{c.provider}]"
           + (f" ({c.provider_note})" if c.provider_note else ""))
@@ -211,6 +212,23 @@ def in_process(model: str, n_images: int) -> None:
     app.processEvents()
 
 
+def _gc_debug() -> None:
+    import gc
+    import threading
+
+    starts: dict[int, float] = {}
+
+    def cb(phase: str, info: dict) -> None:
+        if phase == "start":
+            starts[threading.get_ident()] = time.perf_counter()
+        else:
+            dt = (time.perf_counter() - starts.pop(threading.get_ident(), time.perf_counter())) * 1000
+            if dt > 5:
+                print(f"    gc gen{info['generation']} {dt:.1f} ms in {threading.current_thread().name}")
+
+    gc.callbacks.append(cb)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model .onnx (default: the bundled model, else the tiny test CNN)")
@@ -218,6 +236,8 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=3, help="cold starts to time")
     args = ap.parse_args()
     model, kind = pick_model(args.model)
+    if os.environ.get("RADLENS_BENCH_DEBUG"):
+        _gc_debug()
     print(f"RadLens GUI benchmark: {os.cpu_count()} CPU cores, Qt platform "
           f"{os.environ.get('QT_QPA_PLATFORM') or 'default (DISPLAY=' + os.environ.get('DISPLAY', '') + ')'}")
     print(f"Model: {model} ({kind})")

@@ -128,6 +128,16 @@ def screenshot_when_done(win, out: str, cam_class: str | None, preset: str | Non
     win.analysisFinished.connect(grab, Qt.ConnectionType.SingleShotConnection)
 
 
+def settle_gc() -> None:
+    """Move everything alive after start-up (Qt wrappers, numpy, onnxruntime, the model)
+    out of the cyclic collector's reach: a full collection then walks only new objects,
+    so it no longer pauses the event loop for tens of milliseconds."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def make_app(argv: Sequence[str]) -> QApplication:
     QCoreApplication.setOrganizationName(ORG_NAME)
     QCoreApplication.setApplicationName(APP_NAME)
@@ -170,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.paths:
         QTimer.singleShot(0, lambda: win.open_paths([os.path.abspath(p) for p in args.paths]))
     win.show()
+    win.modelChanged.connect(settle_gc, Qt.ConnectionType.SingleShotConnection)
     log.info("RadLens started (log: %s)", log_path)
     return app.exec()
 

@@ -33,7 +33,7 @@ from engine.report import ModelInfo, write_report
 
 from .batch_view import ALL, ERRORS, PATH_ROLE, BatchFilterProxy, BatchTableModel
 from .dialogs import Dialogs
-from .workers import describe_error
+from .workers import background_priority, describe_error
 
 log = logging.getLogger(__name__)
 EMIT_INTERVAL = 0.1  # seconds: rows reach the GUI in chunks, at most ten times a second
@@ -69,6 +69,7 @@ class BatchWorker(QObject):
 
     @Slot()
     def run(self) -> None:
+        background_priority()  # the engine's decoding threads, started from here, inherit it
         t0 = time.perf_counter()
         done = total = 0
         try:

@@ -38,6 +38,24 @@ from .windowing import heat_rgba, make_display_source, thumbnail
 log = logging.getLogger(__name__)
 
 
+BACKGROUND_NICE = 5
+
+
+def background_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Lower the calling thread's CPU priority (Linux: threads have their own nice value;
+    threads it starts later, e.g. onnxruntime's pool, inherit it). On a 2-core machine
+    the GUI thread then gets a core at once instead of waiting a scheduler slice behind
+    inference and decoding. Elsewhere, or if refused, nothing changes."""
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, max(current, nice))
+    except OSError as e:
+        log.debug("could not lower the priority of %s: %s", threading.current_thread().name, e)
+
+
 class Busy:
     """Counts interactive requests in flight; ``idle`` is set when there are none. The
     study worker waits on it, so the image the user asked for is never queued behind
@@ -106,6 +124,10 @@ class AnalysisWorker(QObject):
         self._gen = generation
         self._model_gen = model_generation
         self._busy = busy  # one begin() per request, by the GUI; end() here when it is done
+
+    @Slot()
+    def lower_priority(self) -> None:
+        background_priority()  # before the model loads here: onnxruntime's threads inherit it
 
     def _stale(self, req: OpenRequest) -> bool:
         return req.generation != self._gen.value
@@ -192,6 +214,10 @@ class StudyWorker(QObject):
         self._idle = busy.idle
         self._decoder = decoder
 
+    @Slot()
+    def lower_priority(self) -> None:
+        background_priority()
+
     @Slot(object)
     def process(self, req: StudyRequest) -> None:
         for i in req.indices:
@@ -254,6 +280,7 @@ class AnalysisService(QObject):
             t = QThread(self)
             t.setObjectName(name)
             w.moveToThread(t)
+            t.started.connect(w.lower_priority)
             t.start()
             self._threads.append(t)
         self._open.connect(self._worker.open)
