@@ -138,6 +138,28 @@ def settle_gc() -> None:
     gc.freeze()
 
 
+def quit_on_signals(app: QApplication) -> QTimer:
+    """SIGINT/SIGTERM close the window normally (settings saved, workers stopped). Python
+    runs signal handlers only between bytecodes, so a timer wakes the interpreter."""
+    import signal
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: quitting", signum)
+        for w in app.topLevelWidgets():
+            w.close()
+        app.quit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread, or not supported here
+            pass
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+    return timer
+
+
 def make_app(argv: Sequence[str]) -> QApplication:
     QCoreApplication.setOrganizationName(ORG_NAME)
     QCoreApplication.setApplicationName(APP_NAME)
@@ -160,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = setup_logging()
     reporter = ErrorReporter(log_path, parent=app)
     reporter.install()
+    quit_on_signals(app)
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")

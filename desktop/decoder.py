@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 WORKERS = 2
 
 
+def _watch_parent(parent: int) -> None:
+    """In a decoding process: exit when the app is gone, even if it was killed (a pool's
+    workers keep each other's pipes open, so they would never see the parent leave)."""
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="radlens-parent-watch", daemon=True).start()
+
+
 def _quiet() -> None:
     import warnings
 
@@ -56,7 +70,8 @@ class Decoder:
         with self._lock:
             if self._pool is None and self.use_processes:
                 try:
-                    self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_watch_parent, initargs=(os.getpid(),))
                 except (OSError, ValueError, NotImplementedError) as e:
                     log.warning("no process pool for decoding (%s); decoding in threads", e)
                     self.use_processes = False
