@@ -8,7 +8,7 @@
 # the DICM magic at offset 128, so extensionless DICOM files too), PNG and JPEG.
 # Built with the standard Debian tools only (dpkg-deb); no root needed to build.
 # Environment: DEB_COMPRESS (zstd|xz|gzip; default zstd: 20 s here, vs 6 min for xz -6, which
-# makes a ~12% smaller file; zstd .debs need dpkg >= 1.21.18: Debian 12, Ubuntu 21.10 and newer),
+# makes an ~8% smaller file; zstd .debs need dpkg >= 1.21.18: Debian 12, Ubuntu 21.10 and newer),
 # DEB_LEVEL (default zstd 10, xz 6, gzip 9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
