@@ -264,7 +264,8 @@ def test_voi_lut_function_against_pydicom(tmp_path: Path, dicom_dir: Path, funct
     ds.save_as(path, enforce_file_format=True)
     im = load_image(path)
     assert im.meta.default_window.function == function
-    _, norm = _pydicom_display(pydicom.dcmread(path))
+    with np.errstate(over="ignore"):  # pydicom's sigmoid overflows exp() far from the center (to exactly 0)
+        _, norm = _pydicom_display(pydicom.dcmread(path))
     np.testing.assert_allclose(im.pixels, norm, atol=1e-4)
 
 
