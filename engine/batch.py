@@ -210,6 +210,7 @@ def analyze_folder(
     keep_predictions: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     files: list[Path] | None = None,
+    exclude: tuple[Path, ...] = (),
 ) -> BatchJob:
     """Analyse every file under ``folder``; yields one ``BatchRow`` per file, in order.
 
@@ -219,12 +220,16 @@ def analyze_folder(
     out. ``progress(done, total)`` is called before each row is yielded. With
     ``keep_predictions=False`` (the default) rows carry no ``Prediction`` and no pixel
     data is kept, so memory stays flat over large folders. ``files`` overrides the
-    folder listing (paths under ``folder``)."""
+    folder listing (paths under ``folder``); ``exclude`` drops paths from the listing
+    (the CLI's own report, when it is written inside the folder)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     root = _check_folder(folder)
     if files is None:
         found, unreadable = _scan(root)
+        if exclude:
+            skip = {os.path.abspath(p) for p in exclude}
+            found = [p for p in found if os.path.abspath(p) not in skip]
         if not found and not unreadable:
             raise FolderError(
                 f"no files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cancel = threading.Event()
     try:
         rows: BatchJob = analyze_folder(args.folder, classifier, batch_size=args.batch_size, workers=args.workers or None,
-                              cancel=cancel)
+                              cancel=cancel, exclude=(out,))
     except FolderError as e:
         _err(str(e))
         return EXIT_NOTHING_RAN

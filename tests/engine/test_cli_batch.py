@@ -120,3 +120,12 @@ def test_python_dash_m_engine(tmp_path: Path, folder: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "engine", str(folder), "-o", str(tmp_path / "r.csv"), "--model",
                           str(tmp_path / "none.onnx")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert run.returncode == 2 and "no model found at" in run.stderr
+
+
+def test_report_inside_the_folder_is_not_analysed(tmp_path: Path, cxr_samples: dict[str, list[Path]],
+                                                  tiny_model_path: Path) -> None:
+    shutil.copy(cxr_samples["normal"][0], tmp_path / "a.jpg")
+    out = tmp_path / "report.csv"
+    for _ in range(2):  # the second run finds the first run's report in the folder
+        assert main([str(tmp_path), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 0
+    assert [r["file"] for r in read_report(out)[1]] == ["a.jpg"]
