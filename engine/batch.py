@@ -294,12 +294,12 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
     def infer(items: list[_Decoded]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | str]:
         """Batched inference; if a batch fails, retry one by one so only the bad file errs."""
         x = np.stack([d.x for d in items])  # type: ignore[misc]
-        try:
-            o = classifier.run(x)
-            return [(o.probs[i], o.logits[i], o.cam[i]) for i in range(len(items))]
-        except Exception:  # noqa: BLE001
-            if len(items) == 1:
-                raise
+        if len(items) > 1:
+            try:
+                o = classifier.run(x)
+                return [(o.probs[i], o.logits[i], o.cam[i]) for i in range(len(items))]
+            except Exception:  # noqa: BLE001, S110 - isolate the failing image below
+                pass
         results: list[tuple[np.ndarray, np.ndarray, np.ndarray] | str] = []
         for d in items:
             try:
@@ -334,10 +334,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
             good = [d for d in chunk if d.x is not None]
             results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | str] = {}
             if good:
-                try:
-                    outs = infer(good)
-                except Exception as e:  # noqa: BLE001 - a single-file batch that failed
-                    outs = [_error_text(e)] * len(good)
+                outs = infer(good)
                 results = {d.index: o for d, o in zip(good, outs, strict=True)}
             for d in chunk:
                 r = results.get(d.index)

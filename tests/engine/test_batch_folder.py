@@ -215,3 +215,22 @@ def test_explicit_file_list(study: Path, classifier) -> None:
     files = [study / "z_covid.jpg", study / "a" / "n0.jpg"]
     rows = list(analyze_folder(study, classifier, files=files))
     assert [r.rel_path for r in rows] == ["z_covid.jpg", "a/n0.jpg"] and all(r.ok for r in rows)
+
+
+def test_model_failure_with_batch_size_one(tmp_path: Path, cxr_samples: dict[str, list[Path]], classifier,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(cxr_samples["normal"][0], tmp_path / "a.jpg")
+    shutil.copy(cxr_samples["normal"][1], tmp_path / "b.jpg")
+    real_run = classifier.run
+    calls = {"n": 0}
+
+    def first_fails(x: np.ndarray):  # noqa: ANN202
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("out of memory")
+        return real_run(x)
+
+    monkeypatch.setattr(classifier, "run", first_fails)
+    rows = list(analyze_folder(tmp_path, classifier, batch_size=1))
+    assert rows[0].status == "error" and "the model failed on this image (MemoryError: out of memory)" in rows[0].error
+    assert rows[1].ok
