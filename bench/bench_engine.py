@@ -180,7 +180,8 @@ def single_image(name: str, clf: Classifier, png: Path, reps: int) -> None:
           f"overhead {full / bare:5.2f}x  (load+preprocess {decode * 1e3:.2f} ms)")
 
 
-def batch_throughput(name: str, clf: Classifier, folder: Path, files: list[Path], batch_size: int) -> None:
+def batch_throughput(name: str, clf: Classifier, folder: Path, files: list[Path], batch_size: int,
+                     rounds: int = 2) -> None:
     n = len(files)
     # pre-decoded model inputs (a cycle of up to 256 distinct images: run time does not depend on content)
     uniq = [preprocess(load_image(p).pixels, clf.card) for p in files[:256]]
@@ -202,12 +203,12 @@ def batch_throughput(name: str, clf: Classifier, folder: Path, files: list[Path]
             list(pool.map(lambda p: preprocess(load_image(p).pixels, clf.card), files))
 
     del uniq
-    t_bare1 = median_time(bare, 1)
-    t0 = time.perf_counter()
-    ok = engine_batch()
-    t_engine = time.perf_counter() - t0
-    t_bare2 = median_time(bare, 1)
-    t_bare = min(t_bare1, t_bare2)
+    t_bare, t_engine, ok = float("inf"), float("inf"), 0
+    for _ in range(rounds):  # alternate, best of each: other jobs on the machine come and go
+        t_bare = min(t_bare, median_time(bare, 1))
+        t0 = time.perf_counter()
+        ok = engine_batch()
+        t_engine = min(t_engine, time.perf_counter() - t0)
     t_decode = median_time(decode_only, 1)
     ceiling = min(n / t_bare, n / t_decode)  # the pipeline cannot beat its slower stage
     print(f"  {name:<28} engine.batch {n / t_engine:8.1f} img/s ({ok}/{n} ok)   bare batched session.run "
@@ -286,9 +287,9 @@ def main(argv: list[str] | None = None) -> None:
         folder = tmp / "cxr"
         files = stratified_folder(folder, n_files)
         print(f"\n(b) batch: {len(files)} stratified files from ../shared/data/cxr, batch size {args.batch_size}, "
-              f"{default_workers()} decode threads")
+              f"{default_workers()} decode threads, best of {1 if args.quick else 2} alternating rounds")
         for name, clf in classifiers.items():
-            batch_throughput(name, clf, folder, sorted(files), args.batch_size)
+            batch_throughput(name, clf, folder, sorted(files), args.batch_size, rounds=1 if args.quick else 2)
 
         if standin is not None:
             print("\n(c) onnxruntime vs torch eager, EfficientNet-Lite0 stand-in at 224 px")
