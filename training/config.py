@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ DEFAULTS: dict[str, Any] = {
               "seed": 42, "threads": 0, "max_steps": 0},
     "card": {"intended_use": "Research use only, not for diagnosis.", "training_data": {}},
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with 1.2 floats: PyYAML reads ``3e-4`` (no dot) as a string, which would reach the
+    optimiser as text."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
 
 
 # sections whose keys are all known: a typo in an override is an error, not a silent no-op
@@ -49,7 +63,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict:
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"config {name_or_path!r} not found; known configs: {known} (or give a YAML file path)")
-    loaded = yaml.safe_load(path.read_text())
+    loaded = _yaml(path.read_text())
     if loaded is not None and not isinstance(loaded, dict):
         raise ValueError(f"config {path} must be a YAML mapping of settings")
     cfg = _merge(DEFAULTS, loaded or {})
@@ -66,5 +80,5 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> dict:
         section = DEFAULTS.get(parts[0]) if len(parts) == 2 else None
         if parts[0] in STRICT_SECTIONS and isinstance(section, dict) and parts[1] not in section:
             raise ValueError(f"override {item!r}: unknown setting {key!r}; {parts[0]} has {sorted(section)}")
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = _yaml(value)
     return cfg
