@@ -145,7 +145,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split_file:
         samples = read_split(Path(args.split_file), data_root(data))[args.split]
     else:
-        samples, _ = load_samples(data)
+        classes = None
+        if args.config:
+            from .config import load_config
+
+            classes = load_config(args.config).get("classes")
+        samples, _ = load_samples(data, classes)
     model = Path(args.model)
     m = evaluate_onnx(model, samples, device=args.device) if model.suffix == ".onnx" else evaluate_checkpoint(model, samples)
     text = json.dumps(m, indent=1)
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--data", required=True, help="dataset folder or manifest CSV")
     e.add_argument("--split-file", help="a split.csv; evaluate only --split of it")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--config", help="select and merge the data's classes as this config does (e.g. cxr3)")
     e.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     e.add_argument("-o", "--output", help="write the metrics JSON here")
     e.set_defaults(func=cmd_evaluate)

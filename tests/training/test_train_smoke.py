@@ -150,6 +150,67 @@ def test_evaluate_command_reproduces_test_accuracy(cxr4_run: Path, cxr4_metrics:
     assert m["model"]["sha256"] == cxr4_metrics["sha256"]
 
 
+def test_evaluate_checkpoint_agrees_with_the_onnx(cxr4_run: Path, cxr4_metrics: dict, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(cxr4_run / "checkpoint.pt"), "--data", str(CXR),
+                 "--split-file", str(cxr4_run / "split.csv"), "-o", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["n"] == cxr4_metrics["test"]["n"]
+    assert m["accuracy"] == cxr4_metrics["test"]["accuracy"]
+    assert m["temperature"] == cxr4_metrics["temperature"]
+
+
+def test_evaluate_any_manifest_with_a_config_class_selection(cxr4_run: Path, tmp_path: Path) -> None:
+    with open(CXR / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    want = {("covid", ""): 3, ("normal", ""): 3, ("pneumonia", "virus"): 2, ("pneumonia", "bacteria"): 2}
+    picked = []
+    for r in rows:
+        k = (r["label"], r["subtype"])
+        if want.get(k, 0) > 0:
+            want[k] -= 1
+            picked.append({**r, "file": str(CXR / r["file"])})  # absolute paths: the manifest lives elsewhere
+    manifest = tmp_path / "other.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(picked)
+    model = str(cxr4_run / "radlens-cxr4.onnx")
+    assert main(["evaluate", model, "--data", str(manifest), "-o", str(tmp_path / "all.json")]) == 0
+    m = json.loads((tmp_path / "all.json").read_text())
+    assert (m["n"], m["skipped_unknown_label"]) == (10, 0)
+    # cxr3 keeps covid, normal and viral pneumonia; the 4-class model does not know "viral_pneumonia"
+    assert main(["evaluate", model, "--data", str(manifest), "--config", "cxr3", "-o", str(tmp_path / "c3.json")]) == 0
+    m = json.loads((tmp_path / "c3.json").read_text())
+    assert (m["n"], m["skipped_unknown_label"]) == (6, 2)
+    assert m["per_class"]["pneumonia"]["support"] == 0
+
+
+def test_export_command_and_install(cxr4_run: Path, cxr4_metrics: dict, tmp_path: Path) -> None:
+    from training.cli import install
+
+    out = tmp_path / "again.onnx"
+    assert main(["export", str(cxr4_run / "checkpoint.pt"), "-o", str(out)]) == 0
+    clf = engine.Classifier(out, device="cpu")
+    assert clf.labels == ("normal", "covid", "pneumonia", "tuberculosis")
+    assert clf.card.test_metrics["accuracy"] == round(cxr4_metrics["test"]["accuracy"], 4)  # from metrics.json
+    assert clf.card.temperature == cxr4_metrics["temperature"]
+    dest = tmp_path / "models"
+    install(cxr4_run, "radlens-cxr4", dest)
+    for suffix in ("onnx", "metrics.json", "confusion.png", "loss.png", "accuracy.png", "split.csv"):
+        assert (dest / f"radlens-cxr4.{suffix}").is_file(), suffix
+
+
+def test_a_written_split_reproduces(cxr4_run: Path, tmp_path: Path) -> None:
+    """split.file reuses a run's split (here with --data naming the manifest file itself)."""
+    out = tmp_path / "again"
+    assert main(["train", "cxr4", "--data", str(CXR / "manifest.csv"), "--out", str(out),
+                 "--set", f"split.file={cxr4_run / 'split.csv'}", "--set", "train.max_steps=1",
+                 "--set", "train.aug_views=1"]) == 0
+    assert (out / "split.csv").read_text() == (cxr4_run / "split.csv").read_text()
+    assert json.loads((out / "metrics.json").read_text())["export_verification"]["max_abs_prob_diff"] <= 1e-4
+
+
 # ------------------------------------------------------------------ verification fails loudly
 
 @pytest.fixture(scope="module")
