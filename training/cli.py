@@ -103,6 +103,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     card = build_card(cfg, result, test)
     write_card(onnx_path, card)  # same graph, final card; verified again as shipped
     verification = verify_export(onnx_path, net, result["temperature"], check_imgs, result["labels"])
+    # The test ran on the same graph and weights before the final card (which holds the test metrics) was
+    # written into metadata_props; record both hashes so the shipped file's hash is the one quoted.
+    test["model"]["sha256_evaluated_before_final_card"] = test["model"].pop("sha256")
+    test["model"]["sha256"] = verification["sha256"]
     metrics = {"model": card["name"], "version": card["version"], "sha256": verification["sha256"],
                "test": test, "validation": result["val"], "temperature": result["temperature"],
                "operating_points": result["operating_points"], "best_epoch": result["best_epoch"],
