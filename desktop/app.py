@@ -27,6 +27,17 @@ log = logging.getLogger("radlens")
 SELF_TEST_FLAGS = ("--self-test", "--startup-time", "--write-expected")
 
 
+def window_size(text: str) -> tuple[int, int]:
+    """argparse type for WxH, e.g. 1600x1000."""
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1600x1000, not {text!r}") from None
+    if not (200 <= w <= 20000 and 200 <= h <= 20000):
+        raise argparse.ArgumentTypeError(f"window size {w}x{h} is out of range (200 to 20000 pixels per side)")
+    return w, h
+
+
 def build_parser() -> argparse.ArgumentParser:
     from engine import DISCLAIMER
 
@@ -36,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: saved setting)")
     p.add_argument("--settings", metavar="FILE.ini", help="use this settings file instead of the user's")
     p.add_argument("--screenshot", metavar="OUT.png", help="save the window after the first image is analysed, then exit")
-    p.add_argument("--size", metavar="WxH", help="window size (default: the saved layout; 1500x950 for --screenshot)")
+    p.add_argument("--size", type=window_size, metavar="WxH", help="window size (default: the saved layout; 1500x950 for --screenshot)")
     p.add_argument("--cam-class", metavar="LABEL", help="with --screenshot: show this class's heatmap")
     p.add_argument("--window-preset", metavar="NAME", help="with --screenshot: apply this window/level preset")
     return p
@@ -190,10 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .settings import Settings
 
     win = MainWindow(Settings(args.settings), model_path=args.model, device=args.device)
-    size = args.size or ("1500x950" if args.screenshot else "")
+    size = args.size or ((1500, 950) if args.screenshot else None)
     if size:
-        w, h = (int(x) for x in size.lower().split("x"))
-        win.resize(w, h)
+        win.resize(*size)
     if args.screenshot:
         screenshot_when_done(win, args.screenshot, args.cam_class, args.window_preset)
         if args.paths:

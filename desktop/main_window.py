@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.card_action, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.study = StudyController(self.service, self)
+        self.study.listed.connect(self._on_listed)
         self.study.dock.setObjectName("studyDock")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study.dock)
         self.tags = TagDock(self)
@@ -194,7 +195,8 @@ class MainWindow(QMainWindow):
         self.device = device
         self.settings.device = device
         if self.model_path or self.classifier is not None:
-            self._load_model(self.model_path, user=True)
+            # the same model on another device: the remembered model choice stays as it is
+            self._load_model(self.model_path, user=False)
 
     def load_model_dialog(self) -> None:
         path = self.dialogs.open_model(os.path.dirname(self.model_path) or str(default_model_path().parent))
@@ -203,11 +205,22 @@ class MainWindow(QMainWindow):
 
     # -- opening ---------------------------------------------------------------------------
     def open_paths(self, paths: list[str]) -> None:
-        """Open files and folders (command line, drop, dialogs) as the study."""
-        first = self.study.set_study(paths)
+        """Open files and folders (command line, drop, dialogs) as the study. Folders are
+        listed in a thread, so a large tree or a slow share never freezes the window."""
+        if any(os.path.isdir(p) for p in paths):
+            self.statusBar().showMessage(f"Listing {', '.join(os.path.basename(p.rstrip(os.sep)) or p for p in paths)}…")
+            self.study.list_async(paths)
+            return
+        self._show_study(self.study.set_study(paths), bool(paths))
+
+    def _on_listed(self, generation: int, files: list, message: str) -> None:
+        if generation == self.study.generation:  # else the user has opened something else since
+            self._show_study(self.study.set_files(files, message), True)
+
+    def _show_study(self, first: str, asked: bool) -> None:
         if first:
             self._open_one(first)
-        elif paths:
+        elif asked:
             self.statusBar().showMessage(self.study.last_message or "Nothing to open.", 10000)
 
     def open_file(self, path: str) -> None:

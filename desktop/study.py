@@ -4,6 +4,7 @@ and their background thumbnails and predictions."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ def expand(paths: list[str], limit: int = MAX_STUDY_FILES) -> tuple[list[str], s
 
 class StudyController(QObject):
     fileActivated = Signal(str)
+    listed = Signal(int, list, str)  # generation, files, message (from list_async's thread)
 
     def __init__(self, service: AnalysisService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,13 +66,39 @@ class StudyController(QObject):
         self.dock = QDockWidget("Study", parent)
         self.dock.setWidget(self.browser)
         self.last_message = ""
+        self.generation = 0
         self.done: set[str] = set()  # analysed by the viewer already: the study worker skips them
         self.browser.fileActivated.connect(self.fileActivated)
         service.studyItem.connect(self._on_item)
 
+    def list_async(self, paths: list[str]) -> None:
+        """Expand ``paths`` off the GUI thread (a folder tree on a network share can take
+        seconds); ``listed`` delivers (generation, files, message). A newer call makes the
+        older result stale: the receiver compares the generation with ``generation``."""
+        self.generation += 1
+        gen = self.generation
+
+        def run() -> None:
+            try:
+                files, message = expand(paths)
+            except Exception as e:  # noqa: BLE001 - reported in the status bar, never raised in a thread
+                files, message = [], f"could not list {', '.join(paths)}: {e}"
+            try:
+                self.listed.emit(gen, files, message)
+            except RuntimeError:  # the window was closed while listing
+                pass
+
+        threading.Thread(target=run, name="radlens-list", daemon=True).start()
+
     def set_study(self, paths: list[str]) -> str:
-        """List ``paths`` (folders expanded); returns the first file ("" if none)."""
-        files, self.last_message = expand(paths)
+        """List ``paths`` (folders expanded, on this thread); returns the first file ("" if none)."""
+        files, message = expand(paths)
+        return self.set_files(files, message)
+
+    def set_files(self, files: list[str], message: str) -> str:
+        """Make ``files`` the study; returns the first file ("" if none)."""
+        self.generation += 1  # a listing still running for an older request is now stale
+        self.last_message = message
         if self.last_message:
             self.browser.summary.setToolTip(self.last_message)
         if not files:
@@ -90,9 +118,8 @@ class StudyController(QObject):
         self.classifier = classifier
         current = self.browser.current_path()
         self.done = {os.path.abspath(current)} if current else set()
-        for row in range(self.browser.count()):
-            if os.path.abspath(self.browser.paths()[row]) != os.path.abspath(current):
-                self.browser.set_status(row, "pending")
+        keep = os.path.abspath(current) if current else None
+        self.browser.set_pending([row for row, p in enumerate(self.browser.paths()) if os.path.abspath(p) != keep])
         self._process()
 
     def _process(self) -> None:

@@ -125,6 +125,13 @@ class StudyBrowser(QWidget):
         self._set_text(item, status, label, prob, message)
         self._update_summary()
 
+    def set_pending(self, rows: Sequence[int]) -> None:
+        """Mark many rows pending at once (a new model); the summary is counted once."""
+        for row in rows:
+            if 0 <= row < self.list.count():
+                self._set_text(self.list.item(row), "pending", "", 0.0, "")
+        self._update_summary()
+
     def set_thumbnail(self, row: int, thumb: np.ndarray) -> None:
         if 0 <= row < self.list.count():
             self.list.item(row).setIcon(QIcon(QPixmap.fromImage(gray_qimage(thumb))))

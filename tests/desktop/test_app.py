@@ -213,3 +213,30 @@ def test_command_line_screenshot(tmp_path: Path, tiny_model_path: Path, dicom_di
     assert "screenshot saved" in r.stdout
     img = QImage(str(out))
     assert (img.width(), img.height()) == (1200, 800)
+
+
+def test_device_change_does_not_remember_the_model_as_chosen(window, qtbot, settings_path: str) -> None:
+    """Switching CPU/CUDA reloads the model in use; it must not become the user's model choice
+    (else a newer bundled default would be ignored from then on)."""
+    from desktop.settings import Settings
+
+    before = Settings(settings_path).model_path
+    window.set_device("cpu")
+    qtbot.waitUntil(lambda: window.classifier is not None and not window.model_reason, timeout=20000)
+    assert Settings(settings_path).model_path == before
+    assert Settings(settings_path).device == "cpu"
+
+
+@pytest.mark.parametrize("text", ["800", "axb", "10x10", "800x600x2"])
+def test_bad_window_size_is_a_usage_error(text: str, capsys) -> None:
+    from desktop.app import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--size", text])
+    assert e.value.code == 2 and "--size" in capsys.readouterr().err
+
+
+def test_window_size_parses() -> None:
+    from desktop.app import build_parser
+
+    assert build_parser().parse_args(["--size", "1600X1000"]).size == (1600, 1000)

@@ -90,7 +90,7 @@ def test_spinner_runs_while_analysing(window, open_wait, png_path: Path, qtbot) 
 def test_drop_files_and_folder(window, qtbot, study_folder: Path, png_path: Path) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(png_path)), QUrl.fromLocalFile(str(study_folder))])
-    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     target = window.view.viewport()  # dropped on the image: the event reaches the window
     QApplication.sendEvent(target, enter)
@@ -114,7 +114,7 @@ def test_drop_files_and_folder(window, qtbot, study_folder: Path, png_path: Path
 def test_drop_without_files_is_ignored(window) -> None:
     mime = QMimeData()
     mime.setText("just text")
-    enter = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert not enter.isAccepted()
@@ -275,3 +275,20 @@ def test_arrow_keys_move_through_study(window, qtbot, study_folder: Path) -> Non
 def test_disclaimer_always_visible(window) -> None:
     assert window.disclaimer_label.text() == DISCLAIMER
     assert window.disclaimer_label.isVisible()
+
+
+def test_folder_listing_runs_off_the_gui_thread_and_goes_stale(window, qtbot, study_folder: Path,
+                                                               png_path: Path) -> None:
+    """A folder is listed in a thread; opening something else before it is done wins."""
+    seen: list[int] = []
+    window.study.listed.connect(lambda gen, *_: seen.append(gen))
+    listing = window.study.generation
+    window.open_paths([str(study_folder)])  # returns at once: the listing runs in a thread
+    assert window.study.generation == listing + 1
+    with qtbot.waitSignal(window.analysisFinished, timeout=20000,
+                          check_params_cb=lambda p: p == str(png_path)):
+        window.open_paths([str(png_path)])  # before the listing has been delivered
+    qtbot.waitUntil(lambda: bool(seen), timeout=10000)
+    QApplication.processEvents()
+    assert window.study.browser.paths() == [str(png_path)]  # the folder's late result was dropped
+    assert window.current_path == str(png_path)
