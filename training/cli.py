@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.card import DISCLAIMER
 
-from .data import data_root, load_samples, read_split, resolve_data
+from .data import data_root, describe_split, load_samples, read_split, resolve_data
 
 
 def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
@@ -29,8 +29,9 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
     training_data.setdefault("confounders", ["None documented for this dataset; check how each class was collected "
                                              "(sources, ages, scanners) before trusting the model."])
     training_data["split_counts"] = counts
-    training_data["split"] = {"by": "subject, else near-duplicate group", "seed": cfg["split"]["seed"],
-                              "fractions": cfg["split"]["fractions"]}
+    kinds = result.get("split_kinds") or {}
+    training_data["split"] = {"by": describe_split(kinds) if kinds else "subject, else near-duplicate group",
+                              "images_by_key": kinds, "seed": cfg["split"]["seed"], "fractions": cfg["split"]["fractions"]}
     metrics = {}
     if test_metrics:
         metrics = {
@@ -81,6 +82,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     if args.data:
+        if resolve_data(args.data).resolve() != resolve_data(cfg["data"]).resolve() and (cfg.get("card") or {}).get("training_data"):
+            # the config's description of its own dataset says nothing true about another one
+            cfg["card"] = {**cfg["card"], "training_data": {}}
+            print("note: --data replaces the config's dataset; its data summary and confounders are left out of "
+                  "the card (describe the new data in a config's card.training_data)", flush=True)
         cfg["data"] = args.data
     cfg["data"] = str(resolve_data(cfg["data"]))
     out = Path(args.out or f"runs/{cfg['name']}")

@@ -102,8 +102,12 @@ def load_samples(data: str | Path, classes: dict[str, list[str]] | list[str] | N
         new = inverse.get(f"{r['label']}/{r.get('subtype', '')}") or inverse.get(r["label"])
         if new is None:
             continue
-        key = r.get("subject") or r.get("group") or r["file"]
-        key = ("s:" if r.get("subject") else "g:") + key
+        if r.get("subject"):
+            key = "s:" + r["subject"]
+        elif r.get("group"):
+            key = "g:" + r["group"]
+        else:  # class folders and manifests without subject/group: each file on its own
+            key = "f:" + r["file"]
         samples.append(Sample(path=str(root / r["file"]), file=r["file"], label=new, key=key, source=r.get("source", "")))
     labels = list(mapping)
     missing = [lab for lab in labels if not any(s.label == lab for s in samples)]
@@ -177,3 +181,23 @@ def load_all(samples: list[Sample], size: tuple[int, int], policy: str = "stretc
 
 def sample_dicts(samples: list[Sample]) -> str:
     return json.dumps([asdict(s) for s in samples])
+
+
+SPLIT_KEY_KINDS = {"s": "subject", "g": "group", "f": "file"}
+
+
+def split_key_kinds(splits: dict[str, list[Sample]]) -> dict[str, int]:
+    """How many images were split by subject, by near-duplicate group, and file by file."""
+    kinds = Counter(SPLIT_KEY_KINDS.get(s.key.split(":", 1)[0], "file") for items in splits.values() for s in items)
+    return {kind: kinds.get(kind, 0) for kind in SPLIT_KEY_KINDS.values()}
+
+
+def describe_split(kinds: dict[str, int]) -> str:
+    """One line for the model card: what the split key really was."""
+    used = [f"{kind} ({n} images)" for kind, n in kinds.items() if n]
+    text = "split by " + ", else ".join(used) if used else "split"
+    if kinds.get("file"):
+        text += ("; images without a subject or group were split file by file, so near-duplicates or several "
+                 "images of one patient may straddle train and test")
+    return text
+

@@ -29,8 +29,23 @@ def export_onnx(net: CamNet, temperature: float, card: dict, path: Path, size: t
             dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}, "probs": {0: "N"}, "cam": {0: "N"}},
             opset_version=17, dynamo=False,
         )
+        cam_hw = module(torch.zeros(1, 3, *size))[2].shape[2:]
+    _fix_cam_dims(path, tuple(int(v) for v in cam_hw))
     write_card(path, card)
     return path
+
+
+def _fix_cam_dims(path: Path, hw: tuple[int, int]) -> None:
+    """The tracer names the CAM's height and width symbolically (even after the batch axis);
+    they are fixed by the input size, so declare them as numbers."""
+    import onnx
+
+    model = onnx.load(str(path))
+    cam = next(o for o in model.graph.output if o.name == "cam")
+    for dim, value in zip(cam.type.tensor_type.shape.dim[2:], hw, strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    onnx.save(model, str(path))
 
 
 def write_card(path: Path, card: dict) -> Path:

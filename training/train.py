@@ -22,7 +22,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import augment
-from .data import data_root, load_all, load_samples, read_split, split_samples, summarize, write_split
+from .data import (
+    data_root,
+    describe_split,
+    load_all,
+    load_samples,
+    read_split,
+    split_key_kinds,
+    split_samples,
+    summarize,
+    write_split,
+)
 from .metrics import evaluate, fit_temperature, operating_points, softmax
 from .models import CamNet, build_model
 
@@ -122,7 +132,11 @@ def train(cfg: dict, out_dir: Path) -> dict:
         splits = split_samples(samples, tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
     write_split(splits, out_dir / "split.csv")
     counts = summarize(splits, labels)
-    print(f"classes {labels}; split sizes {json.dumps(counts)}", flush=True)
+    split_kinds = split_key_kinds(splits)
+    print(f"classes {labels}; split sizes {json.dumps(counts)}; {describe_split(split_kinds)}", flush=True)
+    if split_kinds["file"]:
+        print(f"WARNING: {split_kinds['file']} images have no subject or group and were split file by file; "
+              "test metrics may be optimistic if one patient has several images", flush=True)
     size = tuple(ic["size"])
     y = {s: np.array([labels.index(x.label) for x in splits[s]]) for s in splits}
 
@@ -221,7 +235,7 @@ def train(cfg: dict, out_dir: Path) -> dict:
     ops = operating_points(softmax(val_logits, temperature), y["val"], labels)
     test_logits = predict_logits(net, val_inputs("test"), k)
     result = {
-        "labels": labels, "counts": counts, "best_epoch": best_epoch, "temperature": temperature,
+        "labels": labels, "counts": counts, "split_kinds": split_kinds, "best_epoch": best_epoch, "temperature": temperature,
         "operating_points": ops, "history": history,
         "val": evaluate(val_logits, y["val"], labels, temperature),
         "test_head": evaluate(test_logits, y["test"], labels, temperature),

@@ -309,3 +309,25 @@ def test_resnet18_on_the_fly_run_exports_and_verifies(resnet_run: Path) -> None:
     assert clf.card.training_data["summary"]  # made from the split counts
     pred = engine.analyze(next((resnet_run.parent / "data" / "tb").glob("*.jpg")), clf)
     assert float(pred.probs.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exported_cam_has_fixed_height_and_width(cxr4_run: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(cxr4_run / "radlens-cxr4.onnx")).graph
+    dims = {o.name: o.type.tensor_type.shape.dim for o in graph.output}
+    assert dims["cam"][0].dim_param == "N" and dims["cam"][1].dim_value == 4
+    assert [d.dim_value for d in dims["cam"][2:]] == [7, 7]  # 224 px / stride 32
+    assert all(d.dim_param == "N" for d in (dims["logits"][0], dims["probs"][0]))
+
+
+def test_card_says_what_the_split_key_was(cxr4_run: Path, resnet_run: Path) -> None:
+    from engine.model import Classifier
+
+    manifest = Classifier(cxr4_run / "radlens-cxr4.onnx", device="cpu").card.training_data["split"]
+    by_key = manifest["images_by_key"]
+    assert by_key["file"] == 0 and by_key["subject"] + by_key["group"] == 64  # every manifest row has one
+    assert "file by file" not in manifest["by"]
+    folders = Classifier(resnet_run / "folders-resnet18.onnx", device="cpu").card.training_data["split"]
+    assert folders["images_by_key"] == {"subject": 0, "group": 0, "file": 24}  # class folders: no patient ids
+    assert "file by file" in folders["by"] and "straddle" in folders["by"]
