@@ -98,6 +98,7 @@ class BatchWorker(QObject):
 class BatchDialog(QDialog):
     openRequested = Signal(str)
     finished_batch = Signal(object)  # BatchEnd
+    discarded = Signal()  # closed, and its thread has stopped: the owner may delete it
 
     def __init__(self, folder: str, classifier: Classifier, dialogs: Dialogs | None = None,
                  parent: QWidget | None = None, batch_size: int = 16) -> None:
@@ -111,6 +112,9 @@ class BatchDialog(QDialog):
         self.end: BatchEnd | None = None
         self.cancel_requested_at: float | None = None
         self.last_export: str = ""
+        self.exported_rows = 0  # rows in the table at the last export
+        self.close_confirmed = False  # the user has agreed to close (asked once)
+        self._released = False
         self._counts: Counter[str] = Counter()
         self._errors = 0
         card = classifier.card
@@ -264,22 +268,58 @@ class BatchDialog(QDialog):
             self.dialogs.error("Export failed", f"The report could not be written to {path}: {msg}")
             return ""
         self.last_export = path
+        self.exported_rows = len(rows)
         note = " with identifiers" if self.identifiers.isChecked() else ""
         self.status.setText(f"Exported {n} rows{note} to {path}.")
         return path
 
     # -- closing -------------------------------------------------------------------------
+    def unexported(self) -> int:
+        """Rows analysed since the last export (0 when everything is in a written report)."""
+        return max(0, self.model.rowCount() - self.exported_rows)
+
+    def confirm_discard(self) -> bool:
+        """Closing loses results that were never exported: ask first."""
+        n = self.unexported()
+        if not n:
+            return True
+        what = "is still running" if self.running() else "has finished"
+        return self.dialogs.confirm(
+            "Discard batch results?",
+            f"The batch of {self.folder} {what}; {n} result(s) have not been exported to a CSV report. "
+            "Close it and lose them?", "Discard results")
+
     def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop the batch and wait for its thread (application exit)."""
         self.worker.cancel.set()
         self._thread.quit()
         if not self._thread.wait(timeout_ms):
             log.warning("the batch thread did not stop in time")
 
+    def reject(self) -> None:  # Escape, and QDialog's own closeEvent: cancel and release, not just hide
+        if not self.close_confirmed and not self.confirm_discard():
+            return
+        self.close_confirmed = True
+        self._release()
+        super().reject()
+
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802
-        if self.running():
-            self.cancel()
-            QTimer.singleShot(0, self._finish_close)
+        if not self.close_confirmed and not self.confirm_discard():
+            event.ignore()
+            return
+        self.close_confirmed = True
+        self._release()
         super().closeEvent(event)
 
-    def _finish_close(self) -> None:
-        self.shutdown()
+    def _release(self) -> None:
+        """Cancel a running batch (it stops within a second, its end quits the thread) and tell
+        the owner when the thread is gone; never waits on the GUI thread."""
+        if self._released:
+            return
+        self._released = True
+        if self.running():
+            self.cancel()
+        if self._thread.isRunning():
+            self._thread.finished.connect(self.discarded.emit)
+        else:
+            QTimer.singleShot(0, self.discarded.emit)

@@ -41,3 +41,13 @@ class Dialogs:
 
     def info(self, title: str, text: str) -> None:
         QMessageBox.information(self.parent, title, text)
+
+    def confirm(self, title: str, text: str, action: str) -> bool:
+        """Ask before something that loses work; ``action`` names the button that goes ahead."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.NoButton, self.parent)
+        go = box.addButton(action, QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is go
+

@@ -316,11 +316,17 @@ class MainWindow(QMainWindow):
             return None
         dlg = BatchDialog(folder, self.classifier, self.dialogs, self)
         dlg.openRequested.connect(self.open_file)
+        dlg.discarded.connect(lambda d=dlg: self._drop_batch_dialog(d))
         self.batch_dialogs.append(dlg)
         dlg.show()
         if start:
             dlg.start()
         return dlg
+
+    def _drop_batch_dialog(self, dlg: BatchDialog) -> None:
+        if dlg in self.batch_dialogs:
+            self.batch_dialogs.remove(dlg)
+            dlg.deleteLater()
 
     def show_model_card(self) -> ModelCardDialog | None:
         c = self.classifier
@@ -388,6 +394,14 @@ class MainWindow(QMainWindow):
 
     # -- closing -------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        pending = [d for d in self.batch_dialogs if d.unexported()]
+        if pending and not self.dialogs.confirm(
+                "Quit RadLens?", f"{sum(d.unexported() for d in pending)} batch result(s) in {len(pending)} "
+                "batch window(s) have not been exported to a CSV report. Quit and lose them?", "Quit"):
+            event.ignore()
+            return
+        for dlg in pending:
+            dlg.close_confirmed = True  # already asked
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.cam_visible = self.display.cam_toggle.isChecked()
         self.settings.sync()

@@ -37,6 +37,8 @@ class FakeDialogs:
         self.texts: list[str] = []
         self.errors: list[tuple[str, str]] = []
         self.infos: list[tuple[str, str]] = []
+        self.confirms: list[bool] = []  # answers to confirm(); True (go ahead) when empty
+        self.asked: list[tuple[str, str]] = []
 
     def open_files(self, folder: str) -> list[str]:
         return self.files.pop(0) if self.files else []
@@ -58,6 +60,10 @@ class FakeDialogs:
 
     def info(self, title: str, text: str) -> None:
         self.infos.append((title, text))
+
+    def confirm(self, title: str, text: str, action: str) -> bool:
+        self.asked.append((title, text))
+        return self.confirms.pop(0) if self.confirms else True
 
 
 @pytest.fixture

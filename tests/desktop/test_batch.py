@@ -19,7 +19,6 @@ from engine.report import IDENTIFIER_COLUMNS, read_report
 def finished_batch(window, qtbot, study_folder: Path):
     dlg = window.batch_dialog(str(study_folder))
     assert dlg is not None
-    qtbot.addWidget(dlg)
     if dlg.end is None:
         with qtbot.waitSignal(dlg.finished_batch, timeout=60000):
             pass
@@ -109,7 +108,6 @@ def test_batch_export_failure_is_a_message(finished_batch, dialogs, tmp_path: Pa
 
 def test_batch_cancel_stops_within_a_second(window, qtbot, cxr_dir: Path) -> None:
     dlg = window.batch_dialog(str(cxr_dir / "images"))  # 15,535 images: far from done when cancelled
-    qtbot.addWidget(dlg)
     qtbot.waitUntil(lambda: dlg.model.rowCount() >= 32, timeout=30000)
     assert re.search(r"\d+ / 15535 files · [\d.]+ images/s · ETA \d+:\d\d", dlg.status.text())
     t0 = time.perf_counter()
@@ -130,3 +128,43 @@ def test_batch_needs_a_model(make_window, dialogs, monkeypatch, tmp_path: Path, 
     assert not win.batch_action.isEnabled()
     assert win.batch_dialog(str(study_folder)) is None
     assert dialogs.errors and "needs a model" in dialogs.errors[-1][1]
+
+
+def test_closing_unexported_results_asks_first(finished_batch, window, dialogs, qtbot, tmp_path: Path) -> None:
+    dlg = finished_batch
+    assert dlg.unexported() == 10
+    dialogs.confirms.append(False)  # "Cancel": keep the results
+    dlg.close()
+    assert dlg.isVisible() and dlg in window.batch_dialogs
+    assert "10 result(s) have not been exported" in dialogs.asked[-1][1]
+    dialogs.csv_paths.append(str(tmp_path / "r.csv"))
+    assert dlg.export()
+    assert dlg.unexported() == 0
+    asked = len(dialogs.asked)
+    with qtbot.waitSignal(dlg.discarded, timeout=5000):
+        dlg.close()  # everything exported: no question
+    assert len(dialogs.asked) == asked
+    assert dlg not in window.batch_dialogs  # released, not kept for the life of the window
+
+
+def test_closing_a_running_batch_cancels_without_blocking(window, qtbot, cxr_dir: Path, dialogs) -> None:
+    dlg = window.batch_dialog(str(cxr_dir / "images"))
+    qtbot.waitUntil(lambda: dlg.model.rowCount() >= 16, timeout=30000)
+    with qtbot.waitSignal(dlg.discarded, timeout=5000):
+        t0 = time.perf_counter()
+        dlg.reject()  # Escape closes (and cancels) instead of hiding a running batch
+        returned = time.perf_counter() - t0
+        assert not dlg.isVisible() and dlg.worker.cancel.is_set()
+    assert returned < 0.2, f"closing blocked the GUI for {returned:.2f} s"
+    assert "still running" in dialogs.asked[-1][1]  # it had unexported rows
+    assert dlg.end is not None and dlg.end.cancelled
+    assert dlg not in window.batch_dialogs
+
+
+def test_quitting_with_unexported_results_asks_first(finished_batch, window, dialogs) -> None:
+    dialogs.confirms.append(False)
+    window.close()
+    assert window.isVisible()
+    assert "have not been exported" in dialogs.asked[-1][1]
+    window.close()  # the default answer: quit
+    assert not window.isVisible()
