@@ -113,6 +113,7 @@ def test_cxr4_export_verification_passed(cxr4_run: Path, cxr4_metrics: dict) -> 
     assert v["max_abs_prob_diff"] <= 1e-4
     assert set(v["cam_correlation"]) == {"normal", "covid", "pneumonia", "tuberculosis"}
     assert all(c >= 0.99 for c in v["cam_correlation"].values())
+    assert v["cam_max_rel_diff"] <= 1e-3  # equal value by value, not only correlated
     assert v["engine_accepts"] is True
     assert v["card_temperature_prob_diff"] <= 1e-4
     assert v["sha256"] == cxr4_metrics["sha256"] == engine.model.sha256_file(cxr4_run / "radlens-cxr4.onnx")
@@ -270,6 +271,16 @@ def test_verify_fails_on_a_perturbed_cam(cxr4_run: Path, check_images: np.ndarra
     with pytest.raises(ExportVerificationError, match="CAM vs autograd Grad-CAM") as e:
         verify_export(path, net, ck["temperature"], check_images, ck["labels"])
     assert "probabilities differ" not in str(e.value)  # the probabilities are untouched
+
+
+def test_verify_fails_on_a_scaled_cam_that_correlation_alone_would_pass(cxr4_run: Path, check_images: np.ndarray,
+                                                                        tmp_path: Path) -> None:
+    net, ck = _net(cxr4_run)
+    path = _copy(cxr4_run, tmp_path)
+    _perturb(path, [4, net.fc.in_features, 1, 1], lambda w: 2 * w)  # CAM x2: correlation stays 1.0
+    with pytest.raises(ExportVerificationError, match="CAM differs from autograd Grad-CAM by") as e:
+        verify_export(path, net, ck["temperature"], check_images, ck["labels"])
+    assert "correlation below" not in str(e.value)
 
 
 def test_verify_fails_when_the_card_disagrees(cxr4_run: Path, check_images: np.ndarray, tmp_path: Path) -> None:
