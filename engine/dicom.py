@@ -7,6 +7,7 @@ Compressed transfer syntaxes decode through the pylibjpeg plugins.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from .dicom_header import apply_modality, int_value, pixel_spacing, read_lut
 from .display import apply_window, full_range_window
 from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .image import Identifiers, ImageMeta, LoadedImage, Window
@@ -87,13 +88,33 @@ def _windows(ds: Dataset) -> tuple[Window, ...]:
     return tuple(out)
 
 
-def _lut_data(item: Dataset, ds: Dataset) -> np.ndarray:
-    """A LUT's entries as numbers; LUT Data stored as OW arrives as raw bytes."""
-    data = item.LUTData
-    if isinstance(data, bytes):
-        little = ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian
-        return np.frombuffer(data, dtype="<u2" if little else ">u2")
-    return np.asarray(data if isinstance(data, (list, pydicom.multival.MultiValue)) else [data], dtype=np.float64)
+def _missing_pixels(path: Path, ds: Dataset, data: bytes | None) -> ImageLoadError:
+    """Why a dataset has no pixel data: a truncated image file, or a file that is not an
+    image (a structured report, a presentation state)."""
+    header = ds
+    if "Rows" not in ds or "Columns" not in ds:
+        # When a file ends inside encapsulated pixel data, pydicom drops every element it
+        # had read (EOF while looking for the sequence delimiter): read the header alone.
+        with contextlib.suppress(Exception):
+            header = pydicom.dcmread(io.BytesIO(data) if data is not None else str(path), force=True,
+                                     stop_before_pixels=True)
+    sop = header.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    kind = UID(str(sop)).name if sop else "unknown SOP class"
+    rows, cols = header.get("Rows"), header.get("Columns")
+    if rows and cols:
+        return CorruptImageError(
+            f"{path.name}: the file is truncated: its header describes a {cols}x{rows} image but the pixel data "
+            "is missing or cut short. Re-copy the file; it was cut short."
+        )
+    if "Image Storage" in kind:
+        return CorruptImageError(
+            f"{path.name}: the file is truncated: it is a {kind} file but it ends before its image. "
+            "Re-copy the file; it was cut short."
+        )
+    return UnsupportedImageError(
+        f"{path.name}: this DICOM file holds no image ({kind}); it may be a report or a "
+        "presentation state. Open the image series instead."
+    )
 
 
 def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
@@ -113,48 +134,54 @@ def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
 
 
 def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000) -> LoadedImage:
+    ds, notes = read_dataset(path, data, force=force)
+    try:
+        return _display(path, ds, notes, data, max_pixels)
+    except (ImageLoadError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a header value no check foresaw: still a typed error
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise CorruptImageError(
+            f"{path.name}: the DICOM header is inconsistent ({type(e).__name__}: {first}). "
+            "The file may be damaged; re-export it from the source system or re-copy it."
+        ) from None
+
+
+def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_pixels: int) -> LoadedImage:
+    """The display pipeline on a dataset read by ``read_dataset``."""
     from .io import _check_pixels  # shared pixel limit
 
-    ds, notes = read_dataset(path, data, force=force)
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        sop = ds.get("SOPClassUID")
-        kind = UID(str(sop)).name if sop else "unknown SOP class"
-        raise UnsupportedImageError(
-            f"{path.name}: this DICOM file holds no image ({kind}); it may be a report or a "
-            "presentation state. Open the image series instead."
-        )
+        raise _missing_pixels(path, ds, data)
     ts: UID = ds.file_meta.TransferSyntaxUID
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows = int_value(path, ds, "Rows", 0, minimum=0)
+    cols = int_value(path, ds, "Columns", 0, minimum=0)
+    frames = int_value(path, ds, "NumberOfFrames", 1, minimum=1)
     _check_pixels(path.name, cols, rows, frames, max_pixels)
     try:
-        if frames > 1:
-            arr = pydicom.pixels.pixel_array(ds, index=0)
-            notes.append(f"multi-frame ({frames} frames): showing frame 1")
-        else:
-            arr = ds.pixel_array
+        # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
+        # once decoded), so no colour conversion is left to do here.
+        arr = pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
     except Exception as e:  # noqa: BLE001 - decoder plugins raise many types
         raise _decode_error(path, ts, e) from None
+    if frames > 1:
+        notes.append(f"multi-frame ({frames} frames): showing frame 1")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if arr.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) > 1:
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
         import cv2
 
-        if photometric.startswith("YBR"):
-            arr = pydicom.pixels.convert_color_space(arr, photometric, "RGB")
-        arr = cv2.cvtColor(arr.astype(np.float32), cv2.COLOR_RGB2GRAY)
+        arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3], dtype=np.float32), cv2.COLOR_RGB2GRAY)
         notes.append(f"colour ({photometric}) converted to grayscale")
     elif arr.ndim != 2:
         raise UnsupportedImageError(f"{path.name}: unexpected pixel array shape {arr.shape}.")
 
-    values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
+    values = apply_modality(path, ds, arr)
     windows = _windows(ds)
-    if "VOILUTSequence" in ds:
+    voi_lut = read_lut(path, ds, "VOILUTSequence")
+    if voi_lut is not None:
         # The VOI LUT maps the modality LUT's output (integer indices); PS3.3 C.11.2.1.1
-        voi = np.asarray(apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True))
-        item = ds.VOILUTSequence[0]
-        bits = int(item.LUTDescriptor[2])
-        top = max(float(2**bits - 1), float(np.max(_lut_data(item, ds))))
-        pixels = np.clip(voi.astype(np.float32) / top, 0.0, 1.0)
+        top = max(float(2**voi_lut.bits - 1), float(np.max(voi_lut.data)))
+        pixels = np.clip(voi_lut.lookup(values).astype(np.float32) / top, 0.0, 1.0)
         window, source = (windows[0] if windows else None), "voi_lut"
     elif windows:
         window, source = windows[0], "window"
@@ -165,13 +192,12 @@ def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_p
     inverted = photometric == "MONOCHROME1"
     if inverted:
         pixels = 1.0 - pixels
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    bits_stored = int(ds.get("BitsStored", arr.dtype.itemsize * 8) or 8)
+    bits_stored = int_value(path, ds, "BitsStored", arr.dtype.itemsize * 8, minimum=1)
+    spacing = pixel_spacing(ds, notes)
     meta = ImageMeta(
         path=str(path), format="dicom", width=int(arr.shape[1]), height=int(arr.shape[0]),
         modality=_text(ds, "Modality"), photometric=photometric, bits_stored=bits_stored,
-        transfer_syntax=str(ts), transfer_syntax_name=ts.name,
-        pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing and len(spacing) >= 2 else None,
+        transfer_syntax=str(ts), transfer_syntax_name=ts.name, pixel_spacing=spacing,
         view_position=_text(ds, "ViewPosition"), body_part=_text(ds, "BodyPartExamined"),
         frames=frames, frame_used=0, default_window=window, windows=windows, voi_source=source,
         inverted=inverted, notes=tuple(notes),
@@ -208,8 +234,10 @@ _IDENTIFYING_KEYWORDS = {
 
 def dicom_tags(path: str | Path, max_value_chars: int = 200) -> list[TagRow]:
     """Every data element of a DICOM file (pixel data summarised), for the tag viewer."""
+    from .io import _read_bytes  # regular files only, size-capped: a FIFO never blocks the viewer
+
     path = Path(path)
-    ds, _ = read_dataset(path, None)
+    ds, _ = read_dataset(path, _read_bytes(path))
     rows: list[TagRow] = []
 
     def walk(d: Dataset, depth: int) -> None:

@@ -276,3 +276,104 @@ def test_dicom_tags_mark_identifying_elements(dicom_dir: Path) -> None:
     assert not by_kw["Modality"].identifying and by_kw["Modality"].value == "CR"
     assert by_kw["PixelData"].value.endswith("bytes of pixel data>")
     assert by_kw["TransferSyntaxUID"].value == str(JPEG2000)
+
+
+def _implicit_copy(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001 - edit(ds) changes the dataset in place
+    """``src`` (read as the engine reads it) edited, then saved as Implicit VR Little Endian."""
+    from engine.dicom import read_dataset
+
+    ds, _ = read_dataset(src)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    edit(ds)
+    ds.save_as(dst, enforce_file_format=True)
+    return dst
+
+
+@pytest.mark.parametrize("n, first, as_bytes", [(1024, 0, False), (4096, 0, True), (1024, 100, False)])
+def test_8bit_voi_lut_longer_than_256_entries(tmp_path: Path, dicom_dir: Path, n: int, first: int,
+                                              as_bytes: bool) -> None:
+    """An 8-bit VOI LUT with more entries than 256 on a 10-bit CR: every index reaches
+    its own entry (pydicom's apply_voi builds uint8 indices, which wrap: max error 0.87)."""
+    lut = np.round(255 * (np.arange(n) / (n - 1)) ** 0.5).astype(np.uint16)
+
+    def add_lut(ds: Dataset) -> None:
+        item = Dataset()
+        item.LUTDescriptor = [n, first, 8]
+        if as_bytes:
+            item.add_new("LUTData", "OW", lut.astype("<u2").tobytes())
+        else:
+            item.add_new("LUTData", "US", lut.tolist())
+        ds.VOILUTSequence = [item]
+
+    path = _implicit_copy(dicom_dir / "CR-MONO1-10-chest.dcm", tmp_path / "voi8.dcm", add_lut)
+    im = load_image(path)
+    assert im.meta.voi_source == "voi_lut" and im.meta.inverted
+    idx = np.clip(np.rint(im.values).astype(np.int64) - first, 0, n - 1)
+    assert int(idx.max()) > 255  # the stored range goes past the first 256 entries
+    expected = 1.0 - lut[idx] / 255.0  # MONOCHROME1
+    np.testing.assert_allclose(im.pixels, expected, rtol=0, atol=1e-6)
+
+
+def test_modality_lut_sequence_with_12_bit_entries(tmp_path: Path, dicom_dir: Path) -> None:
+    """A Modality LUT whose descriptor says 12 bits per entry (seen in the wild; pydicom
+    asks numpy for a 'uint12' dtype and fails): looked up entry by entry."""
+    n = 1024
+    lut = np.round(4095 * (np.arange(n) / (n - 1)) ** 2).astype(np.uint16)
+
+    def add_lut(ds: Dataset) -> None:
+        item = Dataset()
+        item.LUTDescriptor = [n, 0, 12]
+        item.add_new("LUTData", "US", lut.tolist())
+        item.ModalityLUTType = "US"
+        ds.ModalityLUTSequence = [item]
+        for kw in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            if kw in ds:
+                del ds[kw]
+
+    path = _implicit_copy(dicom_dir / "CR-MONO1-10-chest.dcm", tmp_path / "mod12.dcm", add_lut)
+    raw = _read(path).pixel_array.astype(np.int64)
+    im = load_image(path)
+    np.testing.assert_array_equal(im.values, lut[np.clip(raw, 0, n - 1)].astype(np.float32))
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(rgb.astype(np.float32), cv2.COLOR_RGB2GRAY)
+
+
+# (YBR file, the same picture stored as RGB, largest mean gray difference allowed: both are lossy JPEG)
+YBR_PAIRS = [
+    ("SC_rgb_dcmtk_+eb+cy+n1.dcm", "SC_rgb_dcmtk_+eb+cr.dcm", 3.0),  # YBR_FULL, JPEG baseline
+    ("SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_rgb_dcmtk_+eb+cr.dcm", 3.0),  # YBR_FULL_422, JPEG baseline
+    ("SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_dcmtk_+eb+cr.dcm", 3.0),  # YBR_FULL, JPEG baseline
+    ("SC_ybr_full_422_uncompressed.dcm", "SC_rgb_dcmtk_+eb+cr.dcm", 3.0),  # YBR_FULL_422, native
+    ("examples_ybr_color.dcm", None, 0.0),  # YBR_FULL_422 JPEG, 30 frames; no RGB twin bundled
+]
+
+
+@pytest.mark.parametrize("ybr, rgb, tol", YBR_PAIRS)
+def test_ybr_colour_is_converted_once(pydicom_file, ybr: str, rgb: str | None, tol: float) -> None:
+    """pydicom 3 returns RGB for YBR_FULL(_422) already; converting again shifted the gray
+    values by up to 100 levels. The YBR file must give the gray image of its RGB twin."""
+    ybr_path = pydicom_file(ybr)
+    ds = pydicom.dcmread(ybr_path)
+    assert ds.PhotometricInterpretation.startswith("YBR")
+    im_ybr = load_image(ybr_path)
+    rgb_frame = ds.pixel_array if int(ds.get("NumberOfFrames", 1) or 1) == 1 else ds.pixel_array[0]
+    np.testing.assert_allclose(im_ybr.values, _gray(rgb_frame), atol=1e-3)  # pydicom's RGB, to gray
+    assert any("YBR" in n and "grayscale" in n for n in im_ybr.meta.notes)
+    if rgb is not None:
+        im_rgb = load_image(pydicom_file(rgb))
+        assert im_ybr.values.shape == im_rgb.values.shape
+        assert float(np.abs(im_ybr.values - im_rgb.values).mean()) < tol  # was 25-35 gray levels
+
+
+def test_jpeg2000_ybr_rct_colour_loads(pydicom_file) -> None:
+    """JPEG 2000 with the reversible colour transform (YBR_RCT): the decoder already gives
+    RGB; a second conversion was refused by pydicom ('YBR_RCT to RGB is not supported')."""
+    path = pydicom_file("GDCMJ2K_TextGBR.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.PhotometricInterpretation == "YBR_RCT"
+    im = load_image(path)
+    np.testing.assert_allclose(im.values, _gray(ds.pixel_array), atol=1e-3)

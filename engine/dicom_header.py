@@ -1,0 +1,158 @@
+"""DICOM header values, checked: whole and decimal numbers, pixel spacing, and the
+Modality and VOI LUT Sequences with their lookup. A value that cannot be used raises
+``CorruptImageError`` naming the element, never a bare ValueError or KeyError.
+
+The LUT lookups are done here, not with pydicom's ``apply_modality_lut``/``apply_voi``:
+those build the index array in the LUT entries' own dtype (uint8 for an 8-bit VOI LUT,
+which wraps past 255 entries) or ask numpy for 'uint12' when a descriptor says 12 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRBigEndian
+
+from .errors import CorruptImageError
+
+
+def lut_data(item: Dataset, ds: Dataset, entries: int, bits: int) -> np.ndarray:
+    """A LUT's entries as integers; LUT Data stored as OW arrives as raw bytes (16 bits
+    per entry, or 8 bits packed two to a word when the descriptor says 8 bits and the
+    bytes hold exactly one per entry)."""
+    data = item.LUTData
+    if isinstance(data, bytes):
+        if bits <= 8 and len(data) in (entries, entries + 1) and len(data) // 2 < entries:
+            return np.frombuffer(data[:entries], dtype=np.uint8).astype(np.int64)
+        little = ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype="<u2" if little else ">u2").astype(np.int64)
+    values = data if isinstance(data, (list, tuple, pydicom.multival.MultiValue)) else [data]
+    return np.asarray([int(v) for v in values], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Lut:
+    """The first item of a Modality or VOI LUT Sequence (PS3.3 C.11.1, C.11.2)."""
+
+    data: np.ndarray  # int64 entries, exactly as many as the descriptor says
+    first_mapped: int  # the input value mapped to the first entry
+    bits: int  # bits per entry (the descriptor's third value)
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Entries for ``values``: below the first mapped value the first entry, above the
+        last the last entry. Indices are int64 whatever the entries' bit depth (pydicom
+        builds 8-bit indices for an 8-bit VOI LUT, which wrap past 255 entries)."""
+        idx = np.clip(np.rint(values).astype(np.int64) - self.first_mapped, 0, len(self.data) - 1)
+        return self.data[idx]
+
+
+def read_lut(path: Path, ds: Dataset, keyword: str) -> Lut | None:
+    """The LUT of ``keyword`` (a sequence), checked; None when the sequence is absent or empty."""
+    seq = ds.get(keyword)
+    if not seq:
+        return None
+    item = seq[0]
+    where = f"{keyword} item 1"
+    desc = item.get("LUTDescriptor")
+    if desc is None:
+        raise bad_header(path, f"{where} LUTDescriptor", "missing",
+                         "three numbers are required: entries, first mapped value, bits per entry")
+    values = list(desc) if isinstance(desc, (list, tuple, pydicom.multival.MultiValue)) else [desc]
+    try:
+        entries, first, bits = (int(v) for v in values)
+    except (TypeError, ValueError):
+        raise bad_header(path, f"{where} LUTDescriptor", desc,
+                         "three numbers are required: entries, first mapped value, bits per entry") from None
+    entries = entries % 65536 or 65536  # 0 means 2^16 entries; a US value read as SS is negative
+    if int(ds.get("PixelRepresentation", 0) or 0) == 0:
+        first %= 65536
+    elif first >= 32768:  # signed pixel data: the first mapped value is signed too
+        first -= 65536
+    if not 1 <= bits <= 16:
+        raise bad_header(path, f"{where} LUTDescriptor", desc, f"{bits} bits per entry; 1 to 16 are supported")
+    if item.get("LUTData") is None:
+        raise bad_header(path, f"{where} LUTData", "missing", "the LUT has no entries")
+    try:
+        data = lut_data(item, ds, entries, bits)
+    except (TypeError, ValueError):
+        raise bad_header(path, f"{where} LUTData", "not numbers", "LUT entries must be integers") from None
+    if len(data) < entries:
+        raise bad_header(path, f"{where} LUTData", f"{len(data)} entries",
+                         f"the LUTDescriptor says {entries} entries")
+    return Lut(data[:entries], first, bits)
+
+
+def short(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def bad_header(path: Path, element: str, value: object, expected: str) -> CorruptImageError:
+    return CorruptImageError(
+        f"{path.name}: invalid {element} in the DICOM header ({short(value)}: {expected}). "
+        "The file is damaged; re-export it from the source system or re-copy it."
+    )
+
+
+def int_value(path: Path, ds: Dataset, keyword: str, default: int, minimum: int) -> int:
+    """A whole-number header value (IS, US, ...) of at least ``minimum``; empty -> default."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and number.is_integer() and number >= minimum):
+        raise bad_header(path, keyword, value, f"a whole number of at least {minimum} is required")
+    return int(number)
+
+
+def float_value(path: Path, ds: Dataset, keyword: str, default: float) -> float:
+    """A decimal header value (DS); empty -> default."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number):
+        raise bad_header(path, keyword, value, "a decimal number is required")
+    return number
+
+
+def pixel_spacing(ds: Dataset, notes: list[str]) -> tuple[float, float] | None:
+    """Pixel Spacing, else Imager Pixel Spacing, in mm. Spacing is not part of the display:
+    an unreadable value is left out with a note rather than refusing the image."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        try:
+            row, col = (float(v) for v in items)
+            if all(math.isfinite(v) and v > 0 for v in (row, col)):
+                return row, col
+        except (TypeError, ValueError):
+            pass
+        notes.append(f"{keyword} {short(str(value))} unreadable (two positive numbers expected): ignored")
+    return None
+
+
+def apply_modality(path: Path, ds: Dataset, arr: np.ndarray) -> np.ndarray:
+    """Modality LUT stage: the Modality LUT Sequence, else Rescale Slope/Intercept (both
+    present, as pydicom's applyapply_modality_lut requires), else the stored values."""
+    lut = read_lut(path, ds, "ModalityLUTSequence")
+    if lut is not None:
+        return lut.lookup(arr).astype(np.float32)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope = float_value(path, ds, "RescaleSlope", 1.0)
+        intercept = float_value(path, ds, "RescaleIntercept", 0.0)
+        return (arr.astype(np.float64) * slope + intercept).astype(np.float32)
+    return arr.astype(np.float32)
