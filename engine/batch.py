@@ -10,6 +10,7 @@ stops the batch: it becomes an error row.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ import numpy as np
 from .analyze import Prediction, make_prediction
 from .errors import RadLensError
 from .image import Identifiers, LoadedImage
-from .io import DEFAULT_MAX_PIXELS, load_image
+from .io import DEFAULT_MAX_PIXELS, link_target, load_image, printable
 from .model import Classifier
 from .preprocess import preprocess
 
@@ -35,18 +36,6 @@ Progress = Callable[[int, int], None] | None
 
 class FolderError(RadLensError):
     """The folder to analyse is missing, unreadable or holds no files."""
-
-
-def printable(text: str) -> str:
-    """Make a file name from the file system safe to print and to write as UTF-8.
-
-    Names that are not valid UTF-8 arrive as lone surrogates (``os.fsdecode``); they
-    are shown as ``\\xNN`` escapes instead of crashing a print or a CSV write."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,13 @@ class BatchRow:
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Files under ``folder`` (recursive) and sub-folders that could not be listed."""
+    """Files under ``folder`` (recursive) and the entries that stand for folders whose
+    files are not analysed: sub-folders that could not be listed, and links to folders
+    (never followed: no loops, no file counted twice, nothing outside the folder).
+
+    Only regular files (or links to them) are listed: a FIFO, socket or device is never
+    an image and reading one could block or never end. A broken link is listed so that
+    its row says it is broken."""
     files: list[Path] = []
     unreadable: list[Path] = []
 
@@ -107,14 +102,28 @@ def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
         for entry in entries:
             if entry.name.startswith(".") or entry.name in SKIPPED_NAMES:
                 continue
+            path = Path(entry.path)
             try:
-                is_dir = entry.is_dir(follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    walk(path, False)
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    files.append(path)
+                    continue
+                if not entry.is_symlink():
+                    continue  # FIFO, socket, device
+                mode = os.stat(path).st_mode  # where the link points
+            except FileNotFoundError:  # a broken link (or a file removed while listing)
+                if os.path.islink(path):
+                    files.append(path)
+                continue
             except OSError:
-                is_dir = False
-            if is_dir:
-                walk(Path(entry.path), False)
-            else:
-                files.append(Path(entry.path))
+                files.append(path)  # reading it gives the reason in its row
+                continue
+            if stat.S_ISDIR(mode):
+                unreadable.append(path)
+            elif stat.S_ISREG(mode):
+                files.append(path)
 
     walk(folder, True)
     return files, unreadable
@@ -134,10 +143,10 @@ def _check_folder(folder: str | os.PathLike[str]) -> Path:
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Every file under ``folder`` (recursive), sorted by relative path; hidden files,
-    hidden folders and DICOMDIR index files are skipped. Non-image files are listed
-    (a batch reports them as error rows). Raises ``FolderError`` for a missing,
-    unreadable or empty folder."""
+    """Every regular file under ``folder`` (recursive), sorted by relative path; hidden
+    files, hidden folders, DICOMDIR index files, FIFOs, sockets, devices and links to
+    folders are skipped. Non-image files and broken links are listed (a batch reports
+    them as error rows). Raises ``FolderError`` for a missing, unreadable or empty folder."""
     root = _check_folder(folder)
     files, _ = _scan(root)
     if not files:
@@ -244,6 +253,10 @@ def analyze_folder(
 
 def _decode(index: int, path: Path, classifier: Classifier, keep: bool, max_pixels: int) -> _Decoded:
     try:
+        if path.is_symlink() and path.is_dir():  # listed by _scan, never followed
+            return _Decoded(index, path, error=printable(
+                f"{path.name}: is a link to a folder ({link_target(path)}); links to folders are not followed, "
+                "so its files were not analysed. Analyse the linked folder itself."))
         if path.is_dir():  # a sub-folder that could not be listed
             return _Decoded(index, path, error=printable(
                 f"{path.name}: this sub-folder cannot be read (permission denied); its files were not analysed. "

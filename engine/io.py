@@ -7,6 +7,7 @@ named by UID with no extension are common, and files do get misnamed.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from .errors import CorruptImageError, ImageLoadError, ImageTooLargeError, Unsup
 from .image import ImageMeta, LoadedImage
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: ten times a large chest radiograph
+MAX_FILE_BYTES = 2 * 2**30  # 2 GiB: far above any single radiograph, below exhausting memory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -39,11 +41,49 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
+def _kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _open_nonblocking(file: str, flags: int) -> int:
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting forever;
+    # it changes nothing for a regular file.
+    return os.open(file, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """The whole file, which must be a regular file of at most ``max_bytes`` bytes
+    (default ``MAX_FILE_BYTES``). The size is checked on the open file, before reading."""
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        with open(path, "rb", opener=_open_nonblocking) as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageLoadError(
+                    f"{path.name}: not a regular file ({_kind_of(st.st_mode)}), so it cannot hold an image. "
+                    "Open an image file instead."
+                )
+            if st.st_size > limit:
+                raise ImageTooLargeError(
+                    f"{path.name}: the file is {st.st_size / 2**30:.1f} GiB, over the limit of "
+                    f"{limit / 2**30:.1f} GiB for one image. Check that it is a single radiograph; "
+                    "downsample or split it first."
+                )
+            data = f.read(limit + 1)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageLoadError(
+                f"{path.name}: is a link to a file that does not exist ({link_target(path)}). "
+                "Fix or remove the link."
+            ) from None
         raise ImageLoadError(f"{path.name}: file not found. Check the path and try again.") from None
     except IsADirectoryError:
         raise ImageLoadError(f"{path.name}: is a folder, not an image. Open it as a folder instead.") from None
@@ -53,6 +93,32 @@ def _read_bytes(path: Path) -> bytes:
         ) from None
     except OSError as e:
         raise ImageLoadError(f"{path.name}: cannot be read ({e.strerror or e}).") from None
+    if len(data) > limit:  # the file grew while it was read
+        raise ImageTooLargeError(
+            f"{path.name}: the file is over the limit of {limit / 2**30:.1f} GiB for one image. "
+            "Check that it is a single radiograph; downsample or split it first."
+        )
+    return data
+
+
+def printable(text: str) -> str:
+    """Make a file name from the file system safe to print and to write as UTF-8.
+
+    Names that are not valid UTF-8 arrive as lone surrogates (``os.fsdecode``); they
+    are shown as ``\\xNN`` escapes instead of crashing a print or a CSV write."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def link_target(path: Path) -> str:
+    """Where a symbolic link points, printable."""
+    try:
+        return printable(os.readlink(path))
+    except OSError:
+        return "unknown target"
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -100,6 +166,50 @@ def _raster_size(data: bytes, kind: str) -> tuple[int, int] | None:
     return None
 
 
+def _png_complete(data: bytes) -> bool:
+    """True when the chunks run whole from the signature to IEND (bytes after IEND, such
+    as padding, are allowed; a file cut anywhere before IEND's end is not)."""
+    i, n = len(PNG_SIGNATURE), len(data)
+    while i + 8 <= n:
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        end = i + 12 + length  # length, type, data, CRC
+        if end > n:
+            return False
+        if data[i + 4 : i + 8] == b"IEND":
+            return True
+        i = end
+    return False
+
+
+def _jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first Start Of Scan marker of the main image, walking the marker
+    segments by their lengths (so a thumbnail inside APP1 is skipped), or None."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker == 0xDA:
+            return i
+        if marker == 0xD9:
+            return None
+        if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        i += 2 + length
+    return None
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """True when an End Of Image marker follows the main image's first scan. Inside
+    entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so
+    FF D9 after the first SOS is the real end, wherever it is (trailing padding is fine)."""
+    sos = _jpeg_scan_start(data)
+    return sos is not None and data.find(b"\xff\xd9", sos + 2) >= 0
+
+
 def _check_pixels(name: str, width: int, height: int, frames: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise CorruptImageError(f"{name}: the header gives an empty image ({width}x{height}).")
@@ -117,9 +227,9 @@ def _load_raster(path: Path, data: bytes, kind: str, max_pixels: int) -> LoadedI
     if size is None:
         raise CorruptImageError(f"{name}: damaged {label} header. Re-export or re-copy the file.")
     _check_pixels(name, size[0], size[1], 1, max_pixels)
-    if kind == "png" and b"IEND" not in data[-64:]:
+    if kind == "png" and not _png_complete(data):
         raise CorruptImageError(f"{name}: truncated PNG (no end marker). Re-copy the file; it was cut short.")
-    if kind == "jpeg" and b"\xff\xd9" not in data[-64:]:
+    if kind == "jpeg" and not _jpeg_complete(data):
         raise CorruptImageError(f"{name}: truncated JPEG (no end-of-image marker). Re-copy the file; it was cut short.")
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:

@@ -141,3 +141,50 @@ def test_sniff_format() -> None:
     assert sniff_format(b"\x08\x00\x05\x00CS\x0a\x00") == "dicom-raw"
     assert sniff_format(b"hello world, plain text") is None
     assert sniff_format(b"") is None
+
+
+@pytest.mark.parametrize("padding", [b"\x00" * 100, b"\x00" * 4096, b"\xff" * 100])
+def test_jpeg_with_trailing_padding_loads(tmp_path: Path, cxr_samples: dict[str, list[Path]], padding: bytes) -> None:
+    """Bytes after the end-of-image marker (padding from some writers and media) do not
+    make a complete JPEG 'truncated'; it decodes exactly like the unpadded file."""
+    src = cxr_samples["covid"][0]
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(src.read_bytes() + padding)
+    np.testing.assert_array_equal(load_image(padded).values, load_image(src).values)
+
+
+def test_png_with_trailing_padding_loads(tmp_path: Path, cxr_gray: np.ndarray) -> None:
+    src = _write(tmp_path / "a.png", cxr_gray)
+    padded = tmp_path / "padded.png"
+    padded.write_bytes(src.read_bytes() + b"\x00" * 100)
+    np.testing.assert_array_equal(load_image(padded).values, cxr_gray.astype(np.float32))
+
+
+def _jpeg_with_thumbnail(main: bytes, thumb: bytes) -> bytes:
+    """``main`` with an APP1 segment holding a complete small JPEG (as an EXIF thumbnail
+    would), placed right after SOI."""
+    payload = b"Exif\x00\x00" + thumb
+    return main[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + main[2:]
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_jpeg_is_caught_anywhere(tmp_path: Path, cxr_gray: np.ndarray, keep: float) -> None:
+    """A cut anywhere in the scan is caught, even when an embedded thumbnail carries its own
+    end-of-image marker before the main image."""
+    from engine.errors import CorruptImageError
+
+    ok, main = cv2.imencode(".jpg", cxr_gray)
+    ok2, thumb = cv2.imencode(".jpg", cv2.resize(cxr_gray, (32, 32)))
+    assert ok and ok2
+    whole = _jpeg_with_thumbnail(main.tobytes(), thumb.tobytes())
+    assert load_image(_write_bytes(tmp_path / "whole.jpg", whole)).shape == (224, 224)
+    cut = whole[: int(len(whole) * keep)]
+    with pytest.raises(CorruptImageError, match="truncated JPEG"):
+        load_image(_write_bytes(tmp_path / "cut.jpg", cut))
+    with pytest.raises(CorruptImageError, match="truncated JPEG"):
+        load_image(_write_bytes(tmp_path / "cut_end.jpg", whole[:-2]))  # only the final marker missing
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
