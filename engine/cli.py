@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _err(msg: str) -> None:
-    print(f"radlens-batch: error: {msg}", file=sys.stderr)
+    print(f"radlens-batch: error: {printable(msg)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     card = classifier.card
     print(f"RadLens batch - {DISCLAIMER}.")
-    print(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)")
+    print(printable(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)"))
     print(f"Device: {classifier.device_label} [{classifier.provider}]" + (f" - {classifier.provider_note}" if classifier.provider_note else ""))
 
     from tqdm import tqdm
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Predictions per class:")
         width = max(len(lab) for lab in card.labels)
         for lab in card.labels:
-            print(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:.1f}%)")
+            print(printable(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:.1f}%)"))
     if errors:
         print(f"{len(errors)} file(s) could not be analysed (see the 'error' column of the report):")
         for row in errors[:5]:

@@ -83,6 +83,17 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
             raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
 
 
+def _model_source(path: Path) -> str | bytes:
+    """What onnxruntime is given: the path, or the file's bytes when the path is not valid
+    UTF-8 (onnxruntime refuses such a str, and the model was then 'not loadable')."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return path.read_bytes()
+
+
 def _not_loadable(path: Path, exc: Exception) -> ModelError:
     first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
     return ModelError(f"{path.name} is not a loadable ONNX model ({first}). Choose a RadLens .onnx model file.")
@@ -118,7 +129,7 @@ class Classifier:
                 self.provider_note = "CUDA is not available in this onnxruntime build; using the CPU."
             else:
                 try:
-                    sess = ort.InferenceSession(str(self.path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                    sess = ort.InferenceSession(_model_source(self.path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
                 except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
                     sess = None
                     if "CUDA" not in str(e) and "cuda" not in str(e):
@@ -134,7 +145,7 @@ class Classifier:
                 log.warning("CUDA was requested: %s", self.provider_note)
         if self.session is None:
             try:
-                self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+                self.session = ort.InferenceSession(_model_source(self.path), opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # noqa: BLE001
                 raise _not_loadable(self.path, e) from None
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -164,7 +175,7 @@ class Classifier:
                 import onnxruntime as ort
 
                 self.provider_note = f"CUDA failed on the first inference ({str(e).splitlines()[0]}); using the CPU."
-                self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+                self.session = ort.InferenceSession(_model_source(self.path), providers=["CPUExecutionProvider"])
                 self.provider = "CPUExecutionProvider"
                 out = self.run(np.zeros((1, 3, h, w), np.float32))
             else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,19 @@ def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool) -> l
     return vals
 
 
+def _create_temp(target: Path, mode: int) -> tuple[int, str]:
+    """A new temp file beside ``target``, created with ``mode`` less the process umask
+    (the kernel applies it: no umask read, no race with other threads)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
+
+
 def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: ModelInfo | _HasCard,
                  include_identifiers: bool = False) -> int:
     """Write one CSV line per row (``rows`` may be a live batch generator) and return
@@ -78,14 +92,16 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
     any exception (including KeyboardInterrupt) the temp file is removed, an existing
     report at ``path`` is left untouched, and the exception propagates.
 
-    Patient and study identifiers are written only with ``include_identifiers=True``."""
+    Patient and study identifiers are written only with ``include_identifiers=True``.
+    The report's permissions follow the umask (0666 less umask, as any new file); with
+    identifiers it is readable by its owner only (0600)."""
     info = model if isinstance(model, ModelInfo) else ModelInfo.from_classifier(model)
     target = Path(path)
     folder = target.parent
     if not folder.is_dir():
         raise ReportError(f"cannot write the report: folder {printable(str(folder))} does not exist. Create it or choose another location.")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = _create_temp(target, 0o600 if include_identifiers else 0o666)
     except OSError as e:
         raise ReportError(f"cannot write the report in {printable(str(folder))} ({e.strerror or e}). Choose a writable folder.") from None
     n = 0
@@ -99,7 +115,6 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
                 n += 1
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is an ordinary shareable file
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

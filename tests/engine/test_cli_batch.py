@@ -129,3 +129,32 @@ def test_report_inside_the_folder_is_not_analysed(tmp_path: Path, cxr_samples: d
     for _ in range(2):  # the second run finds the first run's report in the folder
         assert main([str(tmp_path), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 0
     assert [r["file"] for r in read_report(out)[1]] == ["a.jpg"]
+
+
+def test_model_with_a_malformed_card(tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A card with a non-numeric operating point: exit 2 with a message naming the field
+    (before: a ValueError traceback out of main)."""
+    from tinymodel import build_tiny_model, tiny_card
+
+    bad = build_tiny_model(tmp_path / "badcard.onnx", card=tiny_card(operating_points={"normal": "high"}))
+    assert main([str(folder), "-o", str(tmp_path / "r.csv"), "--model", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "operating_points" in err and "Pass --model PATH" in err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_model_file_name_not_utf8(tmp_path: Path, folder: Path, tiny_model_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A model whose file name is not valid UTF-8 loads, and its name prints as escapes
+    (before: onnxruntime refused the path, and the name would have crashed the print)."""
+    raw = os.path.join(os.fsencode(tmp_path), b"model\xff.onnx")
+    try:
+        shutil.copyfile(os.fsencode(tiny_model_path), raw)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not accept non-UTF-8 file names")
+    out = tmp_path / "r.csv"
+    assert main([str(folder), "-o", str(out), "--model", os.fsdecode(raw), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "(model\\xff.onnx, sha256 " in text
+    text.encode("utf-8")  # no lone surrogates reached the output
+    assert out.exists()

@@ -91,3 +91,40 @@ def test_card_refusals(change: dict, fragment: str) -> None:
 def test_card_square_size_and_extra_fields() -> None:
     card = ModelCard.from_json(json.dumps(tiny_card() | {"input_size": 96, "calibration": {"ece": 0.02}}))
     assert card.input_size == (96, 96) and card.extra["calibration"] == {"ece": 0.02}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"temperature": "hot"}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"temperature": None}, "temperature"),
+    ({"operating_points": {"normal": "high"}}, "operating_points"),
+    ({"operating_points": {"normal": 1.5}}, "operating_points"),
+    ({"operating_points": ["normal"]}, "operating_points"),
+    ({"mean": 5}, "mean must have 3"),
+    ({"mean": "abc"}, "mean must have 3"),
+    ({"std": ["a", "b", "c"]}, "std must have 3"),
+    ({"std": [0.2, True, 0.2]}, "std must have 3"),
+    ({"labels": "ab"}, "labels must be a list"),
+    ({"labels": ["a", 2]}, "labels must be a list"),
+    ({"labels": ["a", ""]}, "labels must be a list"),
+    ({"input_size": True}, "input_size"),
+    ({"input_size": "64"}, "input_size"),
+    ({"input_size": [64.0, 64]}, "input_size"),
+    ({"resize": ["stretch"]}, "resize policy"),
+    ({"name": {"en": "x"}}, "name must be text"),
+    ({"version": None}, "version must be text"),
+    ({"training_data": ["a"]}, "training_data must be a JSON object"),
+    ({"extra": [1, 2]}, "extra must be a JSON object"),
+])
+def test_malformed_card_fields_are_model_errors(change: dict, fragment: str) -> None:
+    """Wrong types give a ModelError naming the field (before: ValueError, TypeError,
+    AttributeError, or silently accepted: labels 'ab' as two labels, input_size true as 1x1)."""
+    with pytest.raises(ModelError, match=fragment):
+        ModelCard.from_dict(tiny_card() | change)
+    with pytest.raises(ModelError, match=fragment):
+        ModelCard.from_json(json.dumps(tiny_card() | change))
+
+
+def test_card_accepts_numbers_written_as_json_numbers() -> None:
+    card = ModelCard.from_dict(tiny_card() | {"version": 2, "temperature": 1, "operating_points": {"normal": 0}})
+    assert card.version == "2" and card.temperature == 1.0 and card.operating_points == {"normal": 0.0}

@@ -149,3 +149,39 @@ def test_awkward_text_round_trips(tmp_path: Path) -> None:
 def test_model_info_from_classifier(classifier) -> None:
     info = ModelInfo.from_classifier(classifier)
     assert info == ModelInfo("tiny-test-cnn", "0.0.1", classifier.sha256, classifier.labels)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then put the old one back."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def set_umask(mask: int) -> None:
+        os.umask(mask)
+
+    yield set_umask
+    os.umask(old)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)])
+def test_report_permissions_follow_the_umask(tmp_path: Path, rows: list[BatchRow], classifier, umask,
+                                             mask: int, expected: int) -> None:
+    umask(mask)
+    out = tmp_path / "report.csv"
+    write_report(out, rows, classifier)
+    assert stat.S_IMODE(out.stat().st_mode) == expected
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o000])
+def test_report_with_identifiers_is_private(tmp_path: Path, rows: list[BatchRow], classifier, umask,
+                                            mask: int) -> None:
+    """Patient identifiers: readable by the owner only, whatever the umask."""
+    umask(mask)
+    out = tmp_path / "report.csv"
+    out.write_text("old report\n")
+    out.chmod(0o644)  # replacing a shared report does not keep its permissions
+    write_report(out, rows, classifier, include_identifiers=True)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
