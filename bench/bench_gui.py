@@ -207,6 +207,7 @@ def in_process(model: str, n_images: int) -> None:
     print(f"  batch of {end.done}/{end.total} images in {dt:.1f} s ({end.done / dt:.1f} images/s), "
           f"{sum(not r.ok for r in dlg.model.rows())} errors")
     print(f"  GUI stalls during the batch:      {probe.summary()}  (target: longest <= 50 ms)")
+    dlg.close_confirmed = True  # the bench keeps no results: close without asking
     dlg.close()
     win.close()
     app.processEvents()

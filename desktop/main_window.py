@@ -394,7 +394,7 @@ class MainWindow(QMainWindow):
 
     # -- closing -------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        pending = [d for d in self.batch_dialogs if d.unexported()]
+        pending = [d for d in self.batch_dialogs if d.unexported() and not d.close_confirmed]
         if pending and not self.dialogs.confirm(
                 "Quit RadLens?", f"{sum(d.unexported() for d in pending)} batch result(s) in {len(pending)} "
                 "batch window(s) have not been exported to a CSV report. Quit and lose them?", "Quit"):
