@@ -18,6 +18,11 @@ RESIZE_POLICIES = ("stretch", "letterbox")
 DISCLAIMER = "Research use only, not for diagnosis"
 
 
+# Every field DESIGN.md's model contract lists; a card without one is refused, naming it.
+REQUIRED_FIELDS = ("name", "version", "labels", "input_size", "mean", "std", "resize", "temperature",
+                   "operating_points", "training_data", "test_metrics", "intended_use", "created")
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -59,7 +64,7 @@ class ModelCard:
         ``ModelError`` naming the field, never a bare ValueError/TypeError."""
         if not isinstance(d, dict):
             raise ModelError(f"model card must be a JSON object, got {type(d).__name__}.")
-        missing = [k for k in ("name", "version", "labels", "input_size", "mean", "std") if k not in d]
+        missing = [k for k in REQUIRED_FIELDS if k not in d]
         if missing:
             raise ModelError(f"model card is missing required field(s): {', '.join(missing)}.")
         name, version = _text_field(d, "name"), _text_field(d, "version")

@@ -92,13 +92,14 @@ def test_model_card_dialog(window) -> None:
 
 
 def test_model_card_lists_confounders() -> None:
+    from tinymodel import tiny_card
+
     from desktop.model_card import card_html
     from engine import ModelCard
 
-    card = ModelCard.from_dict({"name": "m", "version": "1", "labels": ["a", "b"], "input_size": [8, 8],
-                                "mean": [0, 0, 0], "std": [1, 1, 1],
-                                "training_data": {"summary": "S", "confounders": ["all b are children"]},
-                                "test_metrics": {"accuracy": 0.9, "per_class": {"a": {"recall": 0.8}}}})
+    card = ModelCard.from_dict(tiny_card(labels=("a", "b"), size=8,
+                                         training_data={"summary": "S", "confounders": ["all b are children"]},
+                                         test_metrics={"accuracy": 0.9, "per_class": {"a": {"recall": 0.8}}}))
     html = card_html(card)
     assert "Known confounders" in html and "all b are children" in html and "recall" in html
 

@@ -69,6 +69,17 @@ def test_card_missing_fields(tmp_path: Path) -> None:
     assert "missing required field(s)" in msg and "labels" in msg
 
 
+@pytest.mark.parametrize("field", ["temperature", "operating_points", "training_data", "test_metrics",
+                                   "intended_use", "created", "resize"])
+def test_card_without_a_contract_field_is_refused(tmp_path: Path, field: str) -> None:
+    """DESIGN.md's card lists these; a model that does not say how it was calibrated, what it
+    was trained and tested on, or what it is for is not shown as if it did."""
+    card = tiny_card()
+    del card[field]
+    msg = _refused(build_tiny_model(tmp_path / f"no-{field}.onnx", card=card))
+    assert "missing required field(s)" in msg and field in msg
+
+
 def test_card_not_json(tmp_path: Path, tiny_model_path: Path) -> None:
     model = onnx.load(str(tiny_model_path))
     del model.metadata_props[:]
