@@ -66,7 +66,7 @@ class MainWindow(QMainWindow):
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.card_action, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.study = StudyController(self.service, self)
-        self.study.listed.connect(self._on_listed)
+        self.study.listedStudy.connect(lambda first: self._show_study(first, True))
         self.study.dock.setObjectName("studyDock")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.study.dock)
         self.tags = TagDock(self)
@@ -212,10 +212,6 @@ class MainWindow(QMainWindow):
             self.study.list_async(paths)
             return
         self._show_study(self.study.set_study(paths), bool(paths))
-
-    def _on_listed(self, generation: int, files: list, message: str) -> None:
-        if generation == self.study.generation:  # else the user has opened something else since
-            self._show_study(self.study.set_files(files, message), True)
 
     def _show_study(self, first: str, asked: bool) -> None:
         if first:

@@ -57,6 +57,7 @@ def expand(paths: list[str], limit: int = MAX_STUDY_FILES) -> tuple[list[str], s
 class StudyController(QObject):
     fileActivated = Signal(str)
     listed = Signal(int, list, str)  # generation, files, message (from list_async's thread)
+    listedStudy = Signal(str)  # a listing that is still current became the study: its first file ("" if none)
 
     def __init__(self, service: AnalysisService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,12 +70,13 @@ class StudyController(QObject):
         self.generation = 0
         self.done: set[str] = set()  # analysed by the viewer already: the study worker skips them
         self.browser.fileActivated.connect(self.fileActivated)
+        self.listed.connect(self._on_listed)
         service.studyItem.connect(self._on_item)
 
     def list_async(self, paths: list[str]) -> None:
         """Expand ``paths`` off the GUI thread (a folder tree on a network share can take
-        seconds); ``listed`` delivers (generation, files, message). A newer call makes the
-        older result stale: the receiver compares the generation with ``generation``."""
+        seconds); ``listedStudy`` gives the first file once the study is set. A newer
+        call (or ``set_files``) makes an older listing stale: it is dropped."""
         self.generation += 1
         gen = self.generation
 
@@ -89,6 +91,10 @@ class StudyController(QObject):
                 pass
 
         threading.Thread(target=run, name="radlens-list", daemon=True).start()
+
+    def _on_listed(self, generation: int, files: list, message: str) -> None:
+        if generation == self.generation:  # else something else was opened since
+            self.listedStudy.emit(self.set_files(files, message))
 
     def set_study(self, paths: list[str]) -> str:
         """List ``paths`` (folders expanded, on this thread); returns the first file ("" if none)."""

@@ -99,15 +99,22 @@ def bad_header(path: Path, element: str, value: object, expected: str) -> Corrup
     )
 
 
-def int_value(path: Path, ds: Dataset, keyword: str, default: int, minimum: int) -> int:
-    """A whole-number header value (IS, US, ...) of at least ``minimum``; empty -> default."""
+def _number(ds: Dataset, keyword: str) -> tuple[object, float | None]:
+    """(raw value, its float: NaN when unparseable); (value, None) when absent or empty."""
     value = ds.get(keyword)
     if value is None or value == "":
-        return default
+        return value, None
     try:
-        number = float(value)
+        return value, float(value)
     except (TypeError, ValueError):
-        number = float("nan")
+        return value, float("nan")
+
+
+def int_value(path: Path, ds: Dataset, keyword: str, default: int, minimum: int) -> int:
+    """A whole-number header value (IS, US, ...) of at least ``minimum``; empty -> default."""
+    value, number = _number(ds, keyword)
+    if number is None:
+        return default
     if not (math.isfinite(number) and number.is_integer() and number >= minimum):
         raise bad_header(path, keyword, value, f"a whole number of at least {minimum} is required")
     return int(number)
@@ -115,13 +122,9 @@ def int_value(path: Path, ds: Dataset, keyword: str, default: int, minimum: int)
 
 def float_value(path: Path, ds: Dataset, keyword: str, default: float) -> float:
     """A decimal header value (DS); empty -> default."""
-    value = ds.get(keyword)
-    if value is None or value == "":
+    value, number = _number(ds, keyword)
+    if number is None:
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
     if not math.isfinite(number):
         raise bad_header(path, keyword, value, "a decimal number is required")
     return number
