@@ -3,9 +3,10 @@
 Research use only, not for diagnosis.
 """
 
-from .analyze import Prediction, analyze
+from .analyze import analyze
 from .card import DISCLAIMER, ModelCard
 from .errors import (
+    AnalysisError,
     CorruptImageError,
     ImageLoadError,
     ImageTooLargeError,
@@ -16,10 +17,13 @@ from .errors import (
 from .image import Identifiers, ImageMeta, LoadedImage, Window
 from .io import load_image
 from .model import Classifier, default_model_path
+from .pipeline import Prepared, classify, conclude, prepare
+from .prediction import DECISION_RULE, Prediction, decide
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DECISION_RULE", "AnalysisError", "Prepared", "classify", "conclude", "decide", "prepare",
     "DISCLAIMER", "Classifier", "CorruptImageError", "Identifiers", "ImageLoadError", "ImageMeta",
     "ImageTooLargeError", "LoadedImage", "ModelCard", "ModelError", "Prediction", "RadLensError",
     "UnsupportedImageError", "Window", "analyze", "default_model_path", "load_image",

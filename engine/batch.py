@@ -1,10 +1,12 @@
 """Batch analysis of a folder: one ``BatchRow`` per file, in file order.
 
-Decoding and preprocessing run in a thread pool (bounded prefetch) while the calling
-thread runs batched inference, so neither waits on the other. The long job is a plain
+Each file goes through the engine's one per-image job (``engine.pipeline``): the decode
+threads run ``load_image`` and ``prepare`` (bounded prefetch) while the calling thread runs
+batched ``classifier.run`` and ``conclude`` per row, so neither waits on the other. The long job is a plain
 generator: the caller drives it, shows progress from the rows (or a callback) and
 cancels with a ``threading.Event`` or any callable returning True. A bad file never
-stops the batch: it becomes an error row.
+stops the batch, whatever its decoder raises (a Rust panic from a pylibjpeg plugin is a
+BaseException): it becomes an error row.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyze import Prediction, make_prediction
 from .errors import RadLensError
-from .image import Identifiers, LoadedImage
-from .io import DEFAULT_MAX_PIXELS, link_target, load_image, printable
+from .fileio import DEFAULT_MAX_PIXELS, link_target, looks_like_image, printable
+from .image import Identifiers
+from .io import load_image
 from .model import Classifier
-from .preprocess import preprocess
+from .pipeline import Prepared, conclude, prepare
+from .prediction import Prediction
 
 SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})
 
@@ -48,7 +51,8 @@ class BatchRow:
     rel_path: str  # path relative to the folder, POSIX separators, printable
     status: str  # "ok" or "error"
     error: str = ""
-    label: str = ""  # predicted (top) label
+    label: str = ""  # the call (the top class, by the card's decision rule)
+    flags: tuple[str, ...] = ()  # classes at or above their operating points
     probs: dict[str, float] = field(default_factory=dict)
     width: int = 0
     height: int = 0
@@ -68,14 +72,22 @@ class BatchRow:
         return self.index + 1
 
     @property
+    def call(self) -> str:
+        return self.label
+
+    @property
     def top_prob(self) -> float:
         return self.probs.get(self.label, 0.0) if self.label else 0.0
 
 
-def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
+def _scan(folder: Path, skipped: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
     """Files under ``folder`` (recursive) and the entries that stand for folders whose
     files are not analysed: sub-folders that could not be listed, and links to folders
     (never followed: no loops, no file counted twice, nothing outside the folder).
+
+    Only names the engine's one rule accepts (``fileio.looks_like_image``: image or DICOM
+    extensions, none, or a numeric UID-style one) are listed; the others (reports, notes,
+    this program's own CSV and JSON) go to ``skipped``.
 
     Only regular files (or links to them) are listed: a FIFO, socket or device is never
     an image and reading one could block or never end. A broken link is listed so that
@@ -106,6 +118,10 @@ def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     walk(path, False)
+                    continue
+                if not looks_like_image(path):
+                    if skipped is not None and (entry.is_file() or entry.is_symlink()):
+                        skipped.append(path)
                     continue
                 if entry.is_file(follow_symlinks=False):
                     files.append(path)
@@ -151,7 +167,7 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     files, _ = _scan(root)
     if not files:
         raise FolderError(
-            f"no files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
+            f"no image files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
         )
     return sorted(files, key=_sort_key(root))
 
@@ -162,16 +178,25 @@ class _Decoded:
 
     index: int
     path: Path
-    x: np.ndarray | None = None  # preprocessed [3, H, W]
-    image: LoadedImage | None = None  # kept only with keep_predictions
+    prep: Prepared | None = None  # the image ready for the model (engine.pipeline.prepare)
     meta_row: dict | None = None
     error: str = ""
 
 
-def _error_text(exc: BaseException) -> str:
+def _error_text(exc: BaseException, path: Path | None = None) -> str:
     if isinstance(exc, RadLensError):
         return printable(str(exc))
-    return printable(f"unexpected error ({type(exc).__name__}: {exc}). Please report this file.")
+    name = f"{path.name}: " if path is not None else ""
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return printable(f"{name}unexpected error ({type(exc).__name__}: {first}). The file was skipped; "
+                     "please report it with this message.")
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Exceptions that must end the batch: the user's Ctrl+C and an interpreter exit.
+    Everything else raised for one file (a decoder's Rust panic is a BaseException,
+    MemoryError included) becomes that file's error row."""
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def _is_cancelled(cancel: Cancel) -> bool:
@@ -191,9 +216,10 @@ class BatchJob(Iterator[BatchRow]):
     """The rows of a batch, lazily: iterate to run it. ``files`` and ``total`` are known
     before the first row; ``close()`` stops the work (so does a set ``cancel``)."""
 
-    def __init__(self, files: list[Path], rows: Iterator[BatchRow]) -> None:
+    def __init__(self, files: list[Path], rows: Iterator[BatchRow], skipped: list[Path] | None = None) -> None:
         self.files = files
         self.total = len(files)
+        self.skipped = list(skipped or [])  # files whose names are not image names (not analysed)
         self._rows = rows
 
     def __iter__(self) -> BatchJob:
@@ -230,28 +256,33 @@ def analyze_folder(
     ``keep_predictions=False`` (the default) rows carry no ``Prediction`` and no pixel
     data is kept, so memory stays flat over large folders. ``files`` overrides the
     folder listing (paths under ``folder``); ``exclude`` drops paths from the listing
-    (the CLI's own report, when it is written inside the folder)."""
+    (the CLI's own report, when it is written inside the folder). Files whose names are
+    not image names are not analysed; the job lists them in ``skipped``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     root = _check_folder(folder)
+    skipped: list[Path] = []
     if files is None:
-        found, unreadable = _scan(root)
+        found, unreadable = _scan(root, skipped)
         if exclude:
             skip = {os.path.abspath(p) for p in exclude}
             found = [p for p in found if os.path.abspath(p) not in skip]
         if not found and not unreadable:
             raise FolderError(
-                f"no files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
+                f"no image files in {printable(str(root))}"
+                + (f" ({len(skipped)} other file(s) skipped)" if skipped else "")
+                + ". Choose a folder that holds PNG, JPEG or DICOM images."
             )
         files = sorted(found + unreadable, key=_sort_key(root))
     elif not files:
         raise FolderError(f"no files to analyse in {printable(str(root))}.")
     files = list(files)
     return BatchJob(files, _run(root, files, classifier, batch_size, workers or default_workers(), cancel, progress,
-                                keep_predictions, max_pixels))
+                                keep_predictions, max_pixels), skipped)
 
 
-def _decode(index: int, path: Path, classifier: Classifier, keep: bool, max_pixels: int) -> _Decoded:
+def _decode(index: int, path: Path, classifier: Classifier, max_pixels: int) -> _Decoded:
+    """Load one file and run the per-image steps before the model (``engine.pipeline.prepare``)."""
     try:
         if path.is_symlink() and path.is_dir():  # listed by _scan, never followed
             return _Decoded(index, path, error=printable(
@@ -262,13 +293,14 @@ def _decode(index: int, path: Path, classifier: Classifier, keep: bool, max_pixe
                 f"{path.name}: this sub-folder cannot be read (permission denied); its files were not analysed. "
                 "Ask for read access to it."))
         image = load_image(path, max_pixels=max_pixels)
-        x = preprocess(image.pixels, classifier.card)
         m = image.meta
         meta_row = {"width": m.width, "height": m.height, "modality": m.modality, "view_position": m.view_position,
                     "format": m.format, "identifiers": m.identifiers}
-        return _Decoded(index, path, x=x, image=image if keep else None, meta_row=meta_row)
-    except Exception as e:  # noqa: BLE001 - every failure becomes an error row
-        return _Decoded(index, path, error=_error_text(e))
+        return _Decoded(index, path, prep=prepare(image, classifier), meta_row=meta_row)
+    except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
+        if _fatal(e):
+            raise
+        return _Decoded(index, path, error=_error_text(e, path))
 
 
 def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
@@ -283,7 +315,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
     def fill() -> None:
         nonlocal next_submit
         while next_submit < total and len(pending) < prefetch:
-            pending.append(pool.submit(_decode, next_submit, files[next_submit], classifier, keep, max_pixels))
+            pending.append(pool.submit(_decode, next_submit, files[next_submit], classifier, max_pixels))
             next_submit += 1
 
     def rel(path: Path) -> str:
@@ -292,34 +324,43 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
         except ValueError:
             return printable(str(path))
 
-    def row_for(d: _Decoded, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None, err: str = "") -> BatchRow:
+    def row_for(d: _Decoded, out: Prediction | str) -> BatchRow:
         base = {"index": d.index, "total": total, "path": str(d.path), "rel_path": rel(d.path)}
-        if out is None:
-            return BatchRow(**base, status="error", error=err or d.error)
-        probs, logits, cam = out
+        if isinstance(out, str):
+            return BatchRow(**base, status="error", error=out)
         mr = d.meta_row or {}
-        pred = make_prediction(d.image, classifier, probs, logits, cam) if keep and d.image is not None else None
         return BatchRow(
-            **base, status="ok", label=labels[int(np.argmax(probs))],
-            probs={lab: float(p) for lab, p in zip(labels, probs, strict=True)}, prediction=pred, **mr,
+            **base, status="ok", label=out.call, flags=out.flags,
+            probs={lab: float(p) for lab, p in zip(labels, out.probs, strict=True)},
+            prediction=out if keep else None, **mr,
         )
 
-    def infer(items: list[_Decoded]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | str]:
-        """Batched inference; if a batch fails, retry one by one so only the bad file errs."""
-        x = np.stack([d.x for d in items])  # type: ignore[misc]
+    def conclude_one(d: _Decoded, logits: np.ndarray, probs: np.ndarray, cam: np.ndarray) -> Prediction | str:
+        try:
+            return conclude(d.prep, classifier, logits, probs, cam)  # type: ignore[arg-type]
+        except BaseException as e:  # noqa: BLE001
+            if _fatal(e):
+                raise
+            return _error_text(e, d.path)
+
+    def infer(items: list[_Decoded]) -> list[Prediction | str]:
+        """Batched inference, then each row concluded; if a batch fails, retry one by one so
+        only the bad file errs."""
         if len(items) > 1:
             try:
-                o = classifier.run(x)
-                return [(o.probs[i], o.logits[i], o.cam[i]) for i in range(len(items))]
+                o = classifier.run(np.stack([d.prep.x for d in items]))  # type: ignore[union-attr]
             except Exception:  # noqa: BLE001, S110 - isolate the failing image below
                 pass
-        results: list[tuple[np.ndarray, np.ndarray, np.ndarray] | str] = []
+            else:
+                return [conclude_one(d, o.logits[i], o.probs[i], o.cam[i]) for i, d in enumerate(items)]
+        results: list[Prediction | str] = []
         for d in items:
             try:
-                o = classifier.run(d.x[None])  # type: ignore[index]
-                results.append((o.probs[0], o.logits[0], o.cam[0]))
+                o = classifier.run(d.prep.x[None])  # type: ignore[union-attr]
             except Exception as e:  # noqa: BLE001
                 results.append(printable(f"{d.path.name}: the model failed on this image ({type(e).__name__}: {e})."))
+            else:
+                results.append(conclude_one(d, o.logits[0], o.probs[0], o.cam[0]))
         return results
 
     def wait(fut: Future[_Decoded]) -> _Decoded | None:
@@ -344,15 +385,14 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
                 pending.popleft()
                 chunk.append(d)
                 fill()  # keep the decoders busy while this batch is collected and run
-            good = [d for d in chunk if d.x is not None]
-            results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | str] = {}
+            good = [d for d in chunk if d.prep is not None]
+            results: dict[int, Prediction | str] = {}
             if good:
                 outs = infer(good)
                 results = {d.index: o for d, o in zip(good, outs, strict=True)}
             for d in chunk:
-                r = results.get(d.index)
-                row = row_for(d, None, r) if r is None or isinstance(r, str) else row_for(d, r)
-                d.x = d.image = None
+                row = row_for(d, results.get(d.index, d.error))
+                d.prep = None
                 if _is_cancelled(cancel):
                     return
                 if progress is not None:

@@ -9,12 +9,29 @@ from .preprocess import letterbox_box
 
 
 def heatmap(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_hw: tuple[int, int],
-            resize: str = "stretch") -> np.ndarray:
-    """The class's CAM ([C, h, w] for one image) as float32 [0, 1] at image size (H, W)."""
+            resize: str = "stretch", box: tuple[int, int, int, int] | None = None,
+            box_image_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """The class's CAM ([C, h, w] for one image) as float32 [0, 1] at image size (H, W).
+
+    ``box`` (top, left, height, width): the image region the model saw when it was given a
+    crop; the map is drawn there, in full-image coordinates, and is zero outside it.
+    ``box_image_hw``: the size of the image the box refers to, when the heatmap is wanted at
+    another size (an overlay built smaller than the image); the box is scaled to ``image_hw``."""
+    H, W = image_hw
+    if box is not None and box_image_hw is not None and tuple(box_image_hw) != (H, W):
+        sy, sx = H / box_image_hw[0], W / box_image_hw[1]
+        t, lf, bh, bw = (float(v) for v in box)
+        top, left = min(H - 1, int(round(t * sy))), min(W - 1, int(round(lf * sx)))
+        box = (top, left, max(1, min(H - top, int(round(bh * sy)))), max(1, min(W - left, int(round(bw * sx)))))
+    if box is not None and tuple(box) != (0, 0, H, W):
+        top, left, bh, bw = (int(v) for v in box)
+        inner = heatmap(cam, class_index, (bh, bw), input_hw, resize)
+        out = np.zeros((H, W), np.float32)
+        out[top : top + bh, left : left + bw] = inner
+        return out
     m = np.maximum(cam[class_index].astype(np.float32), 0.0)
     peak = float(m.max())
     m = m / peak if peak > 0 else np.zeros_like(m)
-    H, W = image_hw
     if resize == "letterbox":
         # CAM covers the model input; crop the part that holds the image, then scale.
         ih, iw = input_hw

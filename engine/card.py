@@ -1,13 +1,17 @@
 """The model card: the JSON stored in the ONNX ``metadata_props`` under ``radlens.card``.
 
 The preprocessing config travels with the model (timm's habit), so serving and training
-cannot drift apart.
+cannot drift apart. One schema for both sides: training builds a ``ModelCard`` and writes
+``to_json()``; the engine reads it back with ``from_json``. Each field has one validator
+(``_VALIDATORS``) that raises a ``ModelError`` naming the field.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +19,14 @@ from .errors import ModelError
 
 CARD_KEY = "radlens.card"
 RESIZE_POLICIES = ("stretch", "letterbox")
+CROP_POLICIES = ("none", "lungs")
+INTENSITY_POLICIES = ("none", "clahe", "equalize")
+DEFAULT_CROP_MARGIN = 0.1  # fraction of the lung box added on every side
+DEFAULT_PREPROCESSING: dict[str, Any] = {"crop": "none", "intensity": "none"}
+PREPROCESSING_KEYS = ("crop", "crop_margin", "intensity", "lung_model")
+OOD_OUTPUT = "ood"
 DISCLAIMER = "Research use only, not for diagnosis"
+DECISION_RULE = "the call is the top class; flags are the classes at or above their operating points"
 
 
 # Every field DESIGN.md's model contract lists; a card without one is refused, naming it.
@@ -40,13 +51,24 @@ class ModelCard:
     created: str = ""
     architecture: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # crop ("none" | "lungs"), crop_margin, intensity ("none" | "clahe" | "equalize"), lung_model {name, sha256}
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESSING))
+    decision_rule: str = DECISION_RULE
+    ood: dict[str, Any] | None = None  # {"method", "threshold", "output": "ood"}
+    out_of_source_metrics: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """The card as plain JSON types (what ``from_dict`` reads back to an equal card)."""
         d = asdict(self)
         d["labels"] = list(self.labels)
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        return json.dumps(d, indent=1, sort_keys=True)
+        if self.ood is None:
+            del d["ood"]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -67,53 +89,13 @@ class ModelCard:
         missing = [k for k in REQUIRED_FIELDS if k not in d]
         if missing:
             raise ModelError(f"model card is missing required field(s): {', '.join(missing)}.")
-        name, version = _text_field(d, "name"), _text_field(d, "version")
-        raw_labels = d["labels"]
-        if not isinstance(raw_labels, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in raw_labels):
-            raise ModelError(f"model card labels must be a list of class names, got {_show(raw_labels)}.")
-        labels = tuple(raw_labels)
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ModelError(f"model card labels must be at least two distinct names, got {list(labels)}.")
-        size = d["input_size"]
-        if _is_int(size):
-            size = [size, size]
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
-            raise ModelError(f"model card input_size must be [height, width] in pixels, got {_show(d['input_size'])}.")
-        for key in ("mean", "std"):
-            v = d[key]
-            if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_is_number(x) for x in v):
-                raise ModelError(f"model card {key} must have 3 numbers (one per channel), got {_show(v)}.")
-        if any(float(s) <= 0 for s in d["std"]):
-            raise ModelError("model card std values must be positive.")
-        resize = d.get("resize", "stretch")
-        if not isinstance(resize, str) or resize not in RESIZE_POLICIES:
-            raise ModelError(f"model card resize policy {_show(resize)} unknown; expected one of {RESIZE_POLICIES}.")
-        temperature = d.get("temperature", 1.0)
-        if not _is_number(temperature) or not temperature > 0:
-            raise ModelError(f"model card temperature must be positive (a number above 0), got {_show(temperature)}.")
-        raw_ops = d.get("operating_points") or {}
-        if not isinstance(raw_ops, dict):
-            raise ModelError(f"model card operating_points must map labels to thresholds, got {_show(raw_ops)}.")
-        bad = {k: v for k, v in raw_ops.items() if not (_is_number(v) and 0.0 <= v <= 1.0)}
-        if bad:
-            raise ModelError(f"model card operating_points must be probabilities between 0 and 1, got {_show(bad)}.")
-        ops = {str(k): float(v) for k, v in raw_ops.items()}
-        unknown = set(ops) - set(labels)
-        if unknown:
-            raise ModelError(f"model card operating_points name unknown label(s): {sorted(unknown)}.")
-        objects = {key: _object_field(d, key) for key in ("training_data", "test_metrics", "extra")}
+        values = {key: check(d) for key, check in _VALIDATORS.items()}  # in table order: first bad field wins
         known = set(cls.__dataclass_fields__)
-        return cls(
-            name=name, version=version, labels=labels,
-            input_size=(int(size[0]), int(size[1])),
-            mean=tuple(float(x) for x in d["mean"]), std=tuple(float(x) for x in d["std"]),  # type: ignore[arg-type]
-            resize=resize, temperature=float(temperature), operating_points=ops,
-            training_data=objects["training_data"], test_metrics=objects["test_metrics"],
-            intended_use=_text_field(d, "intended_use", DISCLAIMER) or DISCLAIMER,
-            created=_text_field(d, "created", ""), architecture=_text_field(d, "architecture", ""),
-            extra={k: v for k, v in d.items() if k not in known} | objects["extra"],
-        )
+        values["extra"] = {k: v for k, v in d.items() if k not in known} | values["extra"]
+        return cls(**values)
 
+
+# ------------------------------------------------------------------ helpers
 
 def _show(value: object) -> str:
     text = repr(value)
@@ -146,3 +128,153 @@ def _object_field(d: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ModelError(f"model card {key} must be a JSON object, got {_show(value)}.")
     return dict(value)
+
+
+def _choice(value: object, key: str, choices: tuple[str, ...], what: str = "") -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ModelError(f"model card {key}{what} {_show(value)} unknown; expected one of {choices}.")
+    return value
+
+
+# ------------------------------------------------------------------ one validator per field
+
+def _labels(d: dict[str, Any]) -> tuple[str, ...]:
+    raw = d["labels"]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in raw):
+        raise ModelError(f"model card labels must be a list of class names, got {_show(raw)}.")
+    labels = tuple(raw)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ModelError(f"model card labels must be at least two distinct names, got {list(labels)}.")
+    return labels
+
+
+def _input_size(d: dict[str, Any]) -> tuple[int, int]:
+    size = d["input_size"]
+    if _is_int(size):
+        size = [size, size]
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(_is_int(s) and s > 0 for s in size):
+        raise ModelError(f"model card input_size must be [height, width] in pixels, got {_show(d['input_size'])}.")
+    return int(size[0]), int(size[1])
+
+
+def _channels(d: dict[str, Any], key: str) -> tuple[float, float, float]:
+    v = d[key]
+    if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_is_number(x) for x in v):
+        raise ModelError(f"model card {key} must have 3 numbers (one per channel), got {_show(v)}.")
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def _std(d: dict[str, Any]) -> tuple[float, float, float]:
+    std = _channels(d, "std")
+    if any(s <= 0 for s in std):
+        raise ModelError("model card std values must be positive.")
+    return std
+
+
+def _resize(d: dict[str, Any]) -> str:
+    return _choice(d.get("resize", "stretch"), "resize", RESIZE_POLICIES, " policy")
+
+
+def _temperature(d: dict[str, Any]) -> float:
+    t = d.get("temperature", 1.0)
+    if not _is_number(t) or not t > 0:
+        raise ModelError(f"model card temperature must be positive (a number above 0), got {_show(t)}.")
+    return float(t)
+
+
+def _operating_points(d: dict[str, Any]) -> dict[str, float]:
+    raw = d.get("operating_points") or {}
+    if not isinstance(raw, dict):
+        raise ModelError(f"model card operating_points must map labels to thresholds, got {_show(raw)}.")
+    bad = {k: v for k, v in raw.items() if not (_is_number(v) and 0.0 <= v <= 1.0)}
+    if bad:
+        raise ModelError(f"model card operating_points must be probabilities between 0 and 1, got {_show(bad)}.")
+    ops = {str(k): float(v) for k, v in raw.items()}
+    unknown = set(ops) - set(d["labels"])  # labels were validated before (table order)
+    if unknown:
+        raise ModelError(f"model card operating_points name unknown label(s): {sorted(unknown)}.")
+    return ops
+
+
+def _lung_model(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ModelError(f"model card preprocessing.lung_model must be {{\"name\", \"sha256\"}}, got {_show(value)}.")
+    name, sha = value.get("name"), value.get("sha256")
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"model card preprocessing.lung_model.name must be the lung model's name, got {_show(name)}.")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+        raise ModelError(f"model card preprocessing.lung_model.sha256 must be 64 hex digits, got {_show(sha)}.")
+    return {"name": name, "sha256": sha.lower()}
+
+
+def _crop_margin(raw: dict[str, Any], crop: str) -> dict[str, float]:
+    if "crop_margin" not in raw and crop != "lungs":
+        return {}
+    margin = raw.get("crop_margin", DEFAULT_CROP_MARGIN)
+    if not _is_number(margin) or margin < 0:
+        raise ModelError(f"model card preprocessing.crop_margin must be a number >= 0 (a fraction of the lung "
+                         f"box), got {_show(margin)}.")
+    return {"crop_margin": float(margin)}
+
+
+def _crop_lung_model(raw: dict[str, Any], crop: str) -> dict[str, dict[str, str]]:
+    if raw.get("lung_model") is not None:
+        return {"lung_model": _lung_model(raw["lung_model"])}
+    if crop == "lungs":
+        raise ModelError("model card preprocessing.crop 'lungs' needs preprocessing.lung_model "
+                         "({\"name\", \"sha256\"} of the lung segmentation model).")
+    return {}
+
+
+def _preprocessing(d: dict[str, Any]) -> dict[str, Any]:
+    raw = d.get("preprocessing")
+    raw = DEFAULT_PREPROCESSING if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ModelError(f"model card preprocessing must be a JSON object, got {_show(raw)}.")
+    unknown = sorted(set(raw) - set(PREPROCESSING_KEYS))
+    if unknown:  # a step this engine does not know would silently be left out: refuse
+        raise ModelError(f"model card preprocessing has unknown key(s) {unknown}; this engine knows "
+                         f"{list(PREPROCESSING_KEYS)}.")
+    crop = _choice(raw.get("crop", "none"), "preprocessing.crop", CROP_POLICIES)
+    intensity = _choice(raw.get("intensity", "none"), "preprocessing.intensity", INTENSITY_POLICIES)
+    return {"crop": crop, "intensity": intensity, **_crop_margin(raw, crop), **_crop_lung_model(raw, crop)}
+
+
+def _ood(d: dict[str, Any]) -> dict[str, Any] | None:
+    raw = d.get("ood")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ModelError(f"model card ood must be a JSON object or absent, got {_show(raw)}.")
+    method, threshold, output = raw.get("method"), raw.get("threshold"), raw.get("output")
+    if not isinstance(method, str) or not method.strip():
+        raise ModelError(f"model card ood.method must name the out-of-distribution score, got {_show(method)}.")
+    if not _is_number(threshold):
+        raise ModelError(f"model card ood.threshold must be a number, got {_show(threshold)}.")
+    if output != OOD_OUTPUT:
+        raise ModelError(f"model card ood.output must be {OOD_OUTPUT!r} (the graph output), got {_show(output)}.")
+    return {**raw, "threshold": float(threshold)}
+
+
+# Field name -> validator, in the order the fields are checked (the first bad one is reported).
+_VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "name": lambda d: _text_field(d, "name"),
+    "version": lambda d: _text_field(d, "version"),
+    "labels": _labels,
+    "input_size": _input_size,
+    "mean": lambda d: _channels(d, "mean"),
+    "std": _std,
+    "resize": _resize,
+    "temperature": _temperature,
+    "operating_points": _operating_points,
+    "training_data": lambda d: _object_field(d, "training_data"),
+    "test_metrics": lambda d: _object_field(d, "test_metrics"),
+    "extra": lambda d: _object_field(d, "extra"),
+    "intended_use": lambda d: _text_field(d, "intended_use", DISCLAIMER) or DISCLAIMER,
+    "created": lambda d: _text_field(d, "created", ""),
+    "architecture": lambda d: _text_field(d, "architecture", ""),
+    "preprocessing": _preprocessing,
+    "decision_rule": lambda d: _text_field(d, "decision_rule", DECISION_RULE) or DECISION_RULE,
+    "ood": _ood,
+    "out_of_source_metrics": lambda d: _object_field(d, "out_of_source_metrics"),
+}

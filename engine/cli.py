@@ -1,8 +1,11 @@
 """``radlens-batch``: analyse a folder of radiographs and write a CSV report.
 
-Exit status: 0 when the batch ran (per-file problems are rows in the CSV), 2 when
-nothing could run (no model, no folder, empty folder, bad arguments), 1 when the
-report could not be written, 130 when interrupted.
+Exit status (also in ``--help`` and the README):
+  0   every file was analysed; the report is written
+  1   the report is written, but some files could not be analysed (their rows say why)
+  2   nothing could run: bad arguments, no usable model, a missing, unreadable or empty folder
+  3   the report could not be written
+  130 interrupted (Ctrl+C); no report is written
 """
 
 from __future__ import annotations
@@ -20,15 +23,26 @@ from .batch import BatchJob, BatchRow, FolderError, analyze_folder, printable
 from .card import DISCLAIMER
 from .errors import ModelError, RadLensError
 from .model import DEVICES, Classifier, default_model_path
-from .report import write_report
+from .report import sidecar_path, write_report
 
-EXIT_OK, EXIT_FAILED, EXIT_NOTHING_RAN, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_REPORT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_FAILED = EXIT_REPORT_FAILED  # the name before exit status 1 meant "some files failed"
+
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}    every file was analysed; the report is written
+  {EXIT_SOME_FAILED}    the report is written, but some files could not be analysed (see its 'error' column)
+  {EXIT_NOTHING_RAN}    nothing could run: bad arguments, no usable model, missing/unreadable/empty folder
+  {EXIT_REPORT_FAILED}    the report could not be written
+  {EXIT_INTERRUPTED}  interrupted; no report is written
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="radlens-batch",
-        description=f"Analyse every PNG, JPEG and DICOM file under FOLDER and write a CSV report. {DISCLAIMER}.",
+        description=f"Analyse every PNG, JPEG and DICOM file under FOLDER and write a CSV report "
+                    f"(header on the first line) with a provenance JSON beside it. {DISCLAIMER}.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("folder", metavar="FOLDER", help="folder to analyse (searched recursively)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT.csv", help="CSV report to write")
@@ -76,11 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     card = classifier.card
     print(f"RadLens batch - {DISCLAIMER}.")
     print(printable(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)"))
-    print(f"Device: {classifier.device_label} [{classifier.provider}]" + (f" - {classifier.provider_note}" if classifier.provider_note else ""))
+    print(f"Device: {classifier.device_label} [{classifier.provider}]")
+    if classifier.provider_note:
+        print(f"  {classifier.provider_note}")
 
     from tqdm import tqdm
 
     counts: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
     errors: list[BatchRow] = []
     total = rows.total
     start = time.perf_counter()
@@ -91,33 +108,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in it:
                 if row.ok:
                     counts[row.label] += 1
+                    flags.update(row.flags)
                 else:
                     errors.append(row)
                 bar.update(1)
                 yield row
 
+    run = {"folder": printable(str(Path(args.folder).resolve())), "device": args.device,
+           "provider": classifier.provider, "provider_note": classifier.provider_note,
+           "batch_size": args.batch_size, "model_file": printable(str(model_path)),
+           "skipped_non_image_names": len(rows.skipped)}
     try:
-        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers)
+        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers, run=run)
     except KeyboardInterrupt:
         cancel.set()
         print("\nInterrupted: no report was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RadLensError as e:
         _err(str(e))
-        return EXIT_FAILED
+        return EXIT_REPORT_FAILED
     except OSError as e:
         _err(f"the report could not be written to {printable(str(out))} ({e.strerror or e}). Choose a writable location.")
-        return EXIT_FAILED
+        return EXIT_REPORT_FAILED
     elapsed = time.perf_counter() - start
 
     ok = sum(counts.values())
     print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.1f} images/s): "
           f"{ok} ok, {len(errors)} error(s).")
+    if rows.skipped:
+        print(f"{len(rows.skipped)} file(s) skipped: their names are not image names (e.g. "
+              f"{printable(rows.skipped[0].name)}).")
     if ok:
-        print("Predictions per class:")
+        print("Calls per class (the top class), and flags (at or above the class's operating point):")
         width = max(len(lab) for lab in card.labels)
         for lab in card.labels:
-            print(printable(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:.1f}%)"))
+            op = card.operating_points.get(lab)
+            flag = f"   flagged {flags[lab]:>6}" + (f" (operating point {op:.3f})" if op is not None else "")
+            print(printable(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:5.1f}%){flag}"))
     if errors:
         print(f"{len(errors)} file(s) could not be analysed (see the 'error' column of the report):")
         for row in errors[:5]:
@@ -126,11 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {row.rel_path}: {message}")
         if len(errors) > 5:
             print(f"  ... and {len(errors) - 5} more.")
-    provider = f"{classifier.device_label} [{classifier.provider}]"
-    print(f"Provider: {provider}" + (f". Fallback: {classifier.provider_note}" if classifier.provider_note else ""))
     print(f"Report: {printable(str(out))}" + (" (with patient/study identifiers)" if args.include_identifiers else ""))
+    print(f"Provenance: {printable(str(sidecar_path(out)))}")
     print(f"{DISCLAIMER}.")
-    return EXIT_OK
+    return EXIT_SOME_FAILED if errors else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from .dicom_header import apply_modality, int_value, pixel_spacing, read_lut
 from .display import apply_window, full_range_window
 from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
+from .fileio import check_pixels, read_bytes
 from .image import Identifiers, ImageMeta, LoadedImage, Window
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -149,15 +150,13 @@ def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_p
 
 def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_pixels: int) -> LoadedImage:
     """The display pipeline on a dataset read by ``read_dataset``."""
-    from .io import _check_pixels  # shared pixel limit
-
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise _missing_pixels(path, ds, data)
     ts: UID = ds.file_meta.TransferSyntaxUID
     rows = int_value(path, ds, "Rows", 0, minimum=0)
     cols = int_value(path, ds, "Columns", 0, minimum=0)
     frames = int_value(path, ds, "NumberOfFrames", 1, minimum=1)
-    _check_pixels(path.name, cols, rows, frames, max_pixels)
+    check_pixels(path.name, cols, rows, frames, max_pixels)
     try:
         # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
         # once decoded), so no colour conversion is left to do here.
@@ -234,10 +233,8 @@ _IDENTIFYING_KEYWORDS = {
 
 def dicom_tags(path: str | Path, max_value_chars: int = 200) -> list[TagRow]:
     """Every data element of a DICOM file (pixel data summarised), for the tag viewer."""
-    from .io import _read_bytes  # regular files only, size-capped: a FIFO never blocks the viewer
-
     path = Path(path)
-    ds, _ = read_dataset(path, _read_bytes(path))
+    ds, _ = read_dataset(path, read_bytes(path))
     rows: list[TagRow] = []
 
     def walk(d: Dataset, depth: int) -> None:

@@ -25,3 +25,7 @@ class ImageTooLargeError(ImageLoadError):
 
 class ModelError(RadLensError):
     """A model file cannot be used: missing, unreadable, or breaking the model contract."""
+
+
+class AnalysisError(RadLensError):
+    """An image loaded but could not be analysed (non-finite model input or output, model failure)."""

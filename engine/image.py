@@ -59,6 +59,19 @@ class ImageMeta:
 
 
 @dataclass(frozen=True)
+class TagRow:
+    """One data element of a DICOM file, as the tag viewer shows it (plain strings)."""
+
+    tag: str  # "(0010,0010)"
+    keyword: str
+    name: str
+    vr: str
+    value: str
+    depth: int = 0
+    identifying: bool = False
+
+
+@dataclass(frozen=True)
 class LoadedImage:
     """An image after the display pipeline.
 
@@ -66,12 +79,15 @@ class LoadedImage:
     (DICOM: modality LUT, VOI, MONOCHROME1 inversion). This is what the model sees.
     ``values``: float32 HxW in modality units (after the modality LUT, before VOI), the
     base for interactive window/level. For PNG/JPEG these are the stored gray levels.
+    ``tags``: every data element of a DICOM file (pixel data summarised), read from the
+    dataset the loader parsed; empty for PNG/JPEG.
     """
 
     pixels: np.ndarray
     values: np.ndarray
     meta: ImageMeta
     value_range: tuple[float, float] = (0.0, 1.0)
+    tags: tuple[TagRow, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,11 +1,26 @@
-"""The only place that resizes and normalises images for the model, driven by the card."""
+"""The only place that turns display pixels into a model input, driven by the model card.
+
+Steps, in DESIGN.md's order: crop (to the lung field plus a margin, when the card's
+``preprocessing.crop`` is ``"lungs"``) -> intensity normalisation (``"clahe"`` or
+``"equalize"``) -> resize (the card's policy) -> normalise (mean/std). Training runs the
+same ``model_input`` on every image, so a model sees the same input in training and in use.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from .card import ModelCard
+
+Box = tuple[int, int, int, int]  # (top, left, height, width) in image pixels
+
+CLAHE_CLIP = 2.0  # OpenCV's clip limit (multiples of the mean histogram bin)
+CLAHE_GRID = 8  # tiles per side, whatever the image size, so a 224-px and a 2,000-px image get the same regions
+NO_LUNGS_NOTE = "no lung field was found; the model saw the whole image"
 
 
 def resize_gray(pixels: np.ndarray, size: tuple[int, int], policy: str = "stretch") -> np.ndarray:
@@ -40,6 +55,98 @@ def normalize(gray: np.ndarray, card: ModelCard) -> np.ndarray:
     return ((gray[None, :, :] - mean) / std).astype(np.float32)
 
 
-def preprocess(pixels: np.ndarray, card: ModelCard) -> np.ndarray:
+def card_preprocessing(card: ModelCard) -> dict[str, Any]:
+    """The card's ``preprocessing`` settings with defaults filled in (a card written before
+    the field existed means no crop and no intensity normalisation)."""
+    raw = getattr(card, "preprocessing", None)
+    if raw is None:
+        raw = (getattr(card, "extra", None) or {}).get("preprocessing") or {}
+    return {"crop": str(raw.get("crop", "none") or "none"), "crop_margin": float(raw.get("crop_margin", 0.1)),
+            "intensity": str(raw.get("intensity", "none") or "none"), "lung_model": raw.get("lung_model")}
+
+
+def margin_box(box: Box, image_hw: tuple[int, int], margin: float) -> Box:
+    """``box`` grown by ``margin`` (a fraction of its own height and width) on every side,
+    clipped to the image."""
+    H, W = image_hw
+    top, left, bh, bw = (int(v) for v in box)
+    dy, dx = round(margin * bh), round(margin * bw)
+    t, lft = max(0, top - dy), max(0, left - dx)
+    b, r = min(H, top + bh + dy), min(W, left + bw + dx)
+    return t, lft, max(0, b - t), max(0, r - lft)
+
+
+def lung_crop_box(lungs: object | None, image_hw: tuple[int, int], margin: float) -> Box | None:
+    """The crop for a lung field (``engine.lungs.LungField``: ``.box`` in image pixels), or
+    None when no usable lung field was found (then the whole image is used)."""
+    box = getattr(lungs, "box", None) if lungs is not None else None
+    if box is None:
+        return None
+    try:
+        top, left, bh, bw = (int(v) for v in box)
+    except (TypeError, ValueError):
+        return None
+    if bh < 2 or bw < 2:
+        return None
+    out = margin_box((top, left, bh, bw), image_hw, margin)
+    return out if out[2] >= 2 and out[3] >= 2 else None
+
+
+def normalize_intensity(gray: np.ndarray, method: str) -> np.ndarray:
+    """[0, 1] HxW -> [0, 1] float32 after ``"clahe"`` (contrast-limited adaptive histogram
+    equalisation), ``"equalize"`` (global histogram equalisation) or ``"none"``."""
+    if method == "none":
+        return gray.astype(np.float32, copy=False)
+    u8 = np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if method == "equalize":
+        out = cv2.equalizeHist(u8)
+    elif method == "clahe":
+        h, w = u8.shape
+        tiles = (max(1, min(CLAHE_GRID, w // 8)), max(1, min(CLAHE_GRID, h // 8)))
+        out = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=tiles).apply(u8)
+    else:
+        raise ValueError(f"unknown intensity normalisation {method!r}; expected none, clahe or equalize")
+    return out.astype(np.float32) / 255.0
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One image's model input and the image region it shows."""
+
+    x: np.ndarray  # float32 [3, H, W]
+    box: Box  # (top, left, height, width) in image pixels: the region the model saw
+    cropped: bool = False  # True when the model saw a lung crop, not the whole image
+    notes: tuple[str, ...] = ()
+
+
+def model_gray(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> tuple[np.ndarray, Box, tuple[str, ...]]:
+    """Crop, intensity normalisation and resize: [0, 1] gray at the model's input size, the
+    box it came from, and notes (e.g. no lung field found). Training caches this."""
+    pp = card_preprocessing(card)
+    h, w = pixels.shape[:2]
+    box: Box = (0, 0, int(h), int(w))
+    notes: tuple[str, ...] = ()
+    img = pixels
+    if pp["crop"] == "lungs":
+        crop = lung_crop_box(lungs, (h, w), pp["crop_margin"])
+        if crop is None:
+            notes = (NO_LUNGS_NOTE,)
+        else:
+            box = crop
+            top, left, bh, bw = crop
+            img = pixels[top : top + bh, left : left + bw]
+    img = normalize_intensity(np.ascontiguousarray(img, np.float32), pp["intensity"])
+    return resize_gray(img, card.input_size, card.resize), box, notes
+
+
+def model_input(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> ModelInput:
+    """The card's preprocessing on display-pipeline pixels ([0, 1], HxW). ``lungs`` (an
+    ``engine.lungs.LungField``) is used when the card crops to the lung field."""
+    gray, box, notes = model_gray(pixels, card, lungs)
+    h, w = pixels.shape[:2]
+    return ModelInput(x=normalize(gray, card), box=box, cropped=box != (0, 0, int(h), int(w)), notes=notes)
+
+
+def preprocess(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> np.ndarray:
     """Display-pipeline pixels ([0, 1], HxW) -> one model input [3, H, W]."""
-    return normalize(resize_gray(pixels, card.input_size, card.resize), card)
+    return model_input(pixels, card, lungs).x

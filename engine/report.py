@@ -1,27 +1,39 @@
 """CSV reports of a batch, written atomically: a temp file in the same folder, then a
-rename, so a crash or a cancel never leaves half a CSV behind."""
+rename, so a crash or a cancel never leaves half a CSV behind.
+
+The CSV's first line is its header, so ``csv.DictReader``, ``pandas.read_csv`` and
+spreadsheets read it as it is. Every row carries the research-use notice and the model's
+name, version and SHA-256 in columns. A sidecar JSON beside it (``report.json`` for
+``report.csv``), written atomically too, holds the run's provenance: software version,
+date, model card summary, options and counts."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import errno
+import json
 import os
 import secrets
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .batch import BatchRow, printable
 from .card import DISCLAIMER
 from .errors import RadLensError
 from .image import Identifiers
+from .prediction import DECISION_RULE
 
-BASE_COLUMNS = ("file", "status", "error", "prediction")
+BASE_COLUMNS = ("file", "status", "error", "call", "flags")
 MODEL_COLUMNS = ("model_name", "model_version", "model_sha256")
 IMAGE_COLUMNS = ("width", "height", "modality", "view_position")
 IDENTIFIER_COLUMNS = tuple(Identifiers.__dataclass_fields__)
+NOTICE_COLUMN = "notice"
+FLAG_SEPARATOR = ";"
 
 
 class ReportError(RadLensError):
@@ -41,35 +53,56 @@ class ModelInfo:
     version: str
     sha256: str
     labels: tuple[str, ...]
+    operating_points: dict[str, float] = field(default_factory=dict)
+    decision_rule: str = DECISION_RULE
+    intended_use: str = DISCLAIMER
+    card_summary: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_classifier(cls, classifier: _HasCard) -> ModelInfo:
-        card = classifier.card
-        return cls(name=card.name, version=card.version, sha256=classifier.sha256,  # type: ignore[attr-defined]
-                   labels=tuple(card.labels))  # type: ignore[attr-defined]
+        card: Any = classifier.card
+        summary = {
+            "name": card.name, "version": card.version, "labels": list(card.labels),
+            "input_size": list(card.input_size), "created": card.created, "architecture": card.architecture,
+            "temperature": card.temperature, "test_metrics": _headline(card.test_metrics),
+            "out_of_source_metrics": _headline(getattr(card, "out_of_source_metrics", {}) or {}),
+            "preprocessing": getattr(card, "preprocessing", None) or {},
+        }
+        return cls(name=card.name, version=card.version, sha256=classifier.sha256,
+                   labels=tuple(card.labels), operating_points=dict(card.operating_points),
+                   decision_rule=getattr(card, "decision_rule", "") or DECISION_RULE,
+                   intended_use=card.intended_use or DISCLAIMER, card_summary=summary)
+
+
+def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar figures of a metrics dict (per-class tables and curves left out)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
 
 
 def report_columns(labels: Sequence[str], include_identifiers: bool = False) -> list[str]:
     cols = [*BASE_COLUMNS, *(f"prob_{lab}" for lab in labels), *MODEL_COLUMNS, *IMAGE_COLUMNS]
     if include_identifiers:
         cols += IDENTIFIER_COLUMNS
-    return cols
+    return [*cols, NOTICE_COLUMN]
 
 
-def header_comment(model: ModelInfo) -> str:
-    return f"# RadLens report - {DISCLAIMER}. Model {model.name} {model.version} sha256 {model.sha256}"
+def sidecar_path(report: str | os.PathLike[str]) -> Path:
+    """Where the provenance JSON of a report goes: ``x.json`` beside ``x.csv``."""
+    p = Path(report)
+    return p.with_suffix(".json") if p.suffix.lower() == ".csv" else p.with_name(p.name + ".json")
 
 
 def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool) -> list[str]:
     ok = row.ok
-    vals = [printable(row.rel_path), row.status, printable(row.error), row.label if ok else ""]
+    vals = [printable(row.rel_path), row.status, printable(row.error), row.label if ok else "",
+            FLAG_SEPARATOR.join(row.flags) if ok else ""]
     vals += [f"{row.probs[lab]:.6f}" if ok and lab in row.probs else "" for lab in model.labels]
     vals += [model.name, model.version, model.sha256]
     vals += [str(row.width) if ok else "", str(row.height) if ok else "", row.modality, row.view_position]
     if include_identifiers:
         ids = row.identifiers.as_dict()
         vals += [printable(ids.get(k, "")) for k in IDENTIFIER_COLUMNS]
-    return vals
+    return [*vals, DISCLAIMER]
 
 
 def _create_temp(target: Path, mode: int) -> tuple[int, str]:
@@ -85,12 +118,54 @@ def _create_temp(target: Path, mode: int) -> tuple[int, str]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
 
 
+@dataclass
+class _Tally:
+    total: int = 0
+    ok: int = 0
+    errors: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+    flags: Counter[str] = field(default_factory=Counter)
+
+    def rows(self, rows: Iterable[BatchRow]) -> Iterator[BatchRow]:
+        for row in rows:
+            self.total += 1
+            if row.ok:
+                self.ok += 1
+                self.calls[row.label] += 1
+                self.flags.update(row.flags)
+            else:
+                self.errors += 1
+            yield row
+
+
+def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, include_identifiers: bool,
+            csv_name: str) -> dict[str, Any]:
+    """The provenance JSON of a report."""
+    from . import __version__
+
+    return {
+        "notice": DISCLAIMER,
+        "report": csv_name,
+        "software": {"name": "RadLens", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": info.name, "version": info.version, "sha256": info.sha256, "labels": list(info.labels),
+                  "operating_points": info.operating_points, "decision_rule": info.decision_rule,
+                  "intended_use": info.intended_use, "card": info.card_summary},
+        "options": {**dict(run or {}), "include_identifiers": include_identifiers},
+        "counts": {"files": tally.total, "analysed": tally.ok, "errors": tally.errors,
+                   "calls": {lab: tally.calls[lab] for lab in info.labels},
+                   "flags": {lab: tally.flags[lab] for lab in info.labels}},
+        "columns": report_columns(info.labels, include_identifiers),
+    }
+
+
 def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: ModelInfo | _HasCard,
-                 include_identifiers: bool = False) -> int:
-    """Write one CSV line per row (``rows`` may be a live batch generator) and return
-    the number of rows written. The file appears only when every row is written: on
-    any exception (including KeyboardInterrupt) the temp file is removed, an existing
-    report at ``path`` is left untouched, and the exception propagates.
+                 include_identifiers: bool = False, run: Mapping[str, Any] | None = None) -> int:
+    """Write one CSV line per row (``rows`` may be a live batch generator) and its sidecar
+    JSON (``sidecar_path``), and return the number of rows written. Both files appear only
+    when every row is written: on any exception (including KeyboardInterrupt) the temp
+    files are removed, existing files at those paths are left untouched, and the exception
+    propagates. ``run`` (the run's options: folder, device, provider, ...) goes into the JSON.
 
     Patient and study identifiers are written only with ``include_identifiers=True``.
     The report's permissions follow the umask (0666 less umask, as any new file); with
@@ -105,26 +180,41 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
     except OSError as e:
         raise ReportError(f"cannot write the report in {printable(str(folder))} ({e.strerror or e}). Choose a writable folder.") from None
     n = 0
+    tally = _Tally()
+    json_tmp = ""
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(header_comment(info) + "\n")
             w = csv.writer(f)
             w.writerow(report_columns(info.labels, include_identifiers))
-            for row in rows:
+            for row in tally.rows(rows):
                 w.writerow(_row_values(row, info, include_identifiers))
                 n += 1
             f.flush()
             os.fsync(f.fileno())
+        meta = sidecar(info, tally, run, include_identifiers, target.name)
+        json_target = sidecar_path(target)
+        jfd, json_tmp = _create_temp(json_target, 0o666)
+        with os.fdopen(jfd, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1, ensure_ascii=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
+        os.replace(json_tmp, json_target)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        for t in (tmp, json_tmp):
+            if t:
+                with contextlib.suppress(OSError):
+                    os.unlink(t)
         raise
     return n
 
 
-def read_report(path: str | os.PathLike[str]) -> tuple[str, list[dict[str, str]]]:
-    """(comment line, rows as dicts) of a report written by ``write_report``."""
+def read_report(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(sidecar JSON, rows as dicts) of a report written by ``write_report``; the JSON is
+    {} when it is missing."""
+    meta: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
     with open(path, newline="", encoding="utf-8") as f:
-        comment = f.readline().rstrip("\r\n")
-        return comment, list(csv.DictReader(f))
+        return meta, list(csv.DictReader(f))

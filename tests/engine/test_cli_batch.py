@@ -33,21 +33,24 @@ def test_batch_run(tmp_path: Path, folder: Path, tiny_model_path: Path, capsys: 
     out = tmp_path / "report.csv"
     code = main([str(folder), "-o", str(out), "--model", str(tiny_model_path), "--batch-size", "3"])
     captured = capsys.readouterr()
-    assert code == 0
-    comment, table = read_report(out)
-    assert comment.startswith("# RadLens report - Research use only, not for diagnosis. Model tiny-test-cnn 0.0.1 sha256 ")
+    assert code == 1  # some files could not be analysed: the report is written, the status says so
+    meta, table = read_report(out)
+    assert meta["notice"] == "Research use only, not for diagnosis" and meta["model"]["name"] == "tiny-test-cnn"
+    assert meta["counts"]["files"] == 11 and meta["counts"]["errors"] == 2 and meta["options"]["batch_size"] == 3
+    assert out.read_text(encoding="utf-8").startswith("file,status,error,call,flags,")
     assert len(table) == 11
     statuses = [r["status"] for r in table]
     assert statuses.count("error") == 2 and statuses.count("ok") == 9
     s = captured.out
     assert "Analysed 11 of 11 file(s)" in s and "9 ok, 2 error(s)" in s
-    assert "Predictions per class:" in s
+    assert "Calls per class" in s
     counts = {lab: int(n) for lab, n in re.findall(r"^\s+(normal|covid|pneumonia|tuberculosis)\s+(\d+)", s, re.M)}
     assert sum(counts.values()) == 9
-    predicted = [r["prediction"] for r in table if r["status"] == "ok"]
+    predicted = [r["call"] for r in table if r["status"] == "ok"]
     assert counts == {lab: predicted.count(lab) for lab in ("normal", "covid", "pneumonia", "tuberculosis")}
     assert "jply.dcm: unsupported compression" in s and "empty.png: the file is empty" in s
-    assert "Provider: CPU" in s or "Provider: CUDA" in s
+    assert "Device: CPU" in s or "Device: CUDA" in s
+    assert "Provider:" not in s  # the device and any fallback reason are printed once
     assert s.rstrip().endswith("Research use only, not for diagnosis.")
     assert re.search(r"11/11 \[[0-9:]+<[0-9:]+, +[0-9.]+img/s\]", captured.err)  # progress bar: rate and ETA
     assert "patient_id" not in table[0]
@@ -56,7 +59,7 @@ def test_batch_run(tmp_path: Path, folder: Path, tiny_model_path: Path, capsys: 
 def test_include_identifiers(tmp_path: Path, folder: Path, tiny_model_path: Path) -> None:
     out = tmp_path / "ids.csv"
     assert main([str(folder), "-o", str(out), "--model", str(tiny_model_path), "--include-identifiers",
-                 "--device", "cpu", "--no-progress"]) == 0
+                 "--device", "cpu", "--no-progress"]) == 1  # jply.dcm and empty.png fail
     table = read_report(out)[1]
     chest = next(r for r in table if r["file"] == "chest.dcm")
     assert "patient_id" in chest and chest["study_instance_uid"]
@@ -86,7 +89,7 @@ def test_missing_folder(tmp_path: Path, tiny_model_path: Path, capsys: pytest.Ca
 def test_empty_folder(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "-o", str(tmp_path / "r.csv"), "--model", str(tiny_model_path)]) == 2
-    assert "no files in" in capsys.readouterr().err
+    assert "no image files in" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
 
 
@@ -96,11 +99,13 @@ def test_missing_output_folder(tmp_path: Path, folder: Path, tiny_model_path: Pa
     assert "folder for the report does not exist" in capsys.readouterr().err
 
 
-def test_all_files_bad_still_exit_zero(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_status_when_files_fail(tmp_path: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Some files failing is exit 1 with the report written, distinct from 0 (all analysed),
+    2 (nothing could run) and 3 (no report)."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.dcm").write_text("text")
     out = tmp_path / "r.csv"
-    assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 0
+    assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 1
     assert read_report(out)[1][0]["status"] == "error"
     assert "0 ok, 1 error(s)" in capsys.readouterr().out
 
@@ -117,6 +122,7 @@ def test_python_dash_m_engine(tmp_path: Path, folder: Path) -> None:
     help_ = subprocess.run([sys.executable, "-m", "engine", "--help"], capture_output=True, text=True, env=env,
                            cwd=tmp_path, timeout=120)
     assert help_.returncode == 0 and "radlens-batch" in help_.stdout and "--include-identifiers" in help_.stdout
+    assert "exit status:" in help_.stdout and "some files could not be analysed" in help_.stdout
     run = subprocess.run([sys.executable, "-m", "engine", str(folder), "-o", str(tmp_path / "r.csv"), "--model",
                           str(tmp_path / "none.onnx")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert run.returncode == 2 and "no model found at" in run.stderr
@@ -153,7 +159,7 @@ def test_model_file_name_not_utf8(tmp_path: Path, folder: Path, tiny_model_path:
     except (OSError, UnicodeError):
         pytest.skip("this file system does not accept non-UTF-8 file names")
     out = tmp_path / "r.csv"
-    assert main([str(folder), "-o", str(out), "--model", os.fsdecode(raw), "--no-progress"]) == 0
+    assert main([str(folder), "-o", str(out), "--model", os.fsdecode(raw), "--no-progress"]) == 1  # 2 bad files
     text = capsys.readouterr().out
     assert "(model\\xff.onnx, sha256 " in text
     text.encode("utf-8")  # no lone surrogates reached the output

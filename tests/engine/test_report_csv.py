@@ -42,32 +42,39 @@ def rows(folder: Path, classifier) -> list[BatchRow]:
 
 def test_columns() -> None:
     assert report_columns(LABELS) == [
-        "file", "status", "error", "prediction", "prob_normal", "prob_covid", "prob_pneumonia", "prob_tuberculosis",
-        "model_name", "model_version", "model_sha256", "width", "height", "modality", "view_position"]
+        "file", "status", "error", "call", "flags", "prob_normal", "prob_covid", "prob_pneumonia", "prob_tuberculosis",
+        "model_name", "model_version", "model_sha256", "width", "height", "modality", "view_position", "notice"]
     with_ids = report_columns(LABELS, include_identifiers=True)
-    assert with_ids[-len(IDENTIFIER_COLUMNS):] == list(IDENTIFIER_COLUMNS)
+    assert with_ids[-len(IDENTIFIER_COLUMNS) - 1:-1] == list(IDENTIFIER_COLUMNS) and with_ids[-1] == "notice"
     assert {"patient_id", "patient_name", "study_instance_uid", "accession_number", "study_date"} <= set(with_ids)
 
 
 def test_report_content(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
     out = tmp_path / "report.csv"
     assert write_report(out, rows, classifier) == 4
-    comment, table = read_report(out)
-    assert comment == (f"# RadLens report - Research use only, not for diagnosis. Model tiny-test-cnn 0.0.1 "
-                       f"sha256 {classifier.sha256}")
+    meta, table = read_report(out)
+    assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(report_columns(classifier.labels))
+    assert meta["notice"] == "Research use only, not for diagnosis" and meta["report"] == "report.csv"
+    assert meta["model"]["sha256"] == classifier.sha256 and meta["model"]["name"] == "tiny-test-cnn"
+    assert meta["counts"] == {"files": 4, "analysed": 3, "errors": 1,
+                              "calls": {lab: sum(r.ok and r.label == lab for r in rows) for lab in classifier.labels},
+                              "flags": {lab: sum(r.ok and lab in r.flags for r in rows) for lab in classifier.labels}}
     assert list(table[0]) == report_columns(classifier.labels)
     assert [r["file"] for r in table] == ["a.jpg", "b.dcm", "c_bad.dcm", "sub/d.jpg"]
     for src, line in zip(rows, table, strict=True):
         assert line["status"] == src.status and line["error"] == src.error
         assert (line["model_name"], line["model_version"], line["model_sha256"]) == ("tiny-test-cnn", "0.0.1", classifier.sha256)
+        assert line["notice"] == "Research use only, not for diagnosis"
         if src.ok:
-            assert line["prediction"] == src.label
+            assert line["call"] == src.label
             probs = {lab: float(line[f"prob_{lab}"]) for lab in classifier.labels}
             assert probs == pytest.approx(src.probs, abs=1e-6)
-            assert max(probs, key=probs.get) == line["prediction"]
+            assert max(probs, key=probs.get) == line["call"]
+            ops = classifier.card.operating_points
+            assert set(filter(None, line["flags"].split(";"))) == {lab for lab in ops if probs[lab] >= ops[lab]}
             assert (int(line["width"]), int(line["height"])) == (src.width, src.height)
         else:
-            assert line["prediction"] == "" and all(line[f"prob_{lab}"] == "" for lab in classifier.labels)
+            assert line["call"] == line["flags"] == "" and all(line[f"prob_{lab}"] == "" for lab in classifier.labels)
             assert "unsupported compression" in line["error"]
     b = table[1]
     assert (b["modality"], b["view_position"], b["width"], b["height"]) == ("CR", "AP", "1760", "1760")
@@ -110,7 +117,7 @@ def test_failure_keeps_the_previous_report(tmp_path: Path, rows: list[BatchRow],
     before = out.read_bytes()
     with pytest.raises(RuntimeError):
         write_report(out, _boom_after(rows, 1, RuntimeError("crash")), classifier)
-    assert out.read_bytes() == before and os.listdir(tmp_path) == ["report.csv"]
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["report.csv", "report.json"]
 
 
 def test_temp_file_is_beside_the_target_until_done(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
@@ -124,7 +131,7 @@ def test_temp_file_is_beside_the_target_until_done(tmp_path: Path, rows: list[Ba
 
     write_report(out, watching(), classifier)
     assert all(len(s) == 1 and s[0].startswith(".report.csv.") and s[0].endswith(".tmp") for s in seen)
-    assert os.listdir(tmp_path) == ["report.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["report.csv", "report.json"]
 
 
 def test_missing_folder(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
@@ -148,7 +155,10 @@ def test_awkward_text_round_trips(tmp_path: Path) -> None:
 
 def test_model_info_from_classifier(classifier) -> None:
     info = ModelInfo.from_classifier(classifier)
-    assert info == ModelInfo("tiny-test-cnn", "0.0.1", classifier.sha256, classifier.labels)
+    assert (info.name, info.version, info.sha256, info.labels) == ("tiny-test-cnn", "0.0.1", classifier.sha256,
+                                                                   classifier.labels)
+    assert info.operating_points == classifier.card.operating_points
+    assert info.decision_rule.startswith("the call is the top class")
 
 
 @pytest.fixture
@@ -185,3 +195,27 @@ def test_report_with_identifiers_is_private(tmp_path: Path, rows: list[BatchRow]
     out.chmod(0o644)  # replacing a shared report does not keep its permissions
     write_report(out, rows, classifier, include_identifiers=True)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_readers_take_the_header_and_types(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    """The first line is the header: csv.DictReader and pandas read every column back, typed."""
+    import csv
+
+    pd = pytest.importorskip("pandas")
+    out = tmp_path / "report.csv"
+    write_report(out, rows, classifier, include_identifiers=True)
+    with open(out, newline="", encoding="utf-8") as f:
+        dict_rows = list(csv.DictReader(f))
+    cols = report_columns(classifier.labels, include_identifiers=True)
+    assert len(dict_rows) == 4 and all(list(r) == cols for r in dict_rows)
+    df = pd.read_csv(out)
+    assert list(df.columns) == cols and len(df) == 4
+    for lab in classifier.labels:
+        assert pd.api.types.is_float_dtype(df[f"prob_{lab}"])
+    assert pd.api.types.is_numeric_dtype(df["width"]) and pd.api.types.is_numeric_dtype(df["height"])
+    ok = df[df["status"] == "ok"]
+    assert ok["width"].notna().all() and (ok[[f"prob_{lab}" for lab in classifier.labels]].sum(axis=1) - 1).abs().max() < 1e-4
+    assert set(df["status"]) == {"ok", "error"} and set(ok["call"]) <= set(classifier.labels)
+    assert (df["notice"] == "Research use only, not for diagnosis").all()
+    bad = df[df["status"] == "error"].iloc[0]
+    assert pd.isna(bad["call"]) and pd.isna(bad[f"prob_{classifier.labels[0]}"])

@@ -1,0 +1,310 @@
+"""Lung fields: a small ONNX segmentation model with its own card, and what its mask says.
+
+Contract of the lung model (one .onnx file, card JSON in metadata ``radlens.card``):
+input ``image`` float32 [N, 1 or 3, H, W] (the display-pipeline gray in [0, 1], resized
+by stretching to the card's ``input_size``, then ``(x - mean) / std`` from the card);
+output ``mask`` float32 [N, 1, H, W], the lung probability (sigmoid inside the graph).
+A classifier card names the lung model it needs under ``preprocessing.lung_model``
+(``{name, sha256}``); ``segmenter_for`` finds, verifies and loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .card import CARD_KEY
+from .errors import ModelError
+from .model import DEVICES, _model_source, _not_loadable, sha256_file
+from .preprocess import resize_gray
+
+LUNGSEG_NAME = "radlens-lungseg"
+MIN_COMPONENT = 0.004  # a component smaller than this fraction of the image is a speck, dropped
+
+
+def default_lungseg_path() -> Path:
+    """The bundled lung model (resources/models/radlens-lungseg.onnx)."""
+    from .resources import resource_dir
+
+    return resource_dir() / "models" / f"{LUNGSEG_NAME}.onnx"
+
+
+@dataclass(frozen=True)
+class SegCard:
+    """The lung model's card (a subset of the classifier card's schema, plus ``kind``/``threshold``)."""
+
+    name: str
+    version: str
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    threshold: float = 0.5
+    labels: tuple[str, ...] = ("lungs",)
+    kind: str = "segmentation"
+    resize: str = "stretch"
+    intended_use: str = ""
+    created: str = ""
+    training_data: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str) -> SegCard:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ModelError(f"lung model card '{CARD_KEY}' is not valid JSON ({e}).") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"lung model card '{CARD_KEY}' must be a JSON object.")
+        missing = [k for k in ("name", "version", "kind", "labels", "input_size", "mean", "std", "threshold",
+                               "intended_use") if k not in d]
+        if missing:
+            raise ModelError(f"lung model card is missing field(s): {', '.join(missing)}.")
+        if d["kind"] != "segmentation":
+            raise ModelError(f"lung model card kind is {d['kind']!r}; a lung model must be 'segmentation'.")
+        if d["labels"] != ["lungs"]:
+            raise ModelError(f"lung model card labels are {d['labels']!r}; expected ['lungs'].")
+        size = d["input_size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s >= 32 for s in size)):
+            raise ModelError(f"lung model card input_size must be [height, width], got {size!r}.")
+        for key in ("mean", "std"):
+            v = d[key]
+            if not (isinstance(v, list) and len(v) in (1, 3) and all(isinstance(x, (int, float)) for x in v)):
+                raise ModelError(f"lung model card {key} must be 1 or 3 numbers, got {v!r}.")
+        if any(s <= 0 for s in d["std"]):
+            raise ModelError("lung model card std values must be positive.")
+        thr = d["threshold"]
+        if not (isinstance(thr, (int, float)) and 0.0 < thr < 1.0):
+            raise ModelError(f"lung model card threshold must be between 0 and 1, got {thr!r}.")
+        if d.get("resize", "stretch") != "stretch":
+            raise ModelError(f"lung model card resize must be 'stretch', got {d.get('resize')!r}.")
+        return cls(name=str(d["name"]), version=str(d["version"]), input_size=(size[0], size[1]),
+                   mean=tuple(float(x) for x in d["mean"]), std=tuple(float(x) for x in d["std"]), threshold=float(thr),
+                   intended_use=str(d["intended_use"]), created=str(d.get("created", "")),
+                   training_data=dict(d.get("training_data") or {}), test_metrics=dict(d.get("test_metrics") or {}), raw=d)
+
+
+@dataclass(frozen=True)
+class LungField:
+    """What the lung mask says about one image. Sides are the patient's: the right lung is
+    on the image's left. Fractions are of the whole image area."""
+
+    mask: np.ndarray  # bool HxW at image size; specks removed
+    box: tuple[int, int, int, int] | None  # (top, left, height, width) of the two largest fields
+    area_fraction: float
+    n_components: int  # components above MIN_COMPONENT of the image
+    right_fraction: float  # the larger field on the image's left (patient's right lung)
+    left_fraction: float
+    confidence: float  # mean probability inside the mask (about 0.5 = unsure, 1 = sure)
+    plausible: bool
+    reason: str  # why not plausible ("" when plausible)
+
+    @property
+    def found(self) -> bool:
+        return self.box is not None
+
+
+def lung_field(prob: np.ndarray, image_hw: tuple[int, int], threshold: float = 0.5) -> LungField:
+    """A lung probability map at model resolution (h x w) -> ``LungField`` at image size."""
+    h, w = prob.shape
+    H, W = int(image_hw[0]), int(image_hw[1])
+    binary = (prob >= threshold).astype(np.uint8)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    major = [i + 1 for i in np.argsort(-areas) if areas[i] >= MIN_COMPONENT * h * w]
+    keep = np.isin(labels, major).astype(np.uint8)
+    clean = prob * cv2.dilate(keep, np.ones((3, 3), np.uint8))
+    up = cv2.resize(np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8), (W, H), interpolation=cv2.INTER_LINEAR)
+    mask = up >= int(np.ceil(threshold * 255.0))
+    area = float(keep.sum()) / (h * w)
+    confidence = float(prob[keep > 0].mean()) if keep.any() else 0.0
+    if not major:
+        return LungField(mask, None, 0.0, 0, 0.0, 0.0, confidence, False, "no lung field found")
+    two = major[:2]
+    x0 = min(stats[i, cv2.CC_STAT_LEFT] for i in two)
+    y0 = min(stats[i, cv2.CC_STAT_TOP] for i in two)
+    x1 = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in two)
+    y1 = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in two)
+    box = _refine_box(mask, (y0 - 1) * H // h, (x0 - 1) * W // w, -(-(y1 + 1) * H // h), -(-(x1 + 1) * W // w))
+    sides = sorted(two, key=lambda i: centroids[i][0])
+    fr = [float(areas[i - 1]) / (h * w) for i in sides]
+    right, left = (fr[0], fr[1]) if len(fr) == 2 else ((fr[0], 0.0) if centroids[sides[0]][0] < w / 2 else (0.0, fr[0]))
+    reason = _implausible(stats, centroids, sides, h, w, area)
+    return LungField(mask, box, area, len(major), right, left, confidence, reason == "", reason)
+
+
+def _refine_box(mask: np.ndarray, t: int, l: int, b: int, r: int) -> tuple[int, int, int, int] | None:  # noqa: E741
+    """The exact mask extent inside the model-resolution box (grown by a model pixel)."""
+    H, W = mask.shape
+    t, l, b, r = max(0, t), max(0, l), min(H, b), min(W, r)  # noqa: E741
+    win = mask[t:b, l:r]
+    rows, cols = np.flatnonzero(win.any(1)), np.flatnonzero(win.any(0))
+    if rows.size == 0:
+        return None
+    return t + int(rows[0]), l + int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+# Plausibility of a frontal chest: two side-by-side fields of similar size. Ranges chosen
+# on lungseg, the cxr pool and cxr-extdev (in scope) against ood-dev knees, with margin.
+PLAUSIBLE = {"min_lung": 0.02, "max_total": 0.75, "min_ratio": 0.2, "min_gap": 0.12, "min_overlap": 0.4}
+
+
+def _implausible(stats: np.ndarray, centroids: np.ndarray, sides: list[int], h: int, w: int, total: float) -> str:
+    p = PLAUSIBLE
+    if len(sides) < 2:
+        return "only one lung field found"
+    a = [float(stats[i, cv2.CC_STAT_AREA]) / (h * w) for i in sides]
+    if min(a) < p["min_lung"]:
+        return f"a lung field is too small ({min(a):.1%} of the image)"
+    if total > p["max_total"]:
+        return f"the lung fields cover {total:.0%} of the image"
+    if min(a) / max(a) < p["min_ratio"]:
+        return f"the two fields differ too much in size (ratio {min(a) / max(a):.2f})"
+    (xr, yr), (xl, yl) = centroids[sides[0]], centroids[sides[1]]
+    if (xl - xr) / w < p["min_gap"] or not (xr < w / 2 < xl):
+        return "the two fields are not on either side of the image centre"
+    tops = [stats[i, cv2.CC_STAT_TOP] for i in sides]
+    bottoms = [stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in sides]
+    overlap = (min(bottoms) - max(tops)) / max(1, min(stats[i, cv2.CC_STAT_HEIGHT] for i in sides))
+    if overlap < p["min_overlap"]:
+        return "the two fields are not side by side"
+    return ""
+
+
+def _open_session(path: Path, device: str, threads: int):  # noqa: ANN202 - onnxruntime session, note
+    """CUDA when asked for and it works (like ``Classifier``), else the CPU, with a note why."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    note = ""
+    if device in ("auto", "cuda"):
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            try:
+                sess = ort.InferenceSession(_model_source(path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                if sess.get_providers()[0] == "CUDAExecutionProvider":
+                    return sess, note
+                note = "CUDA libraries could not be loaded; the lung model uses the CPU."
+            except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+                if "cuda" not in str(e).lower():
+                    raise _not_loadable(path, e) from None
+                note = f"CUDA failed to start ({str(e).splitlines()[0]}); the lung model uses the CPU."
+        else:
+            note = "CUDA is not available in this onnxruntime build; the lung model uses the CPU."
+    try:
+        return ort.InferenceSession(_model_source(path), opts, providers=["CPUExecutionProvider"]), note
+    except Exception as e:  # noqa: BLE001
+        raise _not_loadable(path, e) from None
+
+
+class LungSegmenter:
+    """An ONNX lung model that satisfies the contract above. ``run``/``segment`` are thread-safe
+    (onnxruntime sessions may be run from several threads at once)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, device: str = "auto", warmup: bool = True,
+                 threads: int = 0) -> None:
+        self.path = Path(path) if path is not None else default_lungseg_path()
+        if device not in DEVICES:
+            raise ModelError(f"device must be one of {DEVICES}, got {device!r}.")
+        if not self.path.is_file():
+            raise ModelError(f"lung model not found: {self.path}. Put {LUNGSEG_NAME}.onnx in resources/models.")
+        try:
+            self.sha256 = sha256_file(self.path)
+        except OSError as e:
+            raise ModelError(f"lung model cannot be read: {self.path} ({e.strerror or e}).") from None
+        self.session, self.provider_note = _open_session(self.path, device, threads)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if CARD_KEY not in meta:
+            raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens lung model.")
+        self.card = SegCard.from_json(meta[CARD_KEY])
+        self.channels = self._validate()
+        self.provider = self.session.get_providers()[0]
+        if warmup:
+            self.run(np.zeros((1, self.channels, *self.card.input_size), np.float32))
+
+    def _validate(self) -> int:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != "image":
+            raise ModelError(f"lung model must have one input named 'image'; it has {[i.name for i in inputs]}.")
+        shape = [d if isinstance(d, int) else None for d in inputs[0].shape]
+        if inputs[0].type != "tensor(float)" or len(shape) != 4 or shape[1] not in (1, 3):
+            raise ModelError(f"lung model input 'image' must be float32 [N, 1 or 3, H, W], got {inputs[0].type} {inputs[0].shape}.")
+        if shape[2] not in (None, self.card.input_size[0]) or shape[3] not in (None, self.card.input_size[1]):
+            raise ModelError(f"lung model input is {shape[2]}x{shape[3]} but its card says input_size "
+                             f"{self.card.input_size[0]}x{self.card.input_size[1]}.")
+        if len(self.card.mean) not in (1, shape[1]) or len(self.card.std) not in (1, shape[1]):
+            raise ModelError(f"lung model card mean/std have {len(self.card.mean)} values for {shape[1]} input channel(s).")
+        names = [o.name for o in outputs]
+        if "mask" not in names:
+            raise ModelError(f"lung model has no output 'mask' (it has {names}); the contract needs 'mask' [N, 1, H, W].")
+        out = next(o for o in outputs if o.name == "mask")
+        if len(out.shape) != 4 or out.shape[1] not in (1, None) and not isinstance(out.shape[1], str):
+            raise ModelError(f"lung model output 'mask' must be [N, 1, H, W], got {out.shape}.")
+        return int(shape[1])
+
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        """Display-pipeline pixels ([0, 1], HxW) -> one model input [C, h, w]."""
+        x = resize_gray(np.asarray(pixels, np.float32), self.card.input_size, "stretch")
+        mean = np.asarray(self.card.mean, np.float32)[:, None, None]
+        std = np.asarray(self.card.std, np.float32)[:, None, None]
+        x = (x[None] - mean) / std
+        return np.ascontiguousarray(np.broadcast_to(x, (self.channels, *x.shape[1:])), np.float32)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed [N, C, h, w] -> lung probabilities [N, 1, h, w]."""
+        if batch.ndim != 4:
+            raise ValueError(f"expected [N, C, H, W], got {batch.shape}")
+        return self.session.run(["mask"], {"image": np.ascontiguousarray(batch, np.float32)})[0]
+
+    def segment(self, pixels: np.ndarray) -> LungField:
+        """The lung field of one image (display-pipeline pixels, any size or aspect)."""
+        prob = self.run(self.preprocess(pixels)[None])[0, 0]
+        return lung_field(prob, pixels.shape[:2], self.card.threshold)
+
+    def describe(self) -> dict[str, str]:
+        return {"lung_model_name": self.card.name, "lung_model_version": self.card.version, "lung_model_sha256": self.sha256}
+
+
+def _lung_ref(card: object) -> Any:
+    """``preprocessing.lung_model`` of a classifier card, wherever this card version keeps it."""
+    pre = getattr(card, "preprocessing", None)
+    if pre is None:
+        pre = (getattr(card, "extra", None) or {}).get("preprocessing")
+    if isinstance(pre, dict):
+        return pre.get("lung_model")
+    return getattr(pre, "lung_model", None)
+
+
+def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str = "auto",
+                  threads: int = 0) -> LungSegmenter | None:
+    """The lung model a classifier card references (``{name, sha256}``), looked up beside the
+    classifier, then in resources/models, its SHA-256 verified; None when none is referenced."""
+    ref = _lung_ref(card)
+    if not ref:
+        return None
+    name = ref.get("name") if isinstance(ref, dict) else getattr(ref, "name", ref)
+    want = ref.get("sha256") if isinstance(ref, dict) else getattr(ref, "sha256", None)
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"the model card's preprocessing.lung_model has no name ({ref!r}).")
+    stem = name[:-5] if name.endswith(".onnx") else name
+    places = [Path(model_path).parent / f"{stem}.onnx", default_lungseg_path().parent / f"{stem}.onnx"]
+    path = next((p for p in places if p.is_file()), None)
+    if path is None:
+        raise ModelError(f"the model needs the lung model {stem}.onnx, which is in neither "
+                         f"{places[0].parent} nor {places[1].parent}. Put it beside the model.")
+    if want and sha256_file(path).lower() != str(want).lower():
+        raise ModelError(f"lung model {path} has SHA-256 {sha256_file(path)[:12]}..., but the model card expects "
+                         f"{str(want)[:12]}...; install the lung model that was shipped with this model.")
+    seg = LungSegmenter(path, device=device, threads=threads)
+    if seg.card.name != stem:
+        raise ModelError(f"lung model {path.name} says its name is {seg.card.name!r}; the model card asks for {stem!r}.")
+    return seg

@@ -1,0 +1,76 @@
+"""``Prediction``: the frozen result of the per-image job, and the one decision rule.
+
+The rule (also written in every model card as ``decision_rule``): **the call is the top
+class; flags are the classes at or above their operating points.** The probability panel,
+the study list, the batch table, the CSV and the CLI summary all show ``call`` and
+``flags`` from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cam import heatmap
+from .image import LoadedImage
+
+DECISION_RULE = "the call is the top class; flags are the classes at or above their operating points"
+
+
+def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[str, float]) -> tuple[str, tuple[str, ...]]:
+    """(call, flags) for one image's calibrated probabilities. Ties go to the first class.
+    Flags are ordered by probability, highest first."""
+    p = np.asarray(probs, np.float64)
+    call = labels[int(np.argmax(p))]
+    flagged = [(float(p[i]), lab) for i, lab in enumerate(labels)
+               if lab in operating_points and p[i] >= operating_points[lab]]
+    flags = tuple(lab for _, lab in sorted(flagged, key=lambda t: -t[0]))
+    return call, flags
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    image: LoadedImage
+    labels: tuple[str, ...]
+    probs: np.ndarray  # [C], calibrated (temperature-scaled) softmax
+    logits: np.ndarray  # [C]
+    cam: np.ndarray  # [C, h, w], raw Grad-CAM maps at the model's last conv layer
+    call: str  # the decision: the top class
+    flags: tuple[str, ...]  # classes at or above their operating points, highest first
+    model_name: str
+    model_version: str
+    model_sha256: str
+    operating_points: dict[str, float]
+    input_size: tuple[int, int]
+    resize: str
+    box: tuple[int, int, int, int] | None = None  # image region the model saw (top, left, h, w)
+    lungs: object | None = None  # engine.lungs.LungField when the model's card uses one
+    notes: tuple[str, ...] = ()
+
+    @property
+    def top_index(self) -> int:
+        return self.labels.index(self.call)
+
+    @property
+    def top_label(self) -> str:
+        return self.call
+
+    @property
+    def top_prob(self) -> float:
+        return float(self.probs[self.top_index])
+
+    def ranked(self) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs, kind="stable")
+        return [(self.labels[i], float(self.probs[i])) for i in order]
+
+    def above_operating_point(self) -> list[str]:
+        """Labels whose probability reaches the class's operating point (the flags)."""
+        return list(self.flags)
+
+    def heatmap(self, class_index: int | None = None) -> np.ndarray:
+        """Grad-CAM of a class (the call by default) at image size, in [0, 1]."""
+        idx = self.top_index if class_index is None else class_index
+        return heatmap(self.cam, idx, self.image.shape, self.input_size, self.resize, box=self.box)
