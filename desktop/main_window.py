@@ -14,13 +14,14 @@ from PySide6.QtWidgets import QLabel, QMainWindow
 from engine import DISCLAIMER, Classifier, Window, default_model_path
 
 from . import APP_NAME
+from .actions import Actions
 from .analysis_dock import AnalysisDock
 from .batch_dialog import BatchDialog
+from .core.messages import AnalysisDone, Failure, ImageReady, ModelReady, TagsReady, call_text
+from .core.model_state import ModelState
 from .dialogs import Dialogs
 from .display_control import DisplayController
 from .image_view import ImageView
-from .menus import make_actions, make_menus, make_toolbar
-from .messages import AnalysisDone, Failure, ImageReady, ModelReady, TagsReady
 from .model_card import ModelCardDialog
 from .settings import DEVICES, Settings
 from .shortcuts import ShortcutsDialog
@@ -48,7 +49,8 @@ class MainWindow(QMainWindow):
         self.device = device if device in DEVICES else self.settings.device
         self.classifier: Classifier | None = None
         self.model_path = ""
-        self.model_reason = "Loading the model…"
+        self.model_state = ModelState.LOADING
+        self.model_reason = "Loading the model…"  # what the state means for the user ("" when READY)
         self.current_path = ""
         self.prediction = None
         self.batch_dialogs: list[BatchDialog] = []
@@ -62,8 +64,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         self.display = DisplayController(self.view, self.settings.user_presets(), self.settings.cam_visible,
                                          self.settings.overlay_opacity, self)
-        make_actions(self)
-        self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.card_action, self)
+        self.actions = Actions(self, self.device)
+        self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.actions.card, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.study = StudyController(self.service, self)
         self.study.listedStudy.connect(lambda first: self._show_study(first, True))
@@ -75,10 +77,12 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.study.dock, self.analysis], [380, 340], Qt.Orientation.Horizontal)
         self.resizeDocks([self.study.dock, self.tags], [300, 500], Qt.Orientation.Vertical)
         self.study.fileActivated.connect(self._open_one)
-        make_menus(self)
-        make_toolbar(self)
+        self.actions.build_menus(self, self.display, self.study.dock.toggleViewAction(),
+                                 self.analysis.toggleViewAction(), self.tags.toggleViewAction())
+        self.actions.build_toolbar(self, self.display)
         self._make_status_bar()
         self._connect()
+        self._connect_actions()
         self.analysis.cam.opacityChanged.connect(self._on_opacity)
         self.analysis.cam.classChanged.connect(self.display.set_cam_class)
         self.display.cam_next.triggered.connect(self._next_cam_class)
@@ -116,33 +120,54 @@ class MainWindow(QMainWindow):
         s.modelReady.connect(self._on_model)
         self.view.navigate.connect(self.study.browser.move)
 
+    def _connect_actions(self) -> None:
+        a = self.actions
+        a.open.triggered.connect(self.open_dialog)
+        a.folder.triggered.connect(self.open_folder_dialog)
+        a.batch.triggered.connect(lambda: self.batch_dialog())
+        a.model.triggered.connect(self.load_model_dialog)
+        a.quit.triggered.connect(self.close)
+        a.card.triggered.connect(self.show_model_card)
+        a.next.triggered.connect(lambda: self.study.browser.move(1))
+        a.prev.triggered.connect(lambda: self.study.browser.move(-1))
+        a.save_preset.triggered.connect(self.save_preset)
+        a.fullscreen.toggled.connect(lambda on: self.showFullScreen() if on else self.showNormal())
+        a.shortcuts.triggered.connect(self.show_shortcuts)
+        a.about.triggered.connect(self.show_about)
+        for dev, act in a.devices.items():
+            act.triggered.connect(lambda _=False, d=dev: self.set_device(d))
+        a.recent_menu.aboutToShow.connect(self._fill_recent)
+
+    def _set_model_state(self, state: ModelState, reason: str = "") -> None:
+        self.model_state = state
+        self.model_reason = reason
+
     # -- model ---------------------------------------------------------------------------
     def _start_model(self, explicit: str | None) -> None:
         path = explicit or self.settings.model_path or str(default_model_path())
         if not explicit and self.settings.model_path and not Path(self.settings.model_path).is_file():
             path = str(default_model_path())  # a remembered model that went away: back to the default
         if not Path(path).is_file():
-            self._set_no_model(f"Analysis is off: no model file at {path}. "
+            self._set_no_model(ModelState.NONE, f"Analysis is off: no model file at {path}. "
                                "Use File > Load model… to choose a RadLens .onnx model; images can still be viewed.")
             return
         self._load_model(path, user=False)
 
     def _load_model(self, path: str, user: bool) -> None:
         self._model_user_request = user
-        self.model_reason = f"Loading the model {os.path.basename(path)}…"
+        self._set_model_state(ModelState.LOADING, f"Loading the model {os.path.basename(path)}…")
         self.provider_label.setText("Loading model…")
         self.analysis.model.setText(self.model_reason)
         self.statusBar().showMessage(self.model_reason)
         self.service.load_model(path, self.device)
 
-    def _set_no_model(self, reason: str) -> None:
+    def _set_no_model(self, state: ModelState, reason: str) -> None:
         self.classifier = None
-        self.model_reason = reason
+        self._set_model_state(state, reason)
         self.provider_label.setText("No model: analysis off")
         self.provider_label.setToolTip(reason)
         self.analysis.model.setText(reason)
-        self.card_action.setEnabled(False)
-        self.batch_action.setEnabled(False)
+        self.actions.model_actions_enabled(False)
         if not self.current_path:
             self.analysis.idle(reason)
             self.analysis.probs.clear(reason)
@@ -157,19 +182,21 @@ class MainWindow(QMainWindow):
             if user:
                 self.dialogs.error("Model refused", msg + ("\n\nThe previous model stays in use." if self.classifier else ""))
             if self.classifier is not None:
+                self._set_model_state(ModelState.READY)
                 self.statusBar().showMessage(msg + " The previous model stays in use.", 15000)
                 self._show_model_info()
+                self.modelChanged.emit()
                 return
-            self._set_no_model(f"Analysis is off: {msg} Use File > Load model… to choose another model.")
+            self._set_no_model(ModelState.FAILED,
+                               f"Analysis is off: {msg} Use File > Load model… to choose another model.")
             return
         self.classifier = r.classifier
         self.model_path = r.path
         if user:
             self.settings.model_path = r.path
-        self.model_reason = ""
+        self._set_model_state(ModelState.READY)
         self._show_model_info()
-        self.card_action.setEnabled(True)
-        self.batch_action.setEnabled(True)
+        self.actions.model_actions_enabled(True)
         self.statusBar().showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
                                      f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)
         self.modelChanged.emit()
@@ -254,11 +281,9 @@ class MainWindow(QMainWindow):
         self.analysis.probs.set_prediction(p.labels, [float(x) for x in p.probs], p.operating_points)
         self.analysis.cam.set_labels(p.labels, p.top_index)
         self.display.set_heatmaps(r.heat, p.top_index)
-        above = p.above_operating_point()
-        extra = f"; at or above the operating point: {', '.join(above)}" if above else "; no class reaches its operating point"
-        self.analysis.idle(f"{os.path.basename(r.path)}: {p.top_label} {p.top_prob * 100:.1f}%{extra}. "
+        self.analysis.idle(f"{os.path.basename(r.path)}: {call_text(p.call, p.top_prob, p.flags)} "
                            f"({r.seconds * 1000:.0f} ms)")
-        self.study.analysed(r.path, p.top_label, p.top_prob)
+        self.study.analysed(r.path, p.call, p.top_prob)
         self.analysisFinished.emit(r.path)
 
     def _on_failed(self, r: Failure) -> None:
@@ -291,17 +316,18 @@ class MainWindow(QMainWindow):
             self.open_paths([folder])
 
     def _fill_recent(self) -> None:
-        self.recent_menu.clear()
+        menu = self.actions.recent_menu
+        menu.clear()
         recent = self.settings.recent_files()
         for p in recent:
-            act = self.recent_menu.addAction(os.path.basename(p))
+            act = menu.addAction(os.path.basename(p))
             act.setToolTip(p)
             act.triggered.connect(lambda _=False, path=p: self.open_paths([path]))
         if not recent:
-            self.recent_menu.addAction("(none)").setEnabled(False)
+            menu.addAction("(none)").setEnabled(False)
         else:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list", self.settings.clear_recent)
+            menu.addSeparator()
+            menu.addAction("Clear list", self.settings.clear_recent)
 
     def batch_dialog(self, folder: str | None = None, start: bool = True) -> BatchDialog | None:
         if self.classifier is None:

@@ -17,12 +17,10 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine import Classifier, Prediction, RadLensError
-from engine.analyze import make_prediction
-from engine.preprocess import preprocess
+from engine import Classifier, LoadedImage, Prediction, RadLensError, classify
 
-from .decoder import Decoder, shared_decoder
-from .messages import (
+from .core.decoder import Decoder, shared_decoder
+from .core.messages import (
     AnalysisDone,
     Failure,
     ImageReady,
@@ -33,7 +31,7 @@ from .messages import (
     StudyRequest,
     TagsReady,
 )
-from .windowing import heat_rgba, make_display_source, thumbnail
+from .core.windowing import heat_rgba, make_display_source, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +103,7 @@ def describe_error(e: BaseException) -> str:
 
 # -- workers -------------------------------------------------------------------------------
 def all_heatmaps(pred: Prediction) -> tuple[np.ndarray, ...]:
-    return tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize)
+    return tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize, pred.box)
                  for i in range(len(pred.labels)))
 
 
@@ -166,20 +164,27 @@ class AnalysisWorker(QObject):
         if req.classifier is not None and not self._stale(req):
             t1 = time.perf_counter()
             try:
-                clf = req.classifier
-                out = clf.run(preprocess(image.pixels, clf.card)[None])
-                pred = make_prediction(image, clf, out.probs[0], out.logits[0], out.cam[0])
+                pred = classify(image, req.classifier)  # the engine's per-image job
                 heat = all_heatmaps(pred)
             except Exception as e:  # noqa: BLE001
                 self.failed.emit(Failure(req.generation, req.path, "analysis", describe_error(e)))
             else:
                 self.analysed.emit(AnalysisDone(req.generation, req.path, pred, heat, time.perf_counter() - t1))
-        self._tags(req)
+        self._tags(req, image)
 
-    def _tags(self, req: OpenRequest) -> None:
+    def _tags(self, req: OpenRequest, image: LoadedImage | None = None) -> None:
         if not req.want_tags or self._stale(req):
             return
-        from engine.io import sniff_format
+        if image is not None:  # the loader parsed the header once and returned its rows
+            if image.meta.format == "dicom":
+                self.tagsReady.emit(TagsReady(req.generation, req.path, tuple(image.tags), ""))
+            else:
+                what = {"png": "a PNG", "jpeg": "a JPEG"}.get(image.meta.format, "not a DICOM")
+                self.tagsReady.emit(TagsReady(req.generation, req.path, (),
+                                              f"This file is {what} image: it has no DICOM tags."))
+            return
+        # The image did not load: show what header there is (an error path, so a second read is fine).
+        from engine.fileio import sniff_format
 
         try:
             with open(req.path, "rb") as f:
@@ -242,12 +247,11 @@ class StudyWorker(QObject):
         if clf is None:
             return StudyItem(req.generation, i, path, "loaded", thumb)
         try:
-            probs = clf.run(preprocess(image.pixels, clf.card)[None]).probs[0]
+            pred = classify(image, clf)  # the engine's per-image job, as everywhere
         except Exception as e:  # noqa: BLE001
             return StudyItem(req.generation, i, path, "error", thumb, message=describe_error(e))
-        k = int(np.argmax(probs))
-        return StudyItem(req.generation, i, path, "analysed", thumb, clf.card.labels[k], float(probs[k]),
-                         tuple(float(p) for p in probs))
+        return StudyItem(req.generation, i, path, "analysed", thumb, pred.call, pred.top_prob,
+                         tuple(float(p) for p in pred.probs), flags=pred.flags)
 
 
 class AnalysisService(QObject):

@@ -28,13 +28,16 @@ from .fileio import DEFAULT_MAX_PIXELS, link_target, looks_like_image, printable
 from .image import Identifiers
 from .io import load_image
 from .model import Classifier
-from .pipeline import Prepared, conclude, prepare
+from .pipeline import Prepared, conclude, ood_of, prepare
 from .prediction import Prediction
 
 SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})
 
 Cancel = threading.Event | Callable[[], bool] | None
 Progress = Callable[[int, int], None] | None
+
+
+OUT_OF_SCOPE = "out_of_scope"
 
 
 class FolderError(RadLensError):
@@ -49,11 +52,14 @@ class BatchRow:
     total: int  # number of files in the batch
     path: str  # full path, usable to open the file again
     rel_path: str  # path relative to the folder, POSIX separators, printable
-    status: str  # "ok" or "error"
+    status: str  # "ok" (a verdict), "out_of_scope" (analysed, no verdict) or "error"
     error: str = ""
-    label: str = ""  # the call (the top class, by the card's decision rule)
+    label: str = ""  # the call (the top class, by the card's decision rule); "" out of scope
     flags: tuple[str, ...] = ()  # classes at or above their operating points
-    probs: dict[str, float] = field(default_factory=dict)
+    probs: dict[str, float] = field(default_factory=dict)  # kept out of scope too (not valid there)
+    scope: str = ""  # "in" or "out" ("" for an error row)
+    scope_reason: str = ""
+    ood_score: float | None = None
     width: int = 0
     height: int = 0
     modality: str = ""
@@ -64,7 +70,17 @@ class BatchRow:
 
     @property
     def ok(self) -> bool:
+        """A verdict was given (in scope, analysed)."""
         return self.status == "ok"
+
+    @property
+    def out_of_scope(self) -> bool:
+        return self.status == OUT_OF_SCOPE
+
+    @property
+    def analysed(self) -> bool:
+        """The model ran (in or out of scope): image columns and probabilities exist."""
+        return self.status in ("ok", OUT_OF_SCOPE)
 
     @property
     def done(self) -> int:
@@ -329,15 +345,17 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
         if isinstance(out, str):
             return BatchRow(**base, status="error", error=out)
         mr = d.meta_row or {}
+        sc = out.scope
         return BatchRow(
-            **base, status="ok", label=out.call, flags=out.flags,
+            **base, status="ok" if sc.in_scope else OUT_OF_SCOPE, label=out.call, flags=out.flags,
             probs={lab: float(p) for lab, p in zip(labels, out.probs, strict=True)},
+            scope=sc.label, scope_reason=sc.reason, ood_score=sc.ood_score,
             prediction=out if keep else None, **mr,
         )
 
-    def conclude_one(d: _Decoded, logits: np.ndarray, probs: np.ndarray, cam: np.ndarray) -> Prediction | str:
+    def conclude_one(d: _Decoded, o: object, i: int) -> Prediction | str:
         try:
-            return conclude(d.prep, classifier, logits, probs, cam)  # type: ignore[arg-type]
+            return conclude(d.prep, classifier, o.logits[i], o.probs[i], o.cam[i], ood_of(o, i))  # type: ignore[arg-type, attr-defined]
         except BaseException as e:  # noqa: BLE001
             if _fatal(e):
                 raise
@@ -352,7 +370,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
             except Exception:  # noqa: BLE001, S110 - isolate the failing image below
                 pass
             else:
-                return [conclude_one(d, o.logits[i], o.probs[i], o.cam[i]) for i, d in enumerate(items)]
+                return [conclude_one(d, o, i) for i, d in enumerate(items)]
         results: list[Prediction | str] = []
         for d in items:
             try:
@@ -360,7 +378,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
             except Exception as e:  # noqa: BLE001
                 results.append(printable(f"{d.path.name}: the model failed on this image ({type(e).__name__}: {e})."))
             else:
-                results.append(conclude_one(d, o.logits[0], o.probs[0], o.cam[0]))
+                results.append(conclude_one(d, o, 0))
         return results
 
     def wait(fut: Future[_Decoded]) -> _Decoded | None:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default: auto = GPU if usable)")
     p.add_argument("--include-identifiers", action="store_true",
                    help="add patient and study identifiers (patient ID, name, study UID, ...) to the report")
+    p.add_argument("--analyse-out-of-scope", "--analyze-out-of-scope", action="store_true", dest="analyse_out_of_scope",
+                   help="also write the probabilities of images that are out of scope (not frontal chest "
+                        "radiographs), marked as not valid; they never get a call")
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per inference batch (default: 16)")
     p.add_argument("--workers", type=int, default=0, metavar="N", help="decoding threads (default: one per core, max 4)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
@@ -98,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     counts: Counter[str] = Counter()
     flags: Counter[str] = Counter()
+    out_of_scope: list[BatchRow] = []
     errors: list[BatchRow] = []
     total = rows.total
     start = time.perf_counter()
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if row.ok:
                     counts[row.label] += 1
                     flags.update(row.flags)
+                elif row.out_of_scope:
+                    out_of_scope.append(row)
                 else:
                     errors.append(row)
                 bar.update(1)
@@ -119,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
            "batch_size": args.batch_size, "model_file": printable(str(model_path)),
            "skipped_non_image_names": len(rows.skipped)}
     try:
-        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers, run=run)
+        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers, run=run,
+                               out_of_scope_probs=args.analyse_out_of_scope)
     except KeyboardInterrupt:
         cancel.set()
         print("\nInterrupted: no report was written.", file=sys.stderr)
@@ -134,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ok = sum(counts.values())
     print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.1f} images/s): "
-          f"{ok} ok, {len(errors)} error(s).")
+          f"{ok} ok, {len(out_of_scope)} out of scope, {len(errors)} error(s).")
     if rows.skipped:
         print(f"{len(rows.skipped)} file(s) skipped: their names are not image names (e.g. "
               f"{printable(rows.skipped[0].name)}).")
@@ -145,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             op = card.operating_points.get(lab)
             flag = f"   flagged {flags[lab]:>6}" + (f" (operating point {op:.3f})" if op is not None else "")
             print(printable(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:5.1f}%){flag}"))
+    if out_of_scope:
+        print(f"{len(out_of_scope)} file(s) out of scope: not frontal chest radiographs, so no call was made "
+              "(see the 'scope_reason' column):")
+        for row in out_of_scope[:5]:
+            print(printable(f"  {row.rel_path}: {row.scope_reason}"))
+        if len(out_of_scope) > 5:
+            print(f"  ... and {len(out_of_scope) - 5} more.")
     if errors:
         print(f"{len(errors)} file(s) could not be analysed (see the 'error' column of the report):")
         for row in errors[:5]:

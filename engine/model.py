@@ -17,6 +17,7 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 REQUIRED_OUTPUTS = ("logits", "probs", "cam")
+OPTIONAL_OUTPUTS = ("ood",)  # [N]: out-of-distribution score (higher = less like the training data)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -48,6 +49,7 @@ class ModelOutputs:
     logits: np.ndarray  # [N, C]
     probs: np.ndarray  # [N, C]
     cam: np.ndarray  # [N, C, h, w]
+    ood: np.ndarray | None = None  # [N], when the model has the optional output
 
 
 def _dims(shape: list) -> list:
@@ -81,6 +83,8 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
             raise ModelError(f"output '{name}' must have rank {rank}, got shape {outs[name].shape}.")
         if shape[1] not in (None, n_cls):
             raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
+    if "ood" in outs and len(_dims(outs["ood"].shape)) != 1:
+        raise ModelError(f"output 'ood' must be [N] (one score per image), got shape {outs['ood'].shape}.")
 
 
 def _model_source(path: Path) -> str | bytes:
@@ -153,7 +157,11 @@ class Classifier:
             raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens model.")
         self.card = ModelCard.from_json(meta[CARD_KEY])
         validate_contract(self.session, self.card)
+        from .lungs import segmenter_for  # here: engine.lungs imports this module
+        self.segmenter = segmenter_for(self.card, self.path, device, threads)  # None unless the card names a lung model
         self.provider = self.session.get_providers()[0]
+        self.has_ood = any(o.name == "ood" for o in self.session.get_outputs())
+        self._outputs = list(REQUIRED_OUTPUTS) + (["ood"] if self.has_ood else [])
         self._lock = threading.Lock()
         if warmup:
             self._warmup()
@@ -187,8 +195,8 @@ class Classifier:
         """Run on preprocessed input [N, 3, H, W] float32."""
         if batch.ndim != 4:
             raise ValueError(f"expected [N, 3, H, W], got {batch.shape}")
-        logits, probs, cam = self.session.run(list(REQUIRED_OUTPUTS), {"image": np.ascontiguousarray(batch, np.float32)})
-        return ModelOutputs(logits=logits, probs=probs, cam=cam)
+        out = self.session.run(self._outputs, {"image": np.ascontiguousarray(batch, np.float32)})
+        return ModelOutputs(logits=out[0], probs=out[1], cam=out[2], ood=out[3] if self.has_ood else None)
 
     def describe(self) -> dict[str, str]:
         return {"model_name": self.card.name, "model_version": self.card.version, "model_sha256": self.sha256}

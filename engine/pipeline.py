@@ -4,11 +4,13 @@ Every caller runs these steps in this order: ``analyze()``, the batch generator 
 CLI and the desktop batch window), and both desktop workers. DESIGN.md's order:
 
     load (the caller: ``load_image`` or a process pool running it)
-    -> lung field (the classifier's segmentation model, when its card names one)
+    -> scope evidence from the header and pixel statistics (``engine.scope``)
+    -> lung field (the classifier's segmentation model, when there is one)
     -> model input (crop, intensity normalisation, resize, normalise: the card's preprocessing)
-    -> ``classifier.run`` (logits, probs, cam)
+    -> ``classifier.run`` (logits, probs, cam, ood)
     -> checks (no verdict on a non-finite output)
-    -> decision (one call + flags, by the rule in the card)
+    -> scope verdict (header, pixels, lung field, OOD score against the card's threshold)
+    -> decision (one call + flags by the rule in the card; none out of scope)
     -> ``Prediction``
 
 ``prepare`` is the part before the model (it runs in the batch's decode threads) and
@@ -29,6 +31,7 @@ from .image import LoadedImage
 from .model import Classifier
 from .prediction import Prediction, decide
 from .preprocess import model_input
+from .scope import Scope, header_and_pixels, verdict
 
 Box = tuple[int, int, int, int]  # top, left, height, width in image pixels
 
@@ -42,6 +45,7 @@ class Prepared:
     box: Box  # the image region the model saw (the whole image unless cropped)
     lungs: object | None = None  # engine.lungs.LungField when a segmenter ran
     notes: tuple[str, ...] = ()
+    scope: Scope | None = None  # the evidence before the model (header, pixel statistics)
 
 
 def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
@@ -54,24 +58,30 @@ def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
 
 
 def prepare(image: LoadedImage, classifier: Classifier) -> Prepared:
-    """Every step before the model: lung field, then the card's preprocessing."""
+    """Every step before the model: scope evidence, lung field, then the card's preprocessing."""
+    before = header_and_pixels(image)
     lungs = lung_field(image, classifier)
     mi = model_input(image.pixels, classifier.card, lungs)
     if not np.all(np.isfinite(mi.x)):  # the loader guarantees finite pixels; this guards the chain
         raise AnalysisError(f"{_name(image)}: the image gives non-finite model input; it was not analysed.")
-    return Prepared(image=image, x=mi.x, box=mi.box, lungs=lungs, notes=tuple(mi.notes))
+    return Prepared(image=image, x=mi.x, box=mi.box, lungs=lungs, notes=tuple(mi.notes), scope=before)
 
 
 def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: np.ndarray,
-             cam: np.ndarray) -> Prediction:
-    """Every step after the model for one image: output checks, the decision, the Prediction."""
+             cam: np.ndarray, ood: float | None = None) -> Prediction:
+    """Every step after the model for one image: output checks, the scope verdict, the
+    decision (no call out of scope), the Prediction."""
     if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(logits))):
         raise AnalysisError(
             f"{_name(prep.image)}: the model gave non-finite probabilities (NaN or infinity) for this image, "
             "so no verdict is given. Check the image; if it looks normal, report it with the model name."
         )
     card = classifier.card
-    call, flags = decide(card.labels, probs, card.operating_points)
+    ood_card = getattr(card, "ood", None) or card.extra.get("ood") or {}
+    threshold = ood_card.get("threshold") if isinstance(ood_card, dict) else None
+    scope = verdict(prep.scope or header_and_pixels(prep.image), prep.lungs,
+                    None if ood is None else float(ood), None if threshold is None else float(threshold))
+    call, flags = decide(card.labels, probs, card.operating_points) if scope.in_scope else ("", ())
     return Prediction(
         path=prep.image.meta.path, image=prep.image, labels=card.labels,
         probs=np.asarray(probs, np.float32), logits=np.asarray(logits, np.float32),
@@ -79,7 +89,7 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
         call=call, flags=flags,
         model_name=card.name, model_version=card.version, model_sha256=classifier.sha256,
         operating_points=dict(card.operating_points), input_size=card.input_size, resize=card.resize,
-        box=prep.box, lungs=prep.lungs, notes=prep.notes,
+        box=prep.box, lungs=prep.lungs, notes=prep.notes, scope=scope,
     )
 
 
@@ -87,7 +97,13 @@ def classify(image: LoadedImage, classifier: Classifier) -> Prediction:
     """The per-image job on a loaded image: prepare, run the model, conclude."""
     prep = prepare(image, classifier)
     out = classifier.run(prep.x[None])
-    return conclude(prep, classifier, out.logits[0], out.probs[0], out.cam[0])
+    return conclude(prep, classifier, out.logits[0], out.probs[0], out.cam[0], ood_of(out, 0))
+
+
+def ood_of(out: object, i: int) -> float | None:
+    """The i-th image's OOD score from ``Classifier.run``'s outputs (None without one)."""
+    ood = getattr(out, "ood", None)
+    return None if ood is None else float(ood[i])
 
 
 def _name(image: LoadedImage) -> str:

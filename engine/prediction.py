@@ -15,6 +15,7 @@ import numpy as np
 
 from .cam import heatmap
 from .image import LoadedImage
+from .scope import IN_SCOPE, Scope
 
 DECISION_RULE = "the call is the top class; flags are the classes at or above their operating points"
 
@@ -38,8 +39,8 @@ class Prediction:
     probs: np.ndarray  # [C], calibrated (temperature-scaled) softmax
     logits: np.ndarray  # [C]
     cam: np.ndarray  # [C, h, w], raw Grad-CAM maps at the model's last conv layer
-    call: str  # the decision: the top class
-    flags: tuple[str, ...]  # classes at or above their operating points, highest first
+    call: str  # the decision: the top class; "" when the image is out of scope (no verdict)
+    flags: tuple[str, ...]  # classes at or above their operating points, highest first; () out of scope
     model_name: str
     model_version: str
     model_sha256: str
@@ -49,14 +50,20 @@ class Prediction:
     box: tuple[int, int, int, int] | None = None  # image region the model saw (top, left, h, w)
     lungs: object | None = None  # engine.lungs.LungField when the model's card uses one
     notes: tuple[str, ...] = ()
+    scope: Scope = IN_SCOPE
+
+    @property
+    def in_scope(self) -> bool:
+        return self.scope.in_scope
 
     @property
     def top_index(self) -> int:
-        return self.labels.index(self.call)
+        """The class with the highest probability (the call, when the image is in scope)."""
+        return int(np.argmax(self.probs))
 
     @property
     def top_label(self) -> str:
-        return self.call
+        return self.labels[self.top_index]
 
     @property
     def top_prob(self) -> float:

@@ -28,7 +28,8 @@ from .errors import RadLensError
 from .image import Identifiers
 from .prediction import DECISION_RULE
 
-BASE_COLUMNS = ("file", "status", "error", "call", "flags")
+BASE_COLUMNS = ("file", "status", "error", "scope", "scope_reason", "call", "flags")
+SCORE_COLUMNS = ("ood_score",)
 MODEL_COLUMNS = ("model_name", "model_version", "model_sha256")
 IMAGE_COLUMNS = ("width", "height", "modality", "view_position")
 IDENTIFIER_COLUMNS = tuple(Identifiers.__dataclass_fields__)
@@ -80,7 +81,7 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def report_columns(labels: Sequence[str], include_identifiers: bool = False) -> list[str]:
-    cols = [*BASE_COLUMNS, *(f"prob_{lab}" for lab in labels), *MODEL_COLUMNS, *IMAGE_COLUMNS]
+    cols = [*BASE_COLUMNS, *(f"prob_{lab}" for lab in labels), *SCORE_COLUMNS, *MODEL_COLUMNS, *IMAGE_COLUMNS]
     if include_identifiers:
         cols += IDENTIFIER_COLUMNS
     return [*cols, NOTICE_COLUMN]
@@ -92,13 +93,19 @@ def sidecar_path(report: str | os.PathLike[str]) -> Path:
     return p.with_suffix(".json") if p.suffix.lower() == ".csv" else p.with_name(p.name + ".json")
 
 
-def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool) -> list[str]:
-    ok = row.ok
-    vals = [printable(row.rel_path), row.status, printable(row.error), row.label if ok else "",
-            FLAG_SEPARATOR.join(row.flags) if ok else ""]
-    vals += [f"{row.probs[lab]:.6f}" if ok and lab in row.probs else "" for lab in model.labels]
+def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool, out_of_scope_probs: bool) -> list[str]:
+    ok, analysed = row.ok, row.analysed
+    reason = row.scope_reason
+    with_probs = ok or (row.out_of_scope and out_of_scope_probs)
+    if row.out_of_scope and out_of_scope_probs:
+        reason += " Probabilities written on request (--analyse-out-of-scope): NOT VALID for this image."
+    vals = [printable(row.rel_path), row.status, printable(row.error), row.scope, printable(reason),
+            row.label if ok else "", FLAG_SEPARATOR.join(row.flags) if ok else ""]
+    # 9 significant digits: a float32 probability reads back bit for bit
+    vals += [f"{row.probs[lab]:.9g}" if with_probs and lab in row.probs else "" for lab in model.labels]
+    vals += [f"{row.ood_score:.6g}" if analysed and row.ood_score is not None else ""]
     vals += [model.name, model.version, model.sha256]
-    vals += [str(row.width) if ok else "", str(row.height) if ok else "", row.modality, row.view_position]
+    vals += [str(row.width) if analysed else "", str(row.height) if analysed else "", row.modality, row.view_position]
     if include_identifiers:
         ids = row.identifiers.as_dict()
         vals += [printable(ids.get(k, "")) for k in IDENTIFIER_COLUMNS]
@@ -122,6 +129,7 @@ def _create_temp(target: Path, mode: int) -> tuple[int, str]:
 class _Tally:
     total: int = 0
     ok: int = 0
+    out_of_scope: int = 0
     errors: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
@@ -133,13 +141,15 @@ class _Tally:
                 self.ok += 1
                 self.calls[row.label] += 1
                 self.flags.update(row.flags)
+            elif row.out_of_scope:
+                self.out_of_scope += 1
             else:
                 self.errors += 1
             yield row
 
 
 def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, include_identifiers: bool,
-            csv_name: str) -> dict[str, Any]:
+            csv_name: str, out_of_scope_probs: bool = False) -> dict[str, Any]:
     """The provenance JSON of a report."""
     from . import __version__
 
@@ -151,8 +161,9 @@ def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, inclu
         "model": {"name": info.name, "version": info.version, "sha256": info.sha256, "labels": list(info.labels),
                   "operating_points": info.operating_points, "decision_rule": info.decision_rule,
                   "intended_use": info.intended_use, "card": info.card_summary},
-        "options": {**dict(run or {}), "include_identifiers": include_identifiers},
-        "counts": {"files": tally.total, "analysed": tally.ok, "errors": tally.errors,
+        "options": {**dict(run or {}), "include_identifiers": include_identifiers,
+                    "analyse_out_of_scope": out_of_scope_probs},
+        "counts": {"files": tally.total, "analysed": tally.ok, "out_of_scope": tally.out_of_scope, "errors": tally.errors,
                    "calls": {lab: tally.calls[lab] for lab in info.labels},
                    "flags": {lab: tally.flags[lab] for lab in info.labels}},
         "columns": report_columns(info.labels, include_identifiers),
@@ -160,12 +171,15 @@ def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, inclu
 
 
 def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: ModelInfo | _HasCard,
-                 include_identifiers: bool = False, run: Mapping[str, Any] | None = None) -> int:
+                 include_identifiers: bool = False, run: Mapping[str, Any] | None = None,
+                 out_of_scope_probs: bool = False) -> int:
     """Write one CSV line per row (``rows`` may be a live batch generator) and its sidecar
     JSON (``sidecar_path``), and return the number of rows written. Both files appear only
     when every row is written: on any exception (including KeyboardInterrupt) the temp
     files are removed, existing files at those paths are left untouched, and the exception
     propagates. ``run`` (the run's options: folder, device, provider, ...) goes into the JSON.
+    An out-of-scope row carries no call; its probabilities are written only with
+    ``out_of_scope_probs=True``, and its ``scope_reason`` then says they are not valid.
 
     Patient and study identifiers are written only with ``include_identifiers=True``.
     The report's permissions follow the umask (0666 less umask, as any new file); with
@@ -187,11 +201,11 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
             w = csv.writer(f)
             w.writerow(report_columns(info.labels, include_identifiers))
             for row in tally.rows(rows):
-                w.writerow(_row_values(row, info, include_identifiers))
+                w.writerow(_row_values(row, info, include_identifiers, out_of_scope_probs))
                 n += 1
             f.flush()
             os.fsync(f.fileno())
-        meta = sidecar(info, tally, run, include_identifiers, target.name)
+        meta = sidecar(info, tally, run, include_identifiers, target.name, out_of_scope_probs)
         json_target = sidecar_path(target)
         jfd, json_tmp = _create_temp(json_target, 0o666)
         with os.fdopen(jfd, "w", encoding="utf-8") as f:

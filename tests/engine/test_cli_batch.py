@@ -37,12 +37,12 @@ def test_batch_run(tmp_path: Path, folder: Path, tiny_model_path: Path, capsys: 
     meta, table = read_report(out)
     assert meta["notice"] == "Research use only, not for diagnosis" and meta["model"]["name"] == "tiny-test-cnn"
     assert meta["counts"]["files"] == 11 and meta["counts"]["errors"] == 2 and meta["options"]["batch_size"] == 3
-    assert out.read_text(encoding="utf-8").startswith("file,status,error,call,flags,")
+    assert out.read_text(encoding="utf-8").startswith("file,status,error,scope,scope_reason,call,flags,")
     assert len(table) == 11
     statuses = [r["status"] for r in table]
     assert statuses.count("error") == 2 and statuses.count("ok") == 9
     s = captured.out
-    assert "Analysed 11 of 11 file(s)" in s and "9 ok, 2 error(s)" in s
+    assert "Analysed 11 of 11 file(s)" in s and "9 ok, 0 out of scope, 2 error(s)" in s
     assert "Calls per class" in s
     counts = {lab: int(n) for lab, n in re.findall(r"^\s+(normal|covid|pneumonia|tuberculosis)\s+(\d+)", s, re.M)}
     assert sum(counts.values()) == 9
@@ -107,7 +107,7 @@ def test_exit_status_when_files_fail(tmp_path: Path, tiny_model_path: Path, caps
     out = tmp_path / "r.csv"
     assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 1
     assert read_report(out)[1][0]["status"] == "error"
-    assert "0 ok, 1 error(s)" in capsys.readouterr().out
+    assert "0 ok, 0 out of scope, 1 error(s)" in capsys.readouterr().out
 
 
 def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

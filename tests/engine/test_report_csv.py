@@ -42,7 +42,8 @@ def rows(folder: Path, classifier) -> list[BatchRow]:
 
 def test_columns() -> None:
     assert report_columns(LABELS) == [
-        "file", "status", "error", "call", "flags", "prob_normal", "prob_covid", "prob_pneumonia", "prob_tuberculosis",
+        "file", "status", "error", "scope", "scope_reason", "call", "flags", "prob_normal", "prob_covid", "prob_pneumonia",
+        "prob_tuberculosis", "ood_score",
         "model_name", "model_version", "model_sha256", "width", "height", "modality", "view_position", "notice"]
     with_ids = report_columns(LABELS, include_identifiers=True)
     assert with_ids[-len(IDENTIFIER_COLUMNS) - 1:-1] == list(IDENTIFIER_COLUMNS) and with_ids[-1] == "notice"
@@ -56,7 +57,7 @@ def test_report_content(tmp_path: Path, rows: list[BatchRow], classifier) -> Non
     assert out.read_text(encoding="utf-8").splitlines()[0] == ",".join(report_columns(classifier.labels))
     assert meta["notice"] == "Research use only, not for diagnosis" and meta["report"] == "report.csv"
     assert meta["model"]["sha256"] == classifier.sha256 and meta["model"]["name"] == "tiny-test-cnn"
-    assert meta["counts"] == {"files": 4, "analysed": 3, "errors": 1,
+    assert meta["counts"] == {"files": 4, "analysed": 2, "out_of_scope": 1, "errors": 1,
                               "calls": {lab: sum(r.ok and r.label == lab for r in rows) for lab in classifier.labels},
                               "flags": {lab: sum(r.ok and lab in r.flags for r in rows) for lab in classifier.labels}}
     assert list(table[0]) == report_columns(classifier.labels)
@@ -72,6 +73,11 @@ def test_report_content(tmp_path: Path, rows: list[BatchRow], classifier) -> Non
             assert max(probs, key=probs.get) == line["call"]
             ops = classifier.card.operating_points
             assert set(filter(None, line["flags"].split(";"))) == {lab for lab in ops if probs[lab] >= ops[lab]}
+            assert line["scope"] == "in" and line["scope_reason"] == ""
+        elif src.out_of_scope:  # RG3_JPLL.dcm: an extremity radiograph; no call, no probabilities
+            assert line["scope"] == "out" and "body part is extremity" in line["scope_reason"]
+            assert line["call"] == line["flags"] == "" and all(line[f"prob_{lab}"] == "" for lab in classifier.labels)
+            assert (int(line["width"]), int(line["height"])) == (src.width, src.height)
             assert (int(line["width"]), int(line["height"])) == (src.width, src.height)
         else:
             assert line["call"] == line["flags"] == "" and all(line[f"prob_{lab}"] == "" for lab in classifier.labels)
@@ -150,7 +156,7 @@ def test_awkward_text_round_trips(tmp_path: Path) -> None:
     _, table = read_report(out)
     assert table[0]["file"] == 'a,"b".png' and table[0]["error"] == 'line one, "quoted"\nline two'
     assert table[1]["file"] == "é.png" and table[1]["patient_name"] == "Müller^Zoë"
-    assert (table[1]["prob_x"], table[1]["prob_y"]) == ("0.250000", "0.750000")
+    assert (table[1]["prob_x"], table[1]["prob_y"]) == ("0.25", "0.75")
 
 
 def test_model_info_from_classifier(classifier) -> None:
@@ -215,7 +221,7 @@ def test_readers_take_the_header_and_types(tmp_path: Path, rows: list[BatchRow],
     assert pd.api.types.is_numeric_dtype(df["width"]) and pd.api.types.is_numeric_dtype(df["height"])
     ok = df[df["status"] == "ok"]
     assert ok["width"].notna().all() and (ok[[f"prob_{lab}" for lab in classifier.labels]].sum(axis=1) - 1).abs().max() < 1e-4
-    assert set(df["status"]) == {"ok", "error"} and set(ok["call"]) <= set(classifier.labels)
+    assert set(df["status"]) == {"ok", "out_of_scope", "error"} and set(ok["call"]) <= set(classifier.labels)
     assert (df["notice"] == "Research use only, not for diagnosis").all()
     bad = df[df["status"] == "error"].iloc[0]
     assert pd.isna(bad["call"]) and pd.isna(bad[f"prob_{classifier.labels[0]}"])

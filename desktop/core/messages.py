@@ -1,0 +1,102 @@
+"""Frozen messages that cross threads between the GUI and the workers (numpy arrays and
+plain values only, never widgets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine import Classifier, LoadedImage, Prediction
+
+from .windowing import DisplaySource
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    generation: int
+    path: str
+    classifier: Classifier | None
+    want_tags: bool = True
+
+
+@dataclass(frozen=True)
+class ImageReady:
+    generation: int
+    path: str
+    image: LoadedImage
+    display: DisplaySource
+    thumb: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AnalysisDone:
+    generation: int
+    path: str
+    prediction: Prediction
+    heat: tuple[np.ndarray, ...]  # RGBA overlay per class, at overlay size
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TagsReady:
+    generation: int
+    path: str
+    rows: tuple = ()  # engine.dicom.TagRow
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    generation: int
+    path: str
+    stage: str  # "load", "analysis"
+    message: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    generation: int
+    path: str
+    device: str
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    generation: int
+    path: str
+    classifier: Classifier | None
+    message: str = ""  # why it failed, when classifier is None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    generation: int
+    paths: tuple[str, ...]
+    classifier: Classifier | None
+    indices: tuple[int, ...] = ()  # which entries to process
+    skip: set[str] | frozenset[str] = frozenset()  # absolute paths the viewer has done (shared, GUI-updated)
+
+
+@dataclass(frozen=True)
+class StudyItem:
+    generation: int
+    index: int
+    path: str
+    status: str  # "analysed", "loaded" (no model), "error"
+    thumb: np.ndarray | None = None
+    label: str = ""
+    prob: float = 0.0
+    probs: tuple[float, ...] = field(default_factory=tuple)
+    message: str = ""
+    flags: tuple[str, ...] = ()  # classes at or above their operating points (engine.decide)
+
+
+def call_text(call: str, prob: float, flags: tuple[str, ...]) -> str:
+    """The decision as every view words it (engine.prediction.DECISION_RULE): the call is
+    the top class; flags are the classes at or above their operating points."""
+    flagged = f"flagged (at or above the operating point): {', '.join(flags)}" if flags else \
+        "no class at or above its operating point"
+    return f"call {call} {prob * 100:.1f}%; {flagged}."
