@@ -38,7 +38,7 @@ import sys, time
 t0 = float(sys.argv[1])
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from desktop.app import make_app
+from desktop.qtapp import make_app
 app = make_app([])
 from desktop.main_window import MainWindow
 from desktop.settings import Settings
@@ -48,7 +48,7 @@ def done():
     print(f"{READY} {time.time() - t0:.3f} {win.classifier is not None} {time.time()}", flush=True)
     win.close()
     app.quit()
-if win.classifier is not None or not win.model_reason.startswith("Loading"):
+if win.model_state.settled:
     QTimer.singleShot(0, done)
 else:
     win.modelChanged.connect(done)
@@ -149,8 +149,9 @@ def make_folder(n: int) -> Path:
 def in_process(model: str, n_images: int) -> None:
     from PySide6.QtCore import QEventLoop, QTimer
 
-    from desktop.app import make_app, settle_gc
+    from desktop.app import settle_gc
     from desktop.main_window import MainWindow
+    from desktop.qtapp import make_app
     from desktop.settings import Settings
 
     app = make_app([])

@@ -21,7 +21,8 @@ from types import TracebackType
 from PySide6.QtCore import QCoreApplication, QObject, QStandardPaths, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from . import APP_NAME, ORG_NAME
+from . import APP_NAME
+from .qtapp import make_app
 
 log = logging.getLogger("radlens")
 SELF_TEST_FLAGS = ("--self-test", "--startup-time", "--write-expected")
@@ -40,11 +41,12 @@ def window_size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine import DISCLAIMER
+    from engine.model import DEVICES
 
     p = argparse.ArgumentParser(prog="radlens", description=f"RadLens: chest radiograph viewer with AI. {DISCLAIMER}.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="images or folders to open")
     p.add_argument("--model", metavar="PATH", help="RadLens .onnx model (default: the bundled model)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default: saved setting)")
+    p.add_argument("--device", choices=DEVICES, help="where the model runs (default: saved setting)")
     p.add_argument("--settings", metavar="FILE.ini", help="use this settings file instead of the user's")
     p.add_argument("--screenshot", metavar="OUT.png", help="save the window after the first image is analysed, then exit")
     p.add_argument("--size", type=window_size, metavar="WxH", help="window size (default: the saved layout; 1500x950 for --screenshot)")
@@ -171,14 +173,6 @@ def quit_on_signals(app: QApplication) -> QTimer:
     return timer
 
 
-def make_app(argv: Sequence[str]) -> QApplication:
-    QCoreApplication.setOrganizationName(ORG_NAME)
-    QCoreApplication.setApplicationName(APP_NAME)
-    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else APP_NAME, *argv])
-    app.setApplicationDisplayName(APP_NAME)
-    return app  # type: ignore[return-value]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import multiprocessing
 
@@ -220,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _open_after_model(win, paths: list[str]) -> None:  # noqa: ANN001
     """Open ``paths`` once the model has loaded (or failed), so the screenshot has results."""
-    if win.classifier is not None or not win.model_reason.startswith("Loading"):
+    if win.model_state.settled:
         win.open_paths(paths)
         return
     win.modelChanged.connect(lambda: win.open_paths(paths), Qt.ConnectionType.SingleShotConnection)

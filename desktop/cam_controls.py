@@ -9,7 +9,7 @@ from PySide6.QtGui import QAction, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from .convert import rgb_qimage
-from .windowing import legend_rgb
+from .core.windowing import legend_rgb
 
 
 class CamControls(QWidget):

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QW
 from engine import Window
 
 from .convert import gray_qimage, rgba_qimage
+from .core.windowing import BUILTIN_PRESETS, DEFAULT_PRESET, PRESET_HELP, DisplaySource, drag_window, render
 from .image_view import ImageView
-from .windowing import BUILTIN_PRESETS, DEFAULT_PRESET, PRESET_HELP, DisplaySource, drag_window, render
 
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
 

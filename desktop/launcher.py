@@ -12,7 +12,7 @@ import time
 os.environ.setdefault("RADLENS_T0", repr(time.time()))
 
 if __name__ == "__main__":
-    # A spawned DICOM-decoding child (desktop.decoder) runs here and exits, before Qt is imported.
+    # A spawned DICOM-decoding child (desktop.core.decoder) runs here and exits, before Qt is imported.
     multiprocessing.freeze_support()
     from desktop.app import main
 

@@ -64,8 +64,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         self.display = DisplayController(self.view, self.settings.user_presets(), self.settings.cam_visible,
                                          self.settings.overlay_opacity, self)
-        self.actions = Actions(self, self.device)
-        self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.actions.card, self)
+        self.commands = Actions(self, self.device)  # not "actions": QWidget.actions() is a method
+        self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.commands.card, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.study = StudyController(self.service, self)
         self.study.listedStudy.connect(lambda first: self._show_study(first, True))
@@ -77,9 +77,9 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.study.dock, self.analysis], [380, 340], Qt.Orientation.Horizontal)
         self.resizeDocks([self.study.dock, self.tags], [300, 500], Qt.Orientation.Vertical)
         self.study.fileActivated.connect(self._open_one)
-        self.actions.build_menus(self, self.display, self.study.dock.toggleViewAction(),
+        self.commands.build_menus(self, self.display, self.study.dock.toggleViewAction(),
                                  self.analysis.toggleViewAction(), self.tags.toggleViewAction())
-        self.actions.build_toolbar(self, self.display)
+        self.commands.build_toolbar(self, self.display)
         self._make_status_bar()
         self._connect()
         self._connect_actions()
@@ -121,7 +121,7 @@ class MainWindow(QMainWindow):
         self.view.navigate.connect(self.study.browser.move)
 
     def _connect_actions(self) -> None:
-        a = self.actions
+        a = self.commands
         a.open.triggered.connect(self.open_dialog)
         a.folder.triggered.connect(self.open_folder_dialog)
         a.batch.triggered.connect(lambda: self.batch_dialog())
@@ -167,7 +167,7 @@ class MainWindow(QMainWindow):
         self.provider_label.setText("No model: analysis off")
         self.provider_label.setToolTip(reason)
         self.analysis.model.setText(reason)
-        self.actions.model_actions_enabled(False)
+        self.commands.model_actions_enabled(False)
         if not self.current_path:
             self.analysis.idle(reason)
             self.analysis.probs.clear(reason)
@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
             self.settings.model_path = r.path
         self._set_model_state(ModelState.READY)
         self._show_model_info()
-        self.actions.model_actions_enabled(True)
+        self.commands.model_actions_enabled(True)
         self.statusBar().showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
                                      f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)
         self.modelChanged.emit()
@@ -316,7 +316,7 @@ class MainWindow(QMainWindow):
             self.open_paths([folder])
 
     def _fill_recent(self) -> None:
-        menu = self.actions.recent_menu
+        menu = self.commands.recent_menu
         menu.clear()
         recent = self.settings.recent_files()
         for p in recent:

@@ -45,13 +45,15 @@ def golden_dir() -> Path:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
+    from engine.model import DEVICES
+
     p = argparse.ArgumentParser(prog="RadLens --self-test", description="RadLens installation self-test.")
     p.add_argument("--self-test", action="store_true", help="run the self-test (default action)")
     p.add_argument("--write-expected", action="store_true", help="(re)generate expected.json from the model")
     p.add_argument("--startup-time", action="store_true", help="time the start to a shown main window, then exit")
     p.add_argument("--model", help="model .onnx (default: the bundled model)")
     p.add_argument("--expected", help="expected.json (default: resources/golden/expected.json)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--report", help="also write the report to this text file (windowed apps have no console)")
     args, _unknown = p.parse_known_args(argv)
     return args
@@ -281,15 +283,15 @@ def run_self_test(argv: list[str] | None = None) -> int:
 
 
 def _decoder_process_check() -> str:
-    """The viewer decodes DICOM in spawned processes (desktop.decoder): in a frozen app that
+    """The viewer decodes DICOM in spawned processes (desktop.core.decoder): in a frozen app that
     only works when the executable handles multiprocessing's child start-up."""
     import importlib
 
     try:
-        decoder_mod = importlib.import_module("desktop.decoder")
+        decoder_mod = importlib.import_module("desktop.core.decoder")
     except ModuleNotFoundError as e:
-        if e.name == "desktop.decoder":
-            return "desktop.decoder not present (skipped)"
+        if e.name in ("desktop.core", "desktop.core.decoder"):
+            return "desktop.core.decoder not present (skipped)"
         raise
     from engine.io import load_image
 
@@ -407,8 +409,8 @@ def startup_time(args: argparse.Namespace, timeout_s: float = 60.0) -> int:
     t_proc = process_start_time()
     from PySide6.QtCore import QTimer
 
-    from .app import make_app
     from .main_window import MainWindow
+    from .qtapp import make_app
     from .settings import Settings
 
     app = make_app([])
@@ -422,7 +424,7 @@ def startup_time(args: argparse.Namespace, timeout_s: float = 60.0) -> int:
             if "shown" not in marks and win.isVisible() and win.windowHandle() is not None \
                     and win.windowHandle().isExposed():
                 marks["shown"] = now
-            if "model" not in marks and (win.classifier is not None or not win.model_reason.startswith("Loading")):
+            if "model" not in marks and win.model_state.settled:
                 marks["model"] = now
             if ("shown" in marks and "model" in marks) or now > timeout_s:
                 timer.stop()

@@ -8,11 +8,11 @@ import json
 from PySide6.QtCore import QByteArray, QSettings
 
 from engine import Window
+from engine.model import DEVICES
 
 from . import APP_NAME, ORG_NAME
 
 MAX_RECENT = 10
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class Settings:

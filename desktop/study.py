@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
@@ -13,19 +12,12 @@ from PySide6.QtWidgets import QDockWidget, QWidget
 
 from engine import Classifier
 from engine.batch import FolderError, list_images
+from engine.fileio import looks_like_image
 
 from .study_browser import StudyBrowser
 from .workers import AnalysisService, StudyItem
 
 MAX_STUDY_FILES = 2000  # the browser lists at most this many; batch analysis has no limit
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".dcm", ".dicom", ".dic", ".ima", ""}
-
-
-def looks_like_image(path: Path) -> bool:
-    """Files worth listing from a folder: image extensions, no extension, or a UID-style
-    numeric one (DICOM files are often named by their UID)."""
-    suffix = path.suffix.lower()
-    return suffix in IMAGE_SUFFIXES or suffix[1:].isdigit()
 
 
 def expand(paths: list[str], limit: int = MAX_STUDY_FILES) -> tuple[list[str], str]:

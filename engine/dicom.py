@@ -2,14 +2,16 @@
 
 Pixel data -> Modality LUT (slope/intercept or sequence) -> VOI (VOI LUT sequence, else
 window center/width with its VOI LUT Function, else full range) -> MONOCHROME1 inversion.
-Compressed transfer syntaxes decode through the pylibjpeg plugins.
+The stages are ``engine.dicom_pipeline``'s functions; this module reads the file, decodes
+the pixel data and turns every failure into a typed error. Compressed transfer syntaxes
+decode through the pylibjpeg plugins; a native decoder's panic (pyo3 ``PanicException``,
+a BaseException) is caught like any other decoder error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +20,22 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .dicom_header import apply_modality, int_value, pixel_spacing, read_lut
-from .display import apply_window, full_range_window
+from .dicom_header import PIXEL_KEYWORDS, int_value, pixel_spacing, tag_rows
+from .dicom_pipeline import (
+    apply_modality,
+    apply_palette_color,
+    apply_presentation_inversion,
+    apply_voi,
+    finite_pixels,
+    read_windows,
+    to_grey,
+)
+from .display import colourfulness
 from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .fileio import check_pixels, read_bytes
-from .image import Identifiers, ImageMeta, LoadedImage, Window
+from .image import Identifiers, ImageMeta, LoadedImage, TagRow
 
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+__all__ = ["TagRow", "dicom_tags", "load_dicom", "read_dataset"]  # TagRow: its historical home
 
 
 def read_dataset(path: Path, data: bytes | None = None, force: bool = False) -> tuple[Dataset, list[str]]:
@@ -71,24 +82,6 @@ def _text(ds: Dataset, keyword: str) -> str:
     return "" if v is None else str(v)
 
 
-def _windows(ds: Dataset) -> tuple[Window, ...]:
-    if "WindowCenter" not in ds or "WindowWidth" not in ds:
-        return ()
-    c, w = ds.WindowCenter, ds.WindowWidth
-    centers = list(c) if isinstance(c, pydicom.multival.MultiValue) else [c]
-    widths = list(w) if isinstance(w, pydicom.multival.MultiValue) else [w]
-    expl = ds.get("WindowCenterWidthExplanation", "")
-    expls = list(expl) if isinstance(expl, pydicom.multival.MultiValue) else [expl]
-    fn = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    out = []
-    for i, (cc, ww) in enumerate(zip(centers, widths, strict=False)):
-        try:
-            out.append(Window(float(cc), float(ww), fn, str(expls[i]) if i < len(expls) and expls[i] else f"DICOM {i + 1}"))
-        except (TypeError, ValueError):
-            continue
-    return tuple(out)
-
-
 def _missing_pixels(path: Path, ds: Dataset, data: bytes | None) -> ImageLoadError:
     """Why a dataset has no pixel data: a truncated image file, or a file that is not an
     image (a structured report, a presentation state)."""
@@ -118,11 +111,27 @@ def _missing_pixels(path: Path, ds: Dataset, data: bytes | None) -> ImageLoadErr
     )
 
 
-def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
+def _ts_label(ts: UID) -> str:
+    return f"{ts} ({ts.name if ts.name != str(ts) else 'unknown'})"
+
+
+def _decode_error(path: Path, ts: UID, exc: BaseException) -> ImageLoadError:
     msg = str(exc).strip()
-    first = msg.splitlines()[0] if msg else type(exc).__name__
-    detail = " ".join(line.strip() for line in msg.splitlines()[1:3])
+    lines = [line.strip() for line in msg.splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    # one line per decoder plugin ("pylibjpeg: ...", "pillow: ..."): keep them apart
+    detail = "; ".join(lines[1:])
     low = msg.lower()
+    if not ts.is_transfer_syntax:  # a UID pydicom does not know (ts.is_compressed raises for it)
+        return UnsupportedImageError(
+            f"{path.name}: unsupported transfer syntax {_ts_label(ts)}: its pixel data cannot be decoded. "
+            "Convert the file to a standard transfer syntax (e.g. with gdcmconv --raw) and open it again."
+        )
+    if not isinstance(exc, Exception):  # a native decoder panicked (pyo3_runtime.PanicException)
+        return CorruptImageError(
+            f"{path.name}: the {ts.name} decoder failed on the pixel data ({type(exc).__name__}: "
+            f"{first[:200]}). The pixel data is damaged; re-export or re-copy the file."
+        )
     if ("length" in low or "bytes" in low) and ("expected" in low or "truncat" in low or "does not match" in low):
         return CorruptImageError(f"{path.name}: the pixel data is truncated or incomplete ({first}). Re-copy the file.")
     if ts.is_compressed:
@@ -134,13 +143,24 @@ def _decode_error(path: Path, ts: UID, exc: Exception) -> ImageLoadError:
     return CorruptImageError(f"{path.name}: the pixel data could not be read ({first}). The file may be damaged; re-export or re-copy it.")
 
 
+def _decode(path: Path, ds: Dataset, ts: UID, frames: int) -> np.ndarray:
+    try:
+        # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
+        # once decoded), so no colour conversion is left to do here.
+        return pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - plugins raise many types; a Rust panic is a BaseException
+        raise _decode_error(path, ts, e) from None
+
+
 def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000) -> LoadedImage:
     ds, notes = read_dataset(path, data, force=force)
     try:
         return _display(path, ds, notes, data, max_pixels)
-    except (ImageLoadError, MemoryError):
+    except (ImageLoadError, MemoryError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:  # noqa: BLE001 - a header value no check foresaw: still a typed error
+    except BaseException as e:  # noqa: BLE001 - a header value no check foresaw: still a typed error
         first = (str(e).splitlines() or [""])[0][:200]
         raise CorruptImageError(
             f"{path.name}: the DICOM header is inconsistent ({type(e).__name__}: {first}). "
@@ -150,50 +170,30 @@ def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_p
 
 def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_pixels: int) -> LoadedImage:
     """The display pipeline on a dataset read by ``read_dataset``."""
-    if not any(k in ds for k in _PIXEL_KEYWORDS):
+    if not any(k in ds for k in PIXEL_KEYWORDS):
         raise _missing_pixels(path, ds, data)
     ts: UID = ds.file_meta.TransferSyntaxUID
     rows = int_value(path, ds, "Rows", 0, minimum=0)
     cols = int_value(path, ds, "Columns", 0, minimum=0)
     frames = int_value(path, ds, "NumberOfFrames", 1, minimum=1)
     check_pixels(path.name, cols, rows, frames, max_pixels)
-    try:
-        # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
-        # once decoded), so no colour conversion is left to do here.
-        arr = pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
-    except Exception as e:  # noqa: BLE001 - decoder plugins raise many types
-        raise _decode_error(path, ts, e) from None
+    arr = _decode(path, ds, ts, frames)
     if frames > 1:
         notes.append(f"multi-frame ({frames} frames): showing frame 1")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        import cv2
-
-        arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3], dtype=np.float32), cv2.COLOR_RGB2GRAY)
-        notes.append(f"colour ({photometric}) converted to grayscale")
-    elif arr.ndim != 2:
-        raise UnsupportedImageError(f"{path.name}: unexpected pixel array shape {arr.shape}.")
-
-    values = apply_modality(path, ds, arr)
-    windows = _windows(ds)
-    voi_lut = read_lut(path, ds, "VOILUTSequence")
-    if voi_lut is not None:
-        # The VOI LUT maps the modality LUT's output (integer indices); PS3.3 C.11.2.1.1
-        top = max(float(2**voi_lut.bits - 1), float(np.max(voi_lut.data)))
-        pixels = np.clip(voi_lut.lookup(values).astype(np.float32) / top, 0.0, 1.0)
-        window, source = (windows[0] if windows else None), "voi_lut"
-    elif windows:
-        window, source = windows[0], "window"
-        pixels = apply_window(values, window)
-    else:
-        window, source = full_range_window(values), "full_range"
-        pixels = apply_window(values, window)
-    inverted = photometric == "MONOCHROME1"
-    if inverted:
-        pixels = 1.0 - pixels
-    bits_stored = int_value(path, ds, "BitsStored", arr.dtype.itemsize * 8, minimum=1)
+    stored_bits = arr.dtype.itemsize * 8
+    arr = apply_palette_color(arr, ds, path, notes)
+    chroma = colourfulness(arr)
+    arr = to_grey(arr, ds, path, notes)
+    arr = finite_pixels(arr, ds, path, notes)
+    values = apply_modality(arr, ds, path, notes)
+    windows = read_windows(ds, notes)
+    pixels, window, source = apply_voi(values, ds, path, notes, windows)
+    pixels, inverted = apply_presentation_inversion(pixels, ds)
+    bits_stored = int_value(path, ds, "BitsStored", stored_bits, minimum=1)
     spacing = pixel_spacing(ds, notes)
     meta = ImageMeta(
+        colourfulness=chroma,
         path=str(path), format="dicom", width=int(arr.shape[1]), height=int(arr.shape[0]),
         modality=_text(ds, "Modality"), photometric=photometric, bits_stored=bits_stored,
         transfer_syntax=str(ts), transfer_syntax_name=ts.name, pixel_spacing=spacing,
@@ -210,51 +210,13 @@ def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_
         ),
     )
     lo, hi = float(np.min(values)), float(np.max(values))
-    return LoadedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), values=values, meta=meta, value_range=(lo, hi))
+    return LoadedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), values=values, meta=meta,
+                       value_range=(lo, hi), tags=tag_rows(ds))
 
 
-@dataclass(frozen=True)
-class TagRow:
-    tag: str  # "(0010,0010)"
-    keyword: str
-    name: str
-    vr: str
-    value: str
-    depth: int = 0
-    identifying: bool = False
-
-
-_IDENTIFYING_GROUPS = {0x0010}
-_IDENTIFYING_KEYWORDS = {
-    "AccessionNumber", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
-    "PerformingPhysicianName", "OperatorsName", "StudyID", "OtherPatientIDs",
-}
-
-
-def dicom_tags(path: str | Path, max_value_chars: int = 200) -> list[TagRow]:
-    """Every data element of a DICOM file (pixel data summarised), for the tag viewer."""
+def dicom_tags(path: str | Path, max_value_chars: int = 200) -> tuple[TagRow, ...]:
+    """Every data element of a DICOM file (pixel data summarised), for the tag viewer: the
+    same rows as ``load_image(path).tags``, from the header alone (no pixel decoding)."""
     path = Path(path)
     ds, _ = read_dataset(path, read_bytes(path))
-    rows: list[TagRow] = []
-
-    def walk(d: Dataset, depth: int) -> None:
-        for elem in d:
-            if elem.keyword in _PIXEL_KEYWORDS:
-                value = f"<{len(elem.value) if elem.value is not None else 0} bytes of pixel data>"
-            elif elem.VR == "SQ":
-                value = f"<sequence of {len(elem.value)} item(s)>"
-            else:
-                value = str(elem.value) if not isinstance(elem.value, bytes) else f"<{len(elem.value)} bytes>"
-            rows.append(TagRow(
-                tag=f"({elem.tag.group:04X},{elem.tag.element:04X})", keyword=elem.keyword or "",
-                name=elem.name, vr=str(elem.VR), value=value[:max_value_chars], depth=depth,
-                identifying=elem.tag.group in _IDENTIFYING_GROUPS or elem.keyword in _IDENTIFYING_KEYWORDS,
-            ))
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    walk(item, depth + 1)
-
-    if getattr(ds, "file_meta", None) is not None:
-        walk(ds.file_meta, 0)
-    walk(ds, 0)
-    return rows
+    return tag_rows(ds, max_value_chars)

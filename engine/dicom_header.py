@@ -1,6 +1,7 @@
-"""DICOM header values, checked: whole and decimal numbers, pixel spacing, and the
-Modality and VOI LUT Sequences with their lookup. A value that cannot be used raises
-``CorruptImageError`` naming the element, never a bare ValueError or KeyError.
+"""DICOM header values, checked: whole and decimal numbers, pixel spacing, the
+Modality and VOI LUT Sequences with their lookup, and the tag rows of a dataset. A value
+that cannot be used raises ``CorruptImageError`` naming the element, never a bare
+ValueError or KeyError.
 
 The LUT lookups are done here, not with pydicom's ``apply_modality_lut``/``apply_voi``:
 those build the index array in the LUT entries' own dtype (uint8 for an 8-bit VOI LUT,
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian
 
 from .errors import CorruptImageError
+from .image import TagRow
 
 
 def lut_data(item: Dataset, ds: Dataset, entries: int, bits: int) -> np.ndarray:
@@ -47,22 +51,38 @@ class Lut:
         """Entries for ``values``: below the first mapped value the first entry, above the
         last the last entry. Indices are int64 whatever the entries' bit depth (pydicom
         builds 8-bit indices for an 8-bit VOI LUT, which wrap past 255 entries)."""
-        idx = np.clip(np.rint(values).astype(np.int64) - self.first_mapped, 0, len(self.data) - 1)
-        return self.data[idx]
+        lo = self.first_mapped
+        clipped = np.clip(np.rint(values), lo, lo + len(self.data) - 1)  # before the cast: no int overflow
+        return self.data[clipped.astype(np.int64) - lo]
 
 
-def read_lut(path: Path, ds: Dataset, keyword: str) -> Lut | None:
-    """The LUT of ``keyword`` (a sequence), checked; None when the sequence is absent or empty."""
+def _empty(value: object) -> bool:
+    return value is None or (hasattr(value, "__len__") and len(value) == 0)  # type: ignore[arg-type]
+
+
+def read_lut(path: Path, ds: Dataset, keyword: str, notes: list[str]) -> Lut | None:
+    """The LUT of ``keyword`` (a sequence), checked; None when the sequence is absent or
+    empty, or when its item has an empty or missing LUTDescriptor or LUTData: such a LUT
+    is ignored with a note (the next rule of its stage applies), as the pixels still
+    decode. A LUT that is present but malformed raises ``CorruptImageError``."""
     seq = ds.get(keyword)
     if not seq:
         return None
     item = seq[0]
     where = f"{keyword} item 1"
     desc = item.get("LUTDescriptor")
-    if desc is None:
-        raise bad_header(path, f"{where} LUTDescriptor", "missing",
-                         "three numbers are required: entries, first mapped value, bits per entry")
+    if _empty(desc):
+        notes.append(f"{where} has {'no' if desc is None else 'an empty'} LUTDescriptor: LUT ignored")
+        return None
     values = list(desc) if isinstance(desc, (list, tuple, pydicom.multival.MultiValue)) else [desc]
+    try:  # pydicom settles LUTData's VR (US/SS/OW) from the descriptor as it reads it
+        raw = item.get("LUTData")
+    except (TypeError, ValueError, IndexError):
+        raise bad_header(path, f"{where} LUTDescriptor", desc,
+                         "three numbers are required: entries, first mapped value, bits per entry") from None
+    if _empty(raw):
+        notes.append(f"{where} has {'no' if raw is None else 'an empty'} LUTData: LUT ignored")
+        return None
     try:
         entries, first, bits = (int(v) for v in values)
     except (TypeError, ValueError):
@@ -75,8 +95,6 @@ def read_lut(path: Path, ds: Dataset, keyword: str) -> Lut | None:
         first -= 65536
     if not 1 <= bits <= 16:
         raise bad_header(path, f"{where} LUTDescriptor", desc, f"{bits} bits per entry; 1 to 16 are supported")
-    if item.get("LUTData") is None:
-        raise bad_header(path, f"{where} LUTData", "missing", "the LUT has no entries")
     try:
         data = lut_data(item, ds, entries, bits)
     except (TypeError, ValueError):
@@ -148,14 +166,47 @@ def pixel_spacing(ds: Dataset, notes: list[str]) -> tuple[float, float] | None:
     return None
 
 
-def apply_modality(path: Path, ds: Dataset, arr: np.ndarray) -> np.ndarray:
-    """Modality LUT stage: the Modality LUT Sequence, else Rescale Slope/Intercept (both
-    present, as pydicom's applyapply_modality_lut requires), else the stored values."""
-    lut = read_lut(path, ds, "ModalityLUTSequence")
-    if lut is not None:
-        return lut.lookup(arr).astype(np.float32)
-    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
-        slope = float_value(path, ds, "RescaleSlope", 1.0)
-        intercept = float_value(path, ds, "RescaleIntercept", 0.0)
-        return (arr.astype(np.float64) * slope + intercept).astype(np.float32)
-    return arr.astype(np.float32)
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_IDENTIFYING_GROUPS = {0x0010}
+_IDENTIFYING_KEYWORDS = {
+    "AccessionNumber", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
+    "PerformingPhysicianName", "OperatorsName", "StudyID", "OtherPatientIDs",
+}
+
+
+def _shown(elem: DataElement) -> str:
+    if elem.keyword in PIXEL_KEYWORDS:
+        return f"<{len(elem.value) if elem.value is not None else 0} bytes of pixel data>"
+    if elem.VR == "SQ":
+        return f"<sequence of {len(elem.value)} item(s)>"
+    return str(elem.value) if not isinstance(elem.value, bytes) else f"<{len(elem.value)} bytes>"
+
+
+def tag_rows(ds: Dataset, max_value_chars: int = 200) -> tuple[TagRow, ...]:
+    """Every data element of ``ds`` and its file meta (pixel data summarised), for the tag
+    viewer. An element whose value cannot be read is shown as unreadable: the rows never
+    stop an image from loading."""
+    rows: list[TagRow] = []
+
+    def walk(d: Dataset, depth: int) -> None:
+        for tag in list(d.keys()):
+            try:
+                elem = d[tag]
+                value = _shown(elem)
+            except Exception as e:  # noqa: BLE001 - a damaged value is shown, not raised
+                rows.append(TagRow(tag=f"({tag.group:04X},{tag.element:04X})", keyword=keyword_for_tag(tag),
+                                   name="", vr="", value=f"<unreadable: {type(e).__name__}>", depth=depth))
+                continue
+            rows.append(TagRow(
+                tag=f"({elem.tag.group:04X},{elem.tag.element:04X})", keyword=elem.keyword or "",
+                name=elem.name, vr=str(elem.VR), value=value[:max_value_chars], depth=depth,
+                identifying=elem.tag.group in _IDENTIFYING_GROUPS or elem.keyword in _IDENTIFYING_KEYWORDS,
+            ))
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    walk(item, depth + 1)
+
+    if getattr(ds, "file_meta", None) is not None:
+        walk(ds.file_meta, 0)
+    walk(ds, 0)
+    return tuple(rows)

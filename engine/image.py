@@ -54,6 +54,7 @@ class ImageMeta:
     windows: tuple[Window, ...] = ()  # every window stored in the file (DICOM presets)
     voi_source: str = ""  # "voi_lut", "window", "full_range"
     inverted: bool = False  # MONOCHROME1 inversion applied
+    colourfulness: float = 0.0  # mean chroma of a colour original (0 = grey); the scope check uses it
     notes: tuple[str, ...] = ()
     identifiers: Identifiers = field(default_factory=Identifiers)
 

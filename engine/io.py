@@ -1,7 +1,9 @@
 """Load PNG, JPEG and DICOM files into a ``LoadedImage`` (display pipeline applied).
 
 The format is detected from the content, never from the extension alone: DICOM files
-named by UID with no extension are common, and files do get misnamed.
+named by UID with no extension are common, and files do get misnamed. Whatever the
+loader, the image returned has finite float32 ``pixels`` in [0, 1] and finite ``values``
+(``_checked``): NaN never leaves this module.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .display import apply_window, full_range_window
+from .display import apply_window, colourfulness, full_range_window
 from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .fileio import (  # noqa: F401 - re-exported: the historical home of these names
     DEFAULT_MAX_PIXELS,
@@ -38,16 +40,35 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         raise CorruptImageError(f"{path.name}: the file is empty (0 bytes). Re-export or re-copy it.")
     kind = sniff_format(data[:132])
     if kind == "png" or kind == "jpeg":
-        return _load_raster(path, data, kind, max_pixels)
+        return _checked(_load_raster(path, data, kind, max_pixels))
     if kind in ("dicom", "dicom-raw"):
         from .dicom import load_dicom  # pydicom import is deferred until a DICOM is seen
 
-        return load_dicom(path, data, force=(kind == "dicom-raw"), max_pixels=max_pixels)
+        return _checked(load_dicom(path, data, force=(kind == "dicom-raw"), max_pixels=max_pixels))
     raise UnsupportedImageError(
         f"{path.name}: not a PNG, JPEG or DICOM file (unrecognised content"
         f"{', despite its ' + path.suffix + ' extension' if path.suffix else ''}). "
         "Open a chest radiograph in one of those formats."
     )
+
+
+def _checked(image: LoadedImage) -> LoadedImage:
+    """The last guard of every loader: finite float32 ``pixels`` in [0, 1] of the image's
+    shape and finite ``values``, else a typed error (never NaN to the model or the view)."""
+    p, v = image.pixels, image.values
+    ok = (
+        isinstance(p, np.ndarray) and p.dtype == np.float32 and p.ndim == 2 and p.size > 0
+        and isinstance(v, np.ndarray) and v.shape == p.shape
+        and bool(np.isfinite(p).all()) and float(p.min()) >= 0.0 and float(p.max()) <= 1.0
+        and bool(np.isfinite(v).all())
+    )
+    if not ok:
+        raise CorruptImageError(
+            f"{Path(image.meta.path).name}: the image could not be displayed: after the display pipeline its "
+            "values are not finite numbers in range (NaN, infinity, or pixels outside 0..1). The file is "
+            "damaged or uses values RadLens cannot display; re-export it from the source system."
+        )
+    return image
 
 
 def _raster_size(data: bytes, kind: str) -> tuple[int, int] | None:
@@ -128,12 +149,21 @@ def _load_raster(path: Path, data: bytes, kind: str, max_pixels: int) -> LoadedI
         raise CorruptImageError(f"{name}: truncated PNG (no end marker). Re-copy the file; it was cut short.")
     if kind == "jpeg" and not _jpeg_complete(data):
         raise CorruptImageError(f"{name}: truncated JPEG (no end-of-image marker). Re-copy the file; it was cut short.")
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a native decoder's failure, whatever its type
+        raise CorruptImageError(
+            f"{name}: the {label} decoder failed on the image data ({type(e).__name__}: "
+            f"{(str(e).strip().splitlines() or [''])[0][:200]}). The file is damaged; re-export or re-copy it."
+        ) from None
     if arr is None:
         raise CorruptImageError(f"{name}: the {label} data could not be decoded; the file is damaged.")
     notes: list[str] = []
     if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".jpe", ""}:
         notes.append(f"content is {label} despite the {path.suffix} extension")
+    chroma = 0.0
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             alpha = arr[:, :, 3:4].astype(np.float32) / float(np.iinfo(arr.dtype).max)
@@ -142,6 +172,7 @@ def _load_raster(path: Path, data: bytes, kind: str, max_pixels: int) -> LoadedI
         if arr.shape[2] == 1:
             arr = arr[:, :, 0]
         else:
+            chroma = colourfulness(arr)
             if not (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2])):
                 notes.append("colour image converted to grayscale")
             arr = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_BGR2GRAY)
@@ -156,7 +187,7 @@ def _load_raster(path: Path, data: bytes, kind: str, max_pixels: int) -> LoadedI
     meta = ImageMeta(
         path=str(path), format=kind, width=int(arr.shape[1]), height=int(arr.shape[0]),
         photometric="MONOCHROME2", bits_stored=bits, default_window=window, windows=(window,),
-        voi_source="full_range", notes=tuple(notes),
+        voi_source="full_range", notes=tuple(notes), colourfulness=chroma,
     )
     lo, hi = (0.0, 255.0) if bits == 8 else (0.0, 65535.0)
     return LoadedImage(pixels=pixels, values=values, meta=meta, value_range=(lo, hi))

@@ -166,7 +166,7 @@ def _implausible(stats: np.ndarray, centroids: np.ndarray, sides: list[int], h: 
         return f"the lung fields cover {total:.0%} of the image"
     if min(a) / max(a) < p["min_ratio"]:
         return f"the two fields differ too much in size (ratio {min(a) / max(a):.2f})"
-    (xr, yr), (xl, yl) = centroids[sides[0]], centroids[sides[1]]
+    xr, xl = centroids[sides[0]][0], centroids[sides[1]][0]
     if (xl - xr) / w < p["min_gap"] or not (xr < w / 2 < xl):
         return "the two fields are not on either side of the image centre"
     tops = [stats[i, cv2.CC_STAT_TOP] for i in sides]
@@ -247,7 +247,7 @@ class LungSegmenter:
         if "mask" not in names:
             raise ModelError(f"lung model has no output 'mask' (it has {names}); the contract needs 'mask' [N, 1, H, W].")
         out = next(o for o in outputs if o.name == "mask")
-        if len(out.shape) != 4 or out.shape[1] not in (1, None) and not isinstance(out.shape[1], str):
+        if len(out.shape) != 4 or (isinstance(out.shape[1], int) and out.shape[1] != 1):
             raise ModelError(f"lung model output 'mask' must be [N, 1, H, W], got {out.shape}.")
         return int(shape[1])
 

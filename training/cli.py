@@ -11,12 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.card import DISCLAIMER
+from engine.card import DISCLAIMER, ModelCard
+from engine.errors import ModelError
+from engine.model import DEVICES
 
 from .data import data_root, describe_split, load_samples, read_split, resolve_data
 
 
-def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
+def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> ModelCard:
+    """The model card of a run, built and validated by the engine's ``ModelCard`` (the schema the
+    engine reads back); a bad field raises ``ModelError`` naming it."""
     ic = cfg["input"]
     card_cfg = cfg.get("card") or {}
     val = result.get("val") or {}
@@ -29,6 +33,8 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
     training_data.setdefault("confounders", ["None documented for this dataset; check how each class was collected "
                                              "(sources, ages, scanners) before trusting the model."])
     training_data["split_counts"] = counts
+    if "skipped_unreadable" in result:  # files the engine refused, left out of the run
+        training_data["skipped_unreadable"] = int(result["skipped_unreadable"])
     kinds = result.get("split_kinds") or {}
     training_data["split"] = {"by": describe_split(kinds) if kinds else "subject, else near-duplicate group",
                               "images_by_key": kinds, "seed": cfg["split"]["seed"], "fractions": cfg["split"]["fractions"]}
@@ -46,7 +52,7 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
     intended_use = str(card_cfg.get("intended_use") or f"{DISCLAIMER}.").strip()
     if "research use only" not in intended_use.lower():
         intended_use = f"{DISCLAIMER}. {intended_use}"
-    return {
+    return ModelCard.from_dict({
         "name": cfg["name"], "version": str(cfg["version"]), "labels": result["labels"],
         "input_size": [int(v) for v in ic["size"]], "mean": list(ic["mean"]), "std": list(ic["std"]), "resize": ic["resize"],
         # exactly the graph's temperature: evaluation recomputes probabilities from logits with it
@@ -54,11 +60,22 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> dict:
         "training_data": training_data, "test_metrics": metrics,
         "intended_use": intended_use,
         "created": _dt.date.today().isoformat(), "architecture": cfg["model"]["arch"],
+        # training resizes only (engine.preprocess.resize_gray): no crop, no intensity step
+        "preprocessing": {"crop": "none", "intensity": "none"},
+        "decision_rule": card_cfg.get("decision_rule"),  # None: the engine's default rule
+        "ood": result.get("ood"),
+        "out_of_source_metrics": result.get("out_of_source_metrics") or card_cfg.get("out_of_source_metrics") or {},
         "extra": {"operating_point_rule": "per class, the calibrated-probability threshold maximising Youden's J on validation",
                   "best_epoch": result.get("best_epoch", 0),
                   "validation": {"accuracy": round(val.get("accuracy", float("nan")), 4),
                                  "macro_f1": round(val.get("macro_f1", float("nan")), 4)}},
-    }
+    })
+
+
+def check_card_config(cfg: dict) -> None:
+    """Fail before training, not after hours of it, when the config makes a card the engine
+    would refuse (a bad name, input size, mean/std, resize policy, ...)."""
+    build_card(cfg, {"labels": ["class_a", "class_b"], "temperature": 1.0, "operating_points": {}}, None)
 
 
 def _images_for_check(split_samples: list, cfg: dict, n: int = 32) -> np.ndarray:
@@ -89,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   "the card (describe the new data in a config's card.training_data)", flush=True)
         cfg["data"] = args.data
     cfg["data"] = str(resolve_data(cfg["data"]))
+    check_card_config(cfg)
     out = Path(args.out or f"runs/{cfg['name']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
@@ -113,14 +131,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     # written into metadata_props; record both hashes so the shipped file's hash is the one quoted.
     test["model"]["sha256_evaluated_before_final_card"] = test["model"].pop("sha256")
     test["model"]["sha256"] = verification["sha256"]
-    metrics = {"model": card["name"], "version": card["version"], "sha256": verification["sha256"],
+    metrics = {"model": card.name, "version": card.version, "sha256": verification["sha256"],
                "test": test, "validation": result["val"], "temperature": result["temperature"],
                "operating_points": result["operating_points"], "best_epoch": result["best_epoch"],
                "history": result["history"], "timing": result["timing"], "export_verification": verification,
-               "split_counts": result["counts"], "config": cfg}
+               "split_counts": result["counts"], "skipped_unreadable": result.get("skipped_unreadable", 0),
+               "config": cfg}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     confusion_png(test["confusion_matrix"], result["labels"], out / "confusion.png",
-                  f"{card['name']} test split (n={test['n']}): acc {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}")
+                  f"{card.name} test split (n={test['n']}): acc {test['accuracy']:.3f}, macro-F1 {test['macro_f1']:.3f}")
     curves_png(result["history"], out / "loss.png", out / "accuracy.png")
     _print_summary(test, result)
     if args.install:
@@ -151,6 +170,10 @@ def _print_summary(test: dict, result: dict) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint, evaluate_onnx
 
+    if not args.data:  # internal test split + external-dev set, per source, through the engine
+        from .evaluate_ext import cmd_evaluate_ext
+
+        return cmd_evaluate_ext(args)
     data = resolve_data(args.data)
     if args.split_file:
         samples = read_split(Path(args.split_file), data_root(data))[args.split]
@@ -207,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("evaluate", help="evaluate an .onnx or a checkpoint on a dataset")
     e.add_argument("model")
-    e.add_argument("--data", required=True, help="dataset folder or manifest CSV")
+    e.add_argument("--data", help="dataset folder or manifest CSV; without it: the internal --split of --split-file "
+                   "(default: MODEL.split.csv) and ../shared/data/cxr-extdev, per source and class")
+    e.add_argument("--extdev", default="../shared/data/cxr-extdev", help="external-dev set (without --data)")
     e.add_argument("--split-file", help="a split.csv; evaluate only --split of it")
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--config", help="select and merge the data's classes as this config does (e.g. cxr3)")
-    e.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--device", default="cpu", choices=DEVICES)
     e.add_argument("-o", "--output", help="write the metrics JSON here")
     e.set_defaults(func=cmd_evaluate)
     x = sub.add_parser("export", help="export a checkpoint to ONNX and verify it")
@@ -219,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("-o", "--output", required=True)
     x.set_defaults(func=cmd_export)
     args = p.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModelError as e:  # e.g. a model card the engine would refuse: say which field, no traceback
+        print(f"radlens-train {args.cmd}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

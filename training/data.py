@@ -1,13 +1,16 @@
 """Datasets: a manifest CSV or plain class folders; class selection/merging; grouped split.
 
 Images are read with ``engine.io.load_image`` and resized with ``engine.preprocess`` so
-training and serving share one pipeline.
+training and serving share one pipeline; which files count as images is the engine's rule
+(``engine.fileio.looks_like_image``), and a file the engine refuses is skipped and counted
+(``decode_samples``), never the end of a training run.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import RadLensError
+from engine.fileio import looks_like_image
 from engine.io import load_image
 from engine.preprocess import resize_gray
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".bmp", ".tif", ".tiff"}
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -56,11 +61,13 @@ def read_manifest(manifest: Path) -> list[dict[str, str]]:
 
 
 def scan_class_folders(root: Path) -> list[dict[str, str]]:
-    """One sub-folder per class (the common layout); every image below it is a sample."""
+    """One sub-folder per class (the common layout); every file below it that may be an image
+    (the engine's rule, hidden files and folders left out) is a sample."""
     rows = []
     for cls_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(cls_dir.rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            hidden = any(part.startswith(".") for part in f.relative_to(cls_dir).parts)
+            if not hidden and f.is_file() and looks_like_image(f):
                 rows.append({"file": str(f.relative_to(root)), "label": cls_dir.name, "subject": "", "group": "", "source": root.name})
     return rows
 
@@ -124,7 +131,8 @@ def split_samples(samples: list[Sample], fractions: tuple[float, float, float] =
         by_key[s.key].append(s)
     by_label: dict[str, list[str]] = defaultdict(list)
     for key, members in by_key.items():
-        majority = Counter(m.label for m in members).most_common(1)[0][0]
+        counts = Counter(m.label for m in members)
+        majority = min(counts, key=lambda lab: (-counts[lab], lab))  # a tie goes by name, not input order
         by_label[majority].append(key)
     rng = random.Random(seed)
     out: dict[str, list[Sample]] = {s: [] for s in SPLITS}
@@ -169,14 +177,48 @@ def load_gray(path: str, size: tuple[int, int], policy: str = "stretch") -> np.n
     return resize_gray(load_image(path).pixels, size, policy)
 
 
+def _to_u8(gray: np.ndarray) -> np.ndarray:
+    return np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def load_all(samples: list[Sample], size: tuple[int, int], policy: str = "stretch", workers: int = 4) -> np.ndarray:
-    """Decode every sample to uint8 [N, H, W] (model input size) with a thread pool."""
+    """Decode every sample to uint8 [N, H, W] (model input size) with a thread pool; a file
+    the engine refuses raises its ``RadLensError`` (see ``decode_samples`` to skip instead)."""
     def one(s: Sample) -> np.ndarray:
-        g = load_gray(s.path, size, policy)
-        return np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return _to_u8(load_gray(s.path, size, policy))
 
     with ThreadPoolExecutor(workers) as ex:
         return np.stack(list(ex.map(one, samples)))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    reason: str
+
+
+def decode_samples(samples: list[Sample], size: tuple[int, int], policy: str = "stretch",
+                   workers: int = 4) -> tuple[np.ndarray, list[Sample], list[Skipped]]:
+    """Like ``load_all``, but a file the engine refuses (any ``RadLensError`` from
+    ``load_image``: broken, truncated, not an image) is left out and reported.
+
+    Returns uint8 [N, H, W] of the readable samples, those samples (same order) and the skipped ones."""
+    def one(s: Sample) -> np.ndarray | Skipped:
+        try:
+            image = load_image(s.path)
+        except RadLensError as e:
+            return Skipped(s.file, str(e))
+        return _to_u8(resize_gray(image.pixels, size, policy))
+
+    with ThreadPoolExecutor(workers) as ex:
+        results = list(ex.map(one, samples))
+    kept = [s for s, r in zip(samples, results, strict=True) if not isinstance(r, Skipped)]
+    skipped = [r for r in results if isinstance(r, Skipped)]
+    arrays = [r for r in results if not isinstance(r, Skipped)]
+    imgs = np.stack(arrays) if arrays else np.empty((0, *size), np.uint8)
+    for sk in skipped:
+        log.warning("skipped unreadable file %s: %s", sk.file, sk.reason)
+    return imgs, kept, skipped
 
 
 def sample_dicts(samples: list[Sample]) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.card import CARD_KEY
+from engine.card import CARD_KEY, ModelCard
 
 from .metrics import softmax
 from .models import CamNet, ExportModule
@@ -18,7 +17,14 @@ class ExportVerificationError(RuntimeError):
     pass
 
 
-def export_onnx(net: CamNet, temperature: float, card: dict, path: Path, size: tuple[int, int]) -> Path:
+def validated_card(card: ModelCard | dict) -> ModelCard:
+    """The card through the engine's schema (``ModelCard.from_dict``), exactly as the engine
+    will read it back; a bad field raises the engine's ``ModelError`` naming it."""
+    return ModelCard.from_dict(card.to_dict() if isinstance(card, ModelCard) else card)
+
+
+def export_onnx(net: CamNet, temperature: float, card: ModelCard | dict, path: Path, size: tuple[int, int]) -> Path:
+    card = validated_card(card)  # before anything is written: a bad card fails the export, naming the field
     net = net.eval().to(memory_format=torch.contiguous_format)
     module = ExportModule(net, temperature).eval()
     path = Path(path)
@@ -48,14 +54,18 @@ def _fix_cam_dims(path: Path, hw: tuple[int, int]) -> None:
     onnx.save(model, str(path))
 
 
-def write_card(path: Path, card: dict) -> Path:
-    """Store ``card`` as the ``radlens.card`` metadata of an exported model (the graph is untouched)."""
+def write_card(path: Path, card: ModelCard | dict) -> Path:
+    """Store ``card`` as the ``radlens.card`` metadata of an exported model (the graph is untouched).
+
+    The card is validated first by the engine's ``ModelCard`` (the one schema); a bad card raises
+    ``engine.errors.ModelError`` and the file is left as it was."""
     import onnx
     from onnx import helper
 
+    text = validated_card(card).to_json()
     model = onnx.load(str(path))
     del model.metadata_props[:]
-    helper.set_model_props(model, {CARD_KEY: json.dumps(card, sort_keys=True)})
+    helper.set_model_props(model, {CARD_KEY: text})
     model.producer_name = "radlens-training"
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

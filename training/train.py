@@ -14,6 +14,7 @@ import math
 import random
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ from tqdm import tqdm
 from .augment import augment
 from .data import (
     data_root,
+    decode_samples,
     describe_split,
-    load_all,
     load_samples,
     read_split,
     split_key_kinds,
@@ -130,6 +131,20 @@ def train(cfg: dict, out_dir: Path) -> dict:
                 kept += items[: int(cfg["max_per_class"])]
             samples = kept
         splits = split_samples(samples, tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
+    size = tuple(ic["size"])
+
+    t0 = time.time()
+    imgs, skipped = {}, []
+    for s in splits:  # files the engine refuses leave the split (and split.csv), counted, not fatal
+        imgs[s], splits[s], lost = decode_samples(splits[s], size, ic["resize"])
+        skipped += lost
+    t_decode = time.time() - t0
+    print(f"decoded {sum(len(v) for v in imgs.values())} images in {t_decode:.0f} s", flush=True)
+    if skipped:
+        print(f"WARNING: skipped {len(skipped)} unreadable file(s) the engine refuses, e.g. "
+              + "; ".join(f"{sk.file}: {sk.reason}" for sk in skipped[:3]), flush=True)
+    if not splits["train"]:
+        raise ValueError(f"no readable images left in the train split ({len(skipped)} unreadable)")
     write_split(splits, out_dir / "split.csv")
     counts = summarize(splits, labels)
     split_kinds = split_key_kinds(splits)
@@ -137,13 +152,7 @@ def train(cfg: dict, out_dir: Path) -> dict:
     if split_kinds["file"]:
         print(f"WARNING: {split_kinds['file']} images have no subject or group and were split file by file; "
               "test metrics may be optimistic if one patient has several images", flush=True)
-    size = tuple(ic["size"])
-    y = {s: np.array([labels.index(x.label) for x in splits[s]]) for s in splits}
-
-    t0 = time.time()
-    imgs = {s: load_all(splits[s], size, ic["resize"]) for s in splits}
-    t_decode = time.time() - t0
-    print(f"decoded {sum(len(v) for v in imgs.values())} images in {t_decode:.0f} s", flush=True)
+    y = {s: np.array([labels.index(x.label) for x in splits[s]], dtype=np.int64) for s in splits}
 
     net = build_model(mc["arch"], len(labels), bool(mc.get("pretrained", True)), float(mc.get("dropout", 0.2)))
     k = int(mc.get("freeze_layers", 0))
@@ -236,6 +245,7 @@ def train(cfg: dict, out_dir: Path) -> dict:
     test_logits = predict_logits(net, val_inputs("test"), k)
     result = {
         "labels": labels, "counts": counts, "split_kinds": split_kinds, "best_epoch": best_epoch, "temperature": temperature,
+        "skipped_unreadable": len(skipped), "skipped_files": [asdict(sk) for sk in skipped],
         "operating_points": ops, "history": history,
         "val": evaluate(val_logits, y["val"], labels, temperature),
         "test_head": evaluate(test_logits, y["test"], labels, temperature),

@@ -89,8 +89,7 @@ def make_window(qtbot, dialogs: FakeDialogs, settings_path: str, tiny_model_path
         win.resize(1200, 800)
         win.show()
         if wait_model and path and Path(path).is_file():
-            qtbot.waitUntil(lambda: win.classifier is not None or not win.model_reason.startswith("Loading"),
-                            timeout=20000)
+            qtbot.waitUntil(lambda: win.model_state.settled, timeout=20000)
         return win
 
     return make

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage, QKeySequence
 
+from desktop.core.model_state import ModelState
 from engine import DISCLAIMER
 
 
@@ -21,12 +22,12 @@ def test_opens_without_a_model_and_says_why(make_window, monkeypatch, tmp_path: 
     missing = tmp_path / "no-model-here.onnx"
     monkeypatch.setenv("RADLENS_MODEL", str(missing))  # the bundled default, wherever it is
     win = make_window(model=None)
-    assert win.classifier is None
+    assert win.classifier is None and win.model_state is ModelState.NONE
     assert "Analysis is off" in win.model_reason and str(missing) in win.model_reason
     assert "Load model" in win.model_reason
     assert win.provider_label.text().startswith("No model")
     assert "Analysis is off" in win.analysis.model.text()
-    assert not win.card_action.isEnabled() and not win.batch_action.isEnabled()
+    assert not win.commands.card.isEnabled() and not win.commands.batch.isEnabled()
     open_wait(win, png_path)  # viewing still works
     assert win.view.has_image()
     assert "Analysis is off" in win.analysis.probs.message.text()
@@ -39,7 +40,7 @@ def test_startup_with_a_refused_model_says_why(make_window, tmp_path: Path) -> N
     bad = tmp_path / "broken.onnx"
     bad.write_text("not a model")
     win = make_window(model=bad)
-    assert win.classifier is None
+    assert win.classifier is None and win.model_state is ModelState.FAILED
     assert "refused" in win.model_reason and "not a loadable ONNX model" in win.model_reason
 
 
@@ -49,12 +50,13 @@ def test_load_model_refused_keeps_previous(window, dialogs, qtbot, tmp_path: Pat
     previous = window.classifier
     nocard = build_tiny_model(tmp_path / "nocard.onnx", card={})
     dialogs.models.append(str(nocard))
-    window.model_action.trigger()
+    window.commands.model.trigger()
     qtbot.waitUntil(lambda: bool(dialogs.errors), timeout=20000)
     title, text = dialogs.errors[-1]
     assert title == "Model refused"
     assert "has no model card" in text and "previous model stays in use" in text
     assert window.classifier is previous
+    assert window.model_state is ModelState.READY and not window.model_reason  # not left "loading"
 
 
 def test_load_another_model_reanalyses(window, dialogs, qtbot, tmp_path: Path, png_path: Path, open_wait,
@@ -67,7 +69,7 @@ def test_load_another_model_reanalyses(window, dialogs, qtbot, tmp_path: Path, p
     other = build_tiny_model(tmp_path / "three.onnx", labels=("a", "b", "c"), seed=3)
     dialogs.models.append(str(other))
     with qtbot.waitSignal(window.analysisFinished, timeout=20000):
-        window.model_action.trigger()
+        window.commands.model.trigger()
     assert window.classifier.labels == ("a", "b", "c")
     assert sorted(lab for lab, _ in window.analysis.probs.bars()) == ["a", "b", "c"]
     assert Settings(settings_path).model_path == str(other)
@@ -182,10 +184,10 @@ def test_settings_persist(make_window, settings_path: str, png_path: Path, open_
     dialogs.texts.append("Soft tissue")
     win.display.apply_preset("Mediastinum")
     win.display.flush()
-    win.save_preset_action.trigger()
+    win.commands.save_preset.trigger()
     assert "User: Soft tissue" in win.display.preset_names()
-    win.device_actions["cpu"].trigger()
-    qtbot.waitUntil(lambda: win.classifier is not None and not win.model_reason, timeout=20000)
+    win.commands.devices["cpu"].trigger()
+    qtbot.waitUntil(lambda: win.model_state is ModelState.READY, timeout=20000)
     win.close()
     s = Settings(settings_path)
     assert s.overlay_opacity == pytest.approx(0.3)
@@ -199,7 +201,7 @@ def test_settings_persist(make_window, settings_path: str, png_path: Path, open_
     assert win2.analysis.cam.opacity.value() == 30
     assert not win2.display.cam_toggle.isChecked()
     win2._fill_recent()
-    assert str(png_path) in [a.toolTip() for a in win2.recent_menu.actions()]
+    assert str(png_path) in [a.toolTip() for a in win2.commands.recent_menu.actions()]
 
 
 def test_command_line_screenshot(tmp_path: Path, tiny_model_path: Path, dicom_dir: Path) -> None:
@@ -223,7 +225,7 @@ def test_device_change_does_not_remember_the_model_as_chosen(window, qtbot, sett
 
     before = Settings(settings_path).model_path
     window.set_device("cpu")
-    qtbot.waitUntil(lambda: window.classifier is not None and not window.model_reason, timeout=20000)
+    qtbot.waitUntil(lambda: window.model_state is ModelState.READY, timeout=20000)
     assert Settings(settings_path).model_path == before
     assert Settings(settings_path).device == "cpu"
 

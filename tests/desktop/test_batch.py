@@ -127,7 +127,7 @@ def test_batch_cancel_stops_within_a_second(window, qtbot, cxr_dir: Path) -> Non
 def test_batch_needs_a_model(make_window, dialogs, monkeypatch, tmp_path: Path, study_folder: Path) -> None:
     monkeypatch.setenv("RADLENS_MODEL", str(tmp_path / "none.onnx"))
     win = make_window(model=None)
-    assert not win.batch_action.isEnabled()
+    assert not win.commands.batch.isEnabled()
     assert win.batch_dialog(str(study_folder)) is None
     assert dialogs.errors and "needs a model" in dialogs.errors[-1][1]
 

@@ -265,7 +265,7 @@ def test_arrow_keys_move_through_study(window, qtbot, study_folder: Path) -> Non
         QTest.keyClick(browser.list, Qt.Key.Key_Down)
     assert window.current_path == browser.paths()[1]
     with qtbot.waitSignal(window.analysisFinished, timeout=20000):
-        window.next_action.trigger()  # Page Down
+        window.commands.next.trigger()  # Page Down
     assert window.current_path == browser.paths()[2]
     with qtbot.waitSignal(window.analysisFinished, timeout=20000):
         QTest.keyClick(window.view, Qt.Key.Key_Up)  # Up on the image

@@ -111,18 +111,16 @@ def _both(*edits: Edit) -> Edit:
     return edit
 
 
-# case -> (edit, the element the message must name)
+# case -> (edit, the element the message must name). A LUT item with an empty or missing
+# LUTDescriptor or LUTData is not refused but ignored: test_loader_robustness.py.
 BAD_HEADERS: dict[str, tuple[Edit, str]] = {
     "frames_text": (_raw("NumberOfFrames", "abc"), "NumberOfFrames"),
     "frames_fraction": (_raw("NumberOfFrames", "1.5"), "NumberOfFrames"),
     "slope_text": (_both(_raw("RescaleSlope", "x"), _raw("RescaleIntercept", "0")), "RescaleSlope"),
     "intercept_text": (_both(_raw("RescaleSlope", "1"), _raw("RescaleIntercept", "x")), "RescaleIntercept"),
-    "voi_item_without_data": (_seq("VOILUTSequence", _lut_item([256, 0, 8], None)), "LUTData"),
-    "voi_item_without_descriptor": (_seq("VOILUTSequence", _lut_item(None, [1, 2, 3])), "LUTDescriptor"),
     "voi_descriptor_two_values": (_seq("VOILUTSequence", _lut_item([3, 0], [1, 2, 3])), "LUTDescriptor"),
     "voi_data_shorter_than_descriptor": (_seq("VOILUTSequence", _lut_item([256, 0, 8], [1, 2, 3])), "LUTData"),
     "voi_bits_out_of_range": (_seq("VOILUTSequence", _lut_item([3, 0, 40], [1, 2, 3])), "LUTDescriptor"),
-    "modality_item_without_data": (_seq("ModalityLUTSequence", _lut_item([256, 0, 16], None)), "LUTData"),
 }
 
 

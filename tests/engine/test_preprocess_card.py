@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tinymodel import tiny_card
 
-from engine.card import ModelCard
+from engine.card import DECISION_RULE, ModelCard
 from engine.errors import ModelError
 from engine.io import load_image
 from engine.preprocess import letterbox_box, preprocess, resize_gray
@@ -128,3 +128,71 @@ def test_malformed_card_fields_are_model_errors(change: dict, fragment: str) -> 
 def test_card_accepts_numbers_written_as_json_numbers() -> None:
     card = ModelCard.from_dict(tiny_card() | {"version": 2, "temperature": 1, "operating_points": {"normal": 0}})
     assert card.version == "2" and card.temperature == 1.0 and card.operating_points == {"normal": 0.0}
+
+
+# ------------------------------------------------------------------ preprocessing, decision rule, ood
+
+LUNG_MODEL = {"name": "radlens-lungs", "sha256": "ab" * 32}
+
+
+def test_new_fields_default_so_older_cards_load_unchanged() -> None:
+    card = ModelCard.from_dict(tiny_card())
+    assert card.preprocessing == {"crop": "none", "intensity": "none"}
+    assert card.decision_rule == DECISION_RULE
+    assert card.ood is None and card.out_of_source_metrics == {}
+    assert not {"preprocessing", "decision_rule", "ood", "out_of_source_metrics"} & set(card.extra)
+    assert "ood" not in card.to_dict()
+
+
+def test_shipped_model_card_still_loads() -> None:
+    import onnx
+
+    path = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.onnx"
+    if not path.exists():
+        pytest.skip("shipped model not present")
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    card = ModelCard.from_json(meta["radlens.card"])
+    assert (card.name, card.version) == ("radlens-cxr4", "1.0.0")
+    assert card.preprocessing == {"crop": "none", "intensity": "none"} and card.ood is None
+    assert ModelCard.from_json(card.to_json()) == card
+
+
+def test_new_fields_round_trip() -> None:
+    d = tiny_card() | {
+        "preprocessing": {"crop": "lungs", "intensity": "clahe", "lung_model": LUNG_MODEL | {"sha256": "AB" * 32}},
+        "decision_rule": "flags only", "ood": {"method": "mahalanobis", "threshold": 3, "output": "ood"},
+        "out_of_source_metrics": {"nih": {"auc": 0.8}},
+    }
+    card = ModelCard.from_dict(d)
+    assert card.preprocessing == {"crop": "lungs", "intensity": "clahe", "crop_margin": 0.1, "lung_model": LUNG_MODEL}
+    assert card.decision_rule == "flags only"
+    assert card.ood == {"method": "mahalanobis", "threshold": 3.0, "output": "ood"}
+    assert card.out_of_source_metrics == {"nih": {"auc": 0.8}}
+    assert ModelCard.from_json(card.to_json()) == card
+    assert ModelCard.from_dict(tiny_card() | {"preprocessing": {"intensity": "equalize", "crop_margin": 0}}).preprocessing \
+        == {"crop": "none", "intensity": "equalize", "crop_margin": 0.0}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"preprocessing": ["lungs"]}, "preprocessing must be a JSON object"),
+    ({"preprocessing": {"crop": "heart"}}, "preprocessing.crop 'heart' unknown"),
+    ({"preprocessing": {"intensity": "gamma"}}, "preprocessing.intensity 'gamma' unknown"),
+    ({"preprocessing": {"crop": "lungs"}}, "crop 'lungs' needs preprocessing.lung_model"),
+    ({"preprocessing": {"crop": "lungs", "lung_model": LUNG_MODEL, "crop_margin": -0.1}}, "crop_margin must be"),
+    ({"preprocessing": {"crop_margin": True}}, "crop_margin must be"),
+    ({"preprocessing": {"crop": "lungs", "lung_model": "lungs.onnx"}}, "preprocessing.lung_model must be"),
+    ({"preprocessing": {"crop": "lungs", "lung_model": {"sha256": "ab" * 32}}}, "lung_model.name"),
+    ({"preprocessing": {"crop": "lungs", "lung_model": {"name": "x", "sha256": "abc"}}}, "lung_model.sha256"),
+    ({"preprocessing": {"resize": "letterbox"}}, "preprocessing has unknown key"),
+    ({"decision_rule": ["top"]}, "decision_rule must be text"),
+    ({"ood": "energy"}, "ood must be a JSON object"),
+    ({"ood": {"threshold": 1.0, "output": "ood"}}, "ood.method"),
+    ({"ood": {"method": "energy", "threshold": "high", "output": "ood"}}, "ood.threshold"),
+    ({"ood": {"method": "energy", "threshold": 1.0}}, "ood.output must be 'ood'"),
+    ({"out_of_source_metrics": [0.8]}, "out_of_source_metrics must be a JSON object"),
+])
+def test_new_field_refusals_name_the_field(change: dict, fragment: str) -> None:
+    with pytest.raises(ModelError, match=fragment):
+        ModelCard.from_dict(tiny_card() | change)
+    with pytest.raises(ModelError, match=fragment):
+        ModelCard.from_json(json.dumps(tiny_card() | change))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import engine.io
+import engine.fileio
 from engine.batch import analyze_folder, list_images
 from engine.errors import ImageLoadError, ImageTooLargeError
 from engine.io import MAX_FILE_BYTES, load_image
@@ -82,10 +82,10 @@ def test_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> N
 def test_size_limit_applies_to_real_images(tmp_path: Path, cxr_samples: dict[str, list[Path]],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     src = cxr_samples["normal"][0]
-    monkeypatch.setattr(engine.io, "MAX_FILE_BYTES", src.stat().st_size - 1)
+    monkeypatch.setattr(engine.fileio, "MAX_FILE_BYTES", src.stat().st_size - 1)
     with pytest.raises(ImageTooLargeError, match="over the limit"):
         load_image(src)
-    monkeypatch.setattr(engine.io, "MAX_FILE_BYTES", src.stat().st_size)
+    monkeypatch.setattr(engine.fileio, "MAX_FILE_BYTES", src.stat().st_size)
     assert load_image(src).shape == (224, 224)  # exactly at the limit is fine
 
 

@@ -11,8 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.card import ModelCard  # noqa: E402
-from training.cli import build_card  # noqa: E402
+from engine.card import DECISION_RULE, ModelCard  # noqa: E402
+from engine.errors import ModelError  # noqa: E402
+from training.cli import build_card, check_card_config, main  # noqa: E402
 from training.config import CONFIG_DIR, DEFAULTS, load_config  # noqa: E402
 from training.metrics import evaluate  # noqa: E402
 
@@ -89,7 +90,9 @@ def _test_metrics(labels: list[str]) -> dict:
 def test_card_has_every_contract_field_and_the_engine_accepts_it() -> None:
     cfg = load_config("cxr4")
     test = _test_metrics(LABELS)
-    card = build_card(cfg, _result(LABELS), test)
+    built = build_card(cfg, _result(LABELS), test)
+    assert isinstance(built, ModelCard)  # made through the engine's schema
+    card = built.to_dict()
     # DESIGN.md: name, version, labels, input size, mean/std, resize policy, temperature, per-class
     # operating points, training data summary, test metrics, intended use, creation date
     assert card["name"] == "radlens-cxr4" and card["version"] == "1.0.0"
@@ -114,7 +117,7 @@ def test_card_has_every_contract_field_and_the_engine_accepts_it() -> None:
     assert card["created"] == dt.date.today().isoformat()
 
     parsed = ModelCard.from_json(json.dumps(card, sort_keys=True))  # as stored in metadata_props
-    assert parsed == ModelCard.from_dict(card)
+    assert parsed == ModelCard.from_dict(card) == built
     assert parsed.labels == tuple(LABELS)
     assert parsed.input_size == (224, 224)
     assert parsed.temperature == card["temperature"]
@@ -128,7 +131,7 @@ def test_card_defaults_for_a_bare_folder_config(tmp_path: Path) -> None:
     path.write_text("name: fundus\nclasses: null\ncard: {intended_use: Sorting fundus photographs for teaching.}\n")
     cfg = load_config(str(path))
     labels = ["dr", "healthy"]
-    card = build_card(cfg, _result(labels), None)
+    card = build_card(cfg, _result(labels), None).to_dict()
     # the disclaimer is always there, even when a config forgets it
     assert card["intended_use"].lower().startswith("research use only")
     assert "fundus photographs" in card["intended_use"]
@@ -137,3 +140,73 @@ def test_card_defaults_for_a_bare_folder_config(tmp_path: Path) -> None:
     assert card["training_data"]["confounders"]
     assert card["test_metrics"] == {}
     ModelCard.from_dict(card)
+
+
+def test_card_carries_the_new_schema_fields() -> None:
+    cfg = load_config("cxr4")
+    card = build_card(cfg, _result(LABELS) | {"skipped_unreadable": 3}, None)
+    # training resizes only, so the card says so; the decision rule is the engine's default
+    assert card.preprocessing == {"crop": "none", "intensity": "none"}
+    assert card.decision_rule == DECISION_RULE
+    assert card.ood is None and card.out_of_source_metrics == {}
+    assert card.training_data["skipped_unreadable"] == 3
+    d = card.to_dict()
+    assert "ood" not in d and d["preprocessing"] == {"crop": "none", "intensity": "none"}
+    assert ModelCard.from_json(card.to_json()) == card
+    # a run that did not record skips (an old train_result.json) claims nothing about them
+    assert "skipped_unreadable" not in build_card(cfg, _result(LABELS), None).training_data
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("input.resize=crop", "resize policy 'crop' unknown"),
+    ("input.std=[0.5, 0, 0.5]", "std values must be positive"),
+    ("input.size=[0, 224]", "input_size"),
+    ("name={a: b}", "name must be text"),
+    ("card.decision_rule=[1]", "decision_rule must be text"),
+])
+def test_a_config_whose_card_the_engine_would_refuse_fails_before_training(override: str, fragment: str) -> None:
+    cfg = load_config("cxr4", [override])
+    with pytest.raises(ModelError, match=fragment):
+        build_card(cfg, _result(LABELS), None)
+    with pytest.raises(ModelError, match=fragment):
+        check_card_config(cfg)
+
+
+def test_train_command_reports_a_bad_card_without_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "cxr4", "--out", str(out), "--set", "input.resize=crop"]) == 1
+    err = capsys.readouterr().err
+    assert "resize policy 'crop' unknown" in err and "Traceback" not in err
+    assert not (out / "checkpoint.pt").exists()  # refused before any training
+
+
+def test_write_card_validates_and_leaves_the_model_untouched(tmp_path: Path) -> None:
+    import onnx
+    from tinymodel import build_tiny_model, tiny_card
+
+    from training.export import write_card
+
+    path = build_tiny_model(tmp_path / "m.onnx")
+    before = path.read_bytes()
+    for bad, fragment in (({**tiny_card(), "temperature": 0}, "temperature must be positive"),
+                          ({k: v for k, v in tiny_card().items() if k != "labels"}, "missing required field"),
+                          ({**tiny_card(), "preprocessing": {"crop": "lungs"}}, "needs preprocessing.lung_model")):
+        with pytest.raises(ModelError, match=fragment):
+            write_card(path, bad)
+        assert path.read_bytes() == before
+    card = ModelCard.from_dict(tiny_card())
+    write_card(path, card)
+    stored = {p.key: p.value for p in onnx.load(str(path)).metadata_props}["radlens.card"]
+    assert ModelCard.from_json(stored) == card
+
+
+def test_export_refuses_a_bad_card_before_writing_anything(tmp_path: Path) -> None:
+    from training.export import export_onnx
+    from training.models import build_model
+
+    net = build_model("resnet18", 2, pretrained=False)
+    path = tmp_path / "out" / "model.onnx"
+    card = build_card(load_config("cxr4"), _result(["a", "b"]), None).to_dict() | {"mean": [0.5, 0.5]}
+    with pytest.raises(ModelError, match="mean must have 3 numbers"):
+        export_onnx(net, 1.0, card, path, (64, 64))
+    assert not path.exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desktop.windowing import drag_window, heat_rgba, make_display_source, render, thumbnail, to_u8
+from desktop.core.windowing import drag_window, heat_rgba, make_display_source, render, thumbnail, to_u8
 from engine import Window, load_image
 from engine.cam import overlay
 from engine.display import apply_window

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desktop.decoder import Decoder, shared_decoder
+from desktop.core.decoder import Decoder, shared_decoder
 from engine import UnsupportedImageError, load_image
 
 

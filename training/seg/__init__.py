@@ -1,0 +1,1 @@
+"""Lung segmentation: data, a small U-Net, training, ONNX export (``python -m training.seg``)."""

@@ -1,0 +1,132 @@
+"""``python -m training.seg {train,export,evaluate}``: the lung segmentation model.
+
+    python -m training.seg train --out runs/lungseg --install resources/models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from .data import read_cases
+from .train import SegConfig, pick
+
+MODEL_FILE = "radlens-lungseg.onnx"
+
+
+def _set(cfg: SegConfig, pairs: list[str]) -> SegConfig:
+    d = asdict(cfg)
+    for kv in pairs:
+        key, _, value = kv.partition("=")
+        if key not in d:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(sorted(d))}")
+        try:
+            d[key] = json.loads(value)  # numbers, true/false, lists
+        except json.JSONDecodeError:
+            d[key] = value  # plain text (a path, a fold name)
+    return SegConfig.from_dict(d)
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None) -> dict:  # noqa: ANN001 - LungUNet
+    """Export, verify against torch, evaluate the held-out fold through the engine, write the card."""
+    from .data import load_arrays
+    from .export import build_card, evaluate, export_onnx, verify_export, write_card
+
+    model = out / MODEL_FILE
+    export_onnx(net, cfg.size, build_card(cfg.size, {}, summary), model)
+    test_cases = pick(read_cases(Path(cfg.data)), cfg.test_folds, cfg.limit_test)
+    imgs, _ = load_arrays(test_cases[:16], cfg.size, None)
+    check = verify_export(model, net, imgs[:, None].astype(np.float32) / 255.0)
+    print(f"export check vs torch: max abs diff {check['max_abs_diff']:.2e} on {check['n']} held-out images")
+    ev = evaluate(model, test_cases)
+    metrics = ev["summary"]
+    for src, m in metrics["per_source"].items():
+        print(f"  {src:9s} n={m['n']:3d} Dice mean {m['dice_mean']:.4f} median {m['dice_median']:.4f} "
+              f"min {m['dice_min']:.4f} plausible {m['plausible_rate']:.2%}")
+    card = build_card(cfg.size, metrics, summary)
+    write_card(model, card)
+    report = {"config": asdict(cfg), "train": summary, "export_check": check, "test": metrics,
+              "size_bytes": model.stat().st_size, "per_case": ev["rows"]}
+    _write_json(out / "metrics.json", report)
+    print(f"{model} ({model.stat().st_size / 1e6:.2f} MB)")
+    if install:
+        dest = Path(install)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model, dest / MODEL_FILE)
+        slim = {k: v for k, v in report.items() if k != "per_case"}
+        _write_json(dest / "radlens-lungseg.metrics.json", slim)
+        _write_json(dest / "radlens-lungseg.card.json", card)
+        print(f"installed in {dest}")
+    return report
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = _set(SegConfig(), args.set)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", asdict(cfg))
+    t0 = time.perf_counter()
+    net, summary = train(cfg, out)
+    finish(net, cfg, summary, out, args.install)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train import load_checkpoint
+
+    net, cfg, summary = load_checkpoint(Path(args.checkpoint))
+    finish(net, cfg, summary, Path(args.checkpoint).parent, args.install)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .export import evaluate
+
+    cases = pick(read_cases(Path(args.data) if args.data else Path(SegConfig().data)), args.folds, 0)
+    ev = evaluate(Path(args.model), cases)
+    print(json.dumps(ev["summary"], indent=1))
+    if args.output:
+        _write_json(Path(args.output), ev)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.seg", description="Train, export and evaluate the lung model.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train on fold1, export + verify the ONNX, evaluate fold2, write the card")
+    t.add_argument("--out", default="runs/lungseg", help="run folder")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. epochs=2, size=192, limit=8")
+    t.add_argument("--install", help="copy the model, metrics and card here (e.g. resources/models)")
+    t.set_defaults(func=cmd_train)
+    x = sub.add_parser("export", help="export a checkpoint.pt again (verify, evaluate, card)")
+    x.add_argument("checkpoint")
+    x.add_argument("--install")
+    x.set_defaults(func=cmd_export)
+    e = sub.add_parser("evaluate", help="Dice of an .onnx lung model on folds of the lung-mask set")
+    e.add_argument("model")
+    e.add_argument("--data")
+    e.add_argument("--folds", nargs="+", default=["fold2"])
+    e.add_argument("-o", "--output")
+    e.set_defaults(func=cmd_evaluate)
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
