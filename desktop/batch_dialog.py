@@ -31,7 +31,7 @@ from engine import DISCLAIMER, Classifier
 from engine.batch import BatchRow, analyze_folder
 from engine.report import ModelInfo, write_report
 
-from .batch_view import ALL, ERRORS, PATH_ROLE, BatchFilterProxy, BatchTableModel
+from .batch_view import ALL, ERRORS, OUT_OF_SCOPE, PATH_ROLE, BatchFilterProxy, BatchTableModel
 from .dialogs import Dialogs
 from .workers import background_priority, describe_error
 
@@ -117,6 +117,7 @@ class BatchDialog(QDialog):
         self._released = False
         self._counts: Counter[str] = Counter()
         self._errors = 0
+        self._out_of_scope = 0
         card = classifier.card
         head = QLabel(f"<b>Folder:</b> {folder}<br><b>Model:</b> {card.name} {card.version} on "
                       f"{classifier.device_label}")
@@ -155,7 +156,7 @@ class BatchDialog(QDialog):
         self.table.clicked.connect(self._on_click)
         self.table.activated.connect(self._on_click)
         self.filter = QComboBox()
-        self.filter.addItems([ALL, ERRORS, *card.labels])
+        self.filter.addItems([ALL, ERRORS, OUT_OF_SCOPE, *card.labels])
         self.filter.currentTextChanged.connect(self.proxy.set_mode)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -213,6 +214,8 @@ class BatchDialog(QDialog):
         for r in rows:
             if r.ok:
                 self._counts[r.label] += 1
+            elif r.out_of_scope:
+                self._out_of_scope += 1
             else:
                 self._errors += 1
         self._update_summary()
@@ -244,8 +247,8 @@ class BatchDialog(QDialog):
     def _update_summary(self) -> None:
         counts = self._counts
         parts = [f"{counts[lab]} {lab}" for lab in self.model.labels if counts[lab]]
-        self.summary.setText(f"{self.model.rowCount()} analysed: " + (", ".join(parts) or "none ok")
-                             + f"; {self._errors} error(s).")
+        self.summary.setText(f"{self.model.rowCount()} files: " + (", ".join(parts) or "no call")
+                             + f"; {self._out_of_scope} out of scope; {self._errors} error(s).")
 
     def _on_click(self, index: QModelIndex) -> None:
         if index.isValid():
@@ -262,7 +265,9 @@ class BatchDialog(QDialog):
             return ""
         try:
             n = write_report(path, rows, ModelInfo.from_classifier(self.classifier),
-                             include_identifiers=self.identifiers.isChecked())
+                             include_identifiers=self.identifiers.isChecked(),
+                             run={"folder": self.folder, "provider": self.classifier.provider,
+                                  "provider_note": self.classifier.provider_note, "source": "RadLens batch window"})
         except Exception as e:  # noqa: BLE001
             msg = describe_error(e) if not isinstance(e, OSError) else f"{e.strerror or e}. Choose a writable location."
             self.dialogs.error("Export failed", f"The report could not be written to {path}: {msg}")

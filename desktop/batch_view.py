@@ -1,5 +1,6 @@
 """The batch results table: a model over ``engine.batch.BatchRow`` and a proxy that sorts
-numerically and filters by predicted class or errors."""
+numerically and filters by call, out-of-scope rows or errors. Columns follow the engine's
+decision rule: the call (top class), the flags (classes at or above their operating points)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from engine.batch import BatchRow
 SORT_ROLE = Qt.ItemDataRole.UserRole
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 ERROR_COLOR = QColor(220, 60, 60)
-ALL, ERRORS = "All files", "Errors only"
+SCOPE_COLOR = QColor(150, 110, 20)
+ALL, ERRORS, OUT_OF_SCOPE = "All files", "Errors only", "Out of scope"
+STATUS_TEXT = {"ok": "ok", "out_of_scope": "out of scope", "error": "error"}
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -22,7 +25,9 @@ class BatchTableModel(QAbstractTableModel):
     def __init__(self, labels: Sequence[str], parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)
         self.labels = tuple(labels)
-        self.columns = ["File", "Status", "Prediction", "Top %", *(f"{lab} %" for lab in self.labels), "Error"]
+        self.columns = ["File", "Status", "Call", "Call %", "Flags", *(f"{lab} %" for lab in self.labels),
+                        "Scope / error"]
+        self._first_prob = 5
         self._rows: list[BatchRow] = []
 
     def rows(self) -> list[BatchRow]:
@@ -62,15 +67,21 @@ class BatchTableModel(QAbstractTableModel):
         if col == 0:
             return row.rel_path, row.rel_path.lower()
         if col == 1:
-            return row.status, row.status
+            text = STATUS_TEXT.get(row.status, row.status)
+            return text, text
         if col == 2:
             return row.label, row.label
         if col == 3:
             return (f"{row.top_prob * 100:.1f}" if row.ok else ""), (row.top_prob if row.ok else -1.0)
-        if 4 <= col < 4 + n:
-            p = row.probs.get(self.labels[col - 4])
+        if col == 4:
+            text = ", ".join(row.flags) if row.ok else ""
+            return text, text
+        k = self._first_prob
+        if k <= col < k + n:
+            p = row.probs.get(self.labels[col - k]) if row.ok else None  # out of scope: not valid, not shown
             return ("" if p is None else f"{p * 100:.1f}"), (-1.0 if p is None else p)
-        return row.error, row.error
+        text = row.error or row.scope_reason
+        return text, text
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
         if not index.isValid():
@@ -84,16 +95,16 @@ class BatchTableModel(QAbstractTableModel):
         if role == PATH_ROLE:
             return row.path
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.error or row.path
+            return row.error or row.scope_reason or row.path
         if role == Qt.ItemDataRole.ForegroundRole and not row.ok:
-            return QBrush(ERROR_COLOR)
-        if role == Qt.ItemDataRole.TextAlignmentRole and 3 <= col < 4 + len(self.labels):
+            return QBrush(SCOPE_COLOR if row.out_of_scope else ERROR_COLOR)
+        if role == Qt.ItemDataRole.TextAlignmentRole and (col == 3 or self._first_prob <= col < self._first_prob + len(self.labels)):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
 
 class BatchFilterProxy(QSortFilterProxyModel):
-    """Sorts by the numeric sort key; shows all rows, errors only, or one predicted class."""
+    """Sorts by the numeric sort key; shows all rows, errors only, out-of-scope rows only, or one call."""
 
     def __init__(self, parent=None) -> None:  # noqa: ANN001
         super().__init__(parent)
@@ -119,7 +130,9 @@ class BatchFilterProxy(QSortFilterProxyModel):
         assert isinstance(model, BatchTableModel)
         row = model.row_at(source_row)
         if self._mode == ERRORS:
-            return not row.ok
+            return not row.analysed
+        if self._mode == OUT_OF_SCOPE:
+            return row.out_of_scope
         return row.ok and row.label == self._mode
 
     def lessThan(self, left: Index, right: Index) -> bool:  # noqa: N802

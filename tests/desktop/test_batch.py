@@ -41,7 +41,7 @@ def test_batch_rows_errors_and_progress(finished_batch, window) -> None:
     assert ok[0].probs[ref.top_label] == pytest.approx(ref.top_prob, abs=1e-5)
     assert re.search(r"Finished: 10 files in [\d.]+ s \([\d.]+ images/s\)", dlg.status.text())
     assert dlg.bar.value() == dlg.bar.maximum() == 10
-    assert dlg.summary.text().startswith("10 analysed:") and "2 error(s)" in dlg.summary.text()
+    assert dlg.summary.text().startswith("10 files:") and "0 out of scope; 2 error(s)" in dlg.summary.text()
 
 
 def test_batch_filter_sort_and_click_opens(finished_batch, window, qtbot) -> None:
@@ -56,9 +56,11 @@ def test_batch_filter_sort_and_click_opens(finished_batch, window, qtbot) -> Non
         total += proxy.rowCount()
         assert all(proxy.index(r, 2).data() == label for r in range(proxy.rowCount()))
     assert total == 8
+    dlg.filter.setCurrentText("Out of scope")
+    assert proxy.rowCount() == 0  # real radiographs only in this folder (test_scope covers the rest)
     dlg.filter.setCurrentText(ALL)
     assert proxy.rowCount() == 10
-    dlg.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # "Top %", numerically
+    dlg.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)  # "Call %", numerically
     keys = [proxy.index(r, 3).data(SORT_ROLE) for r in range(proxy.rowCount())]
     assert keys == sorted(keys, reverse=True)
     target = proxy.index(0, 0)
@@ -74,8 +76,10 @@ def test_batch_export_csv(finished_batch, window, dialogs, tmp_path: Path) -> No
     out = tmp_path / "report.csv"
     dialogs.csv_paths.append(str(out))
     assert dlg.export() == str(out)
-    comment, rows = read_report(out)
-    assert DISCLAIMER in comment and window.classifier.sha256 in comment
+    meta, rows = read_report(out)
+    assert meta["notice"] == DISCLAIMER and meta["model"]["sha256"] == window.classifier.sha256
+    assert meta["options"]["source"] == "RadLens batch window" and meta["counts"]["files"] == 10
+    assert all(r["notice"] == DISCLAIMER and r["model_sha256"] == window.classifier.sha256 for r in rows)
     assert len(rows) == 10
     assert not any(c in rows[0] for c in IDENTIFIER_COLUMNS)  # identifiers only when asked
     by_file = {r["file"]: r for r in rows}
@@ -84,7 +88,7 @@ def test_batch_export_csv(finished_batch, window, dialogs, tmp_path: Path) -> No
     for r in dlg.model.rows():
         line = by_file[r.rel_path]
         if r.ok:
-            assert line["prediction"] == r.label
+            assert line["call"] == r.label and line["flags"] == ";".join(r.flags)
             for lab, p in r.probs.items():
                 assert float(line[f"prob_{lab}"]) == pytest.approx(p, abs=1e-6)
             assert line["model_name"] == window.classifier.card.name
@@ -107,17 +111,20 @@ def test_batch_export_failure_is_a_message(finished_batch, dialogs, tmp_path: Pa
 
 
 def test_batch_cancel_stops_within_a_second(window, qtbot, cxr_dir: Path) -> None:
-    dlg = window.batch_dialog(str(cxr_dir / "images"))  # 15,535 images: far from done when cancelled
+    from engine.batch import list_images
+
+    total = len(list_images(cxr_dir / "images"))  # 16,539 images: far from done when cancelled
+    dlg = window.batch_dialog(str(cxr_dir / "images"))
     qtbot.waitUntil(lambda: dlg.model.rowCount() >= 32, timeout=30000)
     # the progress signal for these rows follows the rows signal: wait for it, not for the rows alone
-    qtbot.waitUntil(lambda: bool(re.search(r"[1-9]\d* / 15535 files · [\d.]+ images/s · ETA \d+:\d\d", dlg.status.text())),
+    qtbot.waitUntil(lambda: bool(re.search(rf"[1-9]\d* / {total} files · [\d.]+ images/s · ETA \d+:\d\d", dlg.status.text())),
                     timeout=10000)
     t0 = time.perf_counter()
     with qtbot.waitSignal(dlg.finished_batch, timeout=5000) as sig:
         dlg.cancel()
     elapsed = time.perf_counter() - t0
     end = sig.args[0]
-    assert end.cancelled and end.done < end.total == 15535
+    assert end.cancelled and end.done < end.total == total
     assert elapsed < 1.0, f"cancel took {elapsed:.2f} s"
     assert "Cancelled after" in dlg.status.text()
     assert dlg.model.rowCount() == end.done  # every finished row reached the table
