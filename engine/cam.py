@@ -1,18 +1,94 @@
-"""Grad-CAM maps from the model's ``cam`` output: heatmaps at image size and overlays."""
+"""Grad-CAM maps from the model's ``cam`` output: heatmaps at image size and overlays.
+
+The scale. A raw Grad-CAM map is in arbitrary units; scaling each class's map to its own
+peak makes a class at 1% probability look as hot as the call, and a blank image hot all
+over. ``heatmap(..., scale=s)`` divides by one number ``s`` instead, so an intensity means
+the same for every class (and, with the model's scale, every image):
+
+- the model's scale, ``cam_scale`` in the card (written at training time: the 99th
+  percentile of the top class's CAM peak over validation images): 1.0 = as strong as the
+  strongest evidence on validation images;
+- without one, the image's scale: the peak of the top class's map, shared by all classes.
+
+A class whose map peaks under ``NEGLIGIBLE_EVIDENCE`` of the scale has no evidence worth
+drawing: its map is all zeros. ``scale=None`` keeps the old per-class normalisation.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from .preprocess import letterbox_box
 
+NEGLIGIBLE_EVIDENCE = 0.05  # a map peaking under this fraction of the scale is "no evidence"
+MODEL_SCALE = "model"
+IMAGE_SCALE = "image"
+
+
+@dataclass(frozen=True)
+class CamScale:
+    """The number a class's CAM is divided by, and where it comes from."""
+
+    value: float  # CAM units shown as intensity 1.0
+    kind: str  # MODEL_SCALE (the card's cam_scale) or IMAGE_SCALE (this image's top-class peak)
+
+    @property
+    def fixed(self) -> bool:
+        return self.kind == MODEL_SCALE
+
+    def describe(self) -> str:
+        """What the colour scale means, for the legend."""
+        if self.fixed:
+            return "Fixed scale for this model: 1.0 (red) = strong evidence on validation images."
+        return "Relative to this image's strongest class (the model card has no fixed scale)."
+
+
+def card_cam_scale(card: object) -> float | None:
+    """The model-wide CAM scale from a model card (attribute or ``extra["cam_scale"]``), or None."""
+    value = getattr(card, "cam_scale", None)
+    if value is None:
+        extra = getattr(card, "extra", None)
+        value = extra.get("cam_scale") if isinstance(extra, dict) else None
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def cam_scale(cam: np.ndarray, top_index: int, model_scale: float | None = None) -> CamScale:
+    """The scale for one image's maps ([C, h, w]): the model's when it has one, else the
+    peak of the top class's map (shared by all classes)."""
+    if model_scale is not None and math.isfinite(model_scale) and model_scale > 0:
+        return CamScale(float(model_scale), MODEL_SCALE)
+    return CamScale(_peak(cam, top_index), IMAGE_SCALE)
+
+
+def evidence(cam: np.ndarray, class_index: int, scale: float) -> float:
+    """The peak of a class's map as a fraction of ``scale`` (0 when the scale is 0)."""
+    return _peak(cam, class_index) / scale if scale > 0 else 0.0
+
+
+def negligible(cam: np.ndarray, class_index: int, scale: float) -> bool:
+    return evidence(cam, class_index, scale) < NEGLIGIBLE_EVIDENCE
+
+
+def _peak(cam: np.ndarray, class_index: int) -> float:
+    peak = float(np.max(cam[class_index])) if cam[class_index].size else 0.0
+    return peak if math.isfinite(peak) and peak > 0 else 0.0
+
 
 def heatmap(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_hw: tuple[int, int],
             resize: str = "stretch", box: tuple[int, int, int, int] | None = None,
-            box_image_hw: tuple[int, int] | None = None) -> np.ndarray:
+            box_image_hw: tuple[int, int] | None = None, *, scale: float | None = None) -> np.ndarray:
     """The class's CAM ([C, h, w] for one image) as float32 [0, 1] at image size (H, W).
 
+    ``scale``: CAM units shown as 1.0 (see the module notes; ``cam_scale``); the map is zero
+    when the class's evidence is negligible. None: each class scaled to its own peak.
     ``box`` (top, left, height, width): the image region the model saw when it was given a
     crop; the map is drawn there, in full-image coordinates, and is zero outside it.
     ``box_image_hw``: the size of the image the box refers to, when the heatmap is wanted at
@@ -25,13 +101,18 @@ def heatmap(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_
         box = (top, left, max(1, min(H - top, int(round(bh * sy)))), max(1, min(W - left, int(round(bw * sx)))))
     if box is not None and tuple(box) != (0, 0, H, W):
         top, left, bh, bw = (int(v) for v in box)
-        inner = heatmap(cam, class_index, (bh, bw), input_hw, resize)
+        inner = heatmap(cam, class_index, (bh, bw), input_hw, resize, scale=scale)
         out = np.zeros((H, W), np.float32)
         out[top : top + bh, left : left + bw] = inner
         return out
     m = np.maximum(cam[class_index].astype(np.float32), 0.0)
-    peak = float(m.max())
-    m = m / peak if peak > 0 else np.zeros_like(m)
+    if scale is None:
+        peak = float(m.max())
+        m = m / peak if peak > 0 else np.zeros_like(m)
+    elif not (math.isfinite(scale) and scale > 0) or negligible(cam, class_index, scale):
+        return np.zeros((H, W), np.float32)
+    else:
+        m = np.minimum(m / np.float32(scale), 1.0)
     if resize == "letterbox":
         # CAM covers the model input; crop the part that holds the image, then scale.
         ih, iw = input_hw

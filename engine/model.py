@@ -85,6 +85,9 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
             raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
     if "ood" in outs and len(_dims(outs["ood"].shape)) != 1:
         raise ModelError(f"output 'ood' must be [N] (one score per image), got shape {outs['ood'].shape}.")
+    if getattr(card, "ood", None) and "ood" not in outs:
+        raise ModelError("the model card describes an out-of-distribution score ('ood') but the graph has no 'ood' "
+                         "output; re-export the model.")
 
 
 def _model_source(path: Path) -> str | bytes:

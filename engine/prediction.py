@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cam import heatmap
+from .card import DECISION_RULE
 from .image import LoadedImage
 from .scope import IN_SCOPE, Scope
 
-DECISION_RULE = "the call is the top class; flags are the classes at or above their operating points"
+__all__ = ["DECISION_RULE", "Prediction", "decide"]
 
 
 def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[str, float]) -> tuple[str, tuple[str, ...]]:
@@ -77,7 +78,9 @@ class Prediction:
         """Labels whose probability reaches the class's operating point (the flags)."""
         return list(self.flags)
 
-    def heatmap(self, class_index: int | None = None) -> np.ndarray:
-        """Grad-CAM of a class (the call by default) at image size, in [0, 1]."""
+    def heatmap(self, class_index: int | None = None, *, scale: float | None = None) -> np.ndarray:
+        """Grad-CAM of a class (the top class by default) at image size, in [0, 1].
+        ``scale``: CAM units shown as 1.0, the same for every class (``engine.cam.cam_scale``);
+        None: the class's own peak."""
         idx = self.top_index if class_index is None else class_index
-        return heatmap(self.cam, idx, self.image.shape, self.input_size, self.resize, box=self.box)
+        return heatmap(self.cam, idx, self.image.shape, self.input_size, self.resize, box=self.box, scale=scale)

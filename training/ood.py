@@ -137,6 +137,23 @@ def add_ood_head(model: onnx.ModelProto, means: np.ndarray, precision: np.ndarra
     return model
 
 
+def cam_scale(model_path: Path, files: list[Path], quantile: float = 0.99) -> dict:
+    """The model-wide Grad-CAM scale: the ``quantile`` of the call's CAM peak over validation
+    images. Heatmaps divided by it mean the same across images and classes (1.0 = evidence as
+    strong as on a typical-to-strong validation image)."""
+    clf = Classifier(model_path, device="cpu", warmup=False)
+    peaks = []
+    for f in files:
+        try:
+            x = prepare(load_image(f), clf).x
+        except Exception:  # noqa: BLE001
+            continue
+        out = clf.run(x[None])
+        peaks.append(float(out.cam[0, int(np.argmax(out.probs[0]))].max()))
+    return {"scale": float(np.quantile(peaks, quantile)), "rule": f"quantile {quantile} of the call's CAM peak",
+            "n": len(peaks), "median_peak": float(np.median(peaks))}
+
+
 def _split_rows(split_file: Path) -> list[dict[str, str]]:
     with open(split_file, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -180,11 +197,16 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
         s_dev = scores(f_dev, means, precision)
         report["ood_dev"] = {"n": int(len(s_dev)), "flagged": float(np.mean(s_dev > threshold)),
                              "median": float(np.median(s_dev))}
+    report["cam_scale"] = cam_scale(model_path, [data / r["file"] for r in val])
     model = add_ood_head(onnx.load(str(model_path)), means, precision)
+    card["cam_scale"] = report["cam_scale"]["scale"]
     card["ood"] = {"method": METHOD, "threshold": threshold, "output": OOD_OUTPUT,
                    "threshold_rule": report["threshold_rule"], "val_flagged": report["val"]["flagged"],
                    "ood_dev_flagged": report.get("ood_dev", {}).get("flagged")}
-    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, CARD_KEY: json.dumps(card, sort_keys=True)})
+    from engine.card import ModelCard
+
+    card_json = ModelCard.from_dict(card).to_json()  # the shared schema: a card the engine refuses is never written
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, CARD_KEY: card_json})
     target = out or model_path
     onnx.save(model, str(target))
     # verify: the graph's score equals the numpy score on the same features
@@ -197,3 +219,28 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
         raise RuntimeError(f"in-graph OOD score differs from numpy by {report['graph_vs_numpy_max_abs_diff']:.3g}")
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m training.ood", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path, help="RadLens classifier .onnx (changed in place unless -o)")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/cxr"))
+    ap.add_argument("--split-file", type=Path, required=True)
+    ap.add_argument("--ood-dev", type=Path, default=Path("../shared/data/ood-dev"))
+    ap.add_argument("-o", "--output", type=Path, default=None)
+    ap.add_argument("--max-train", type=int, default=4000)
+    ap.add_argument("--max-val", type=int, default=1500)
+    ap.add_argument("--quantile", type=float, default=0.995)
+    a = ap.parse_args(argv)
+    report = run(a.model, a.data, a.split_file, a.ood_dev, a.output, a.max_train, a.max_val, a.quantile)
+    print(json.dumps(report, indent=1))
+    target = a.output or a.model
+    Path(str(target).removesuffix(".onnx") + ".ood.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
