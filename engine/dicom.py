@@ -198,6 +198,8 @@ def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_
         modality=_text(ds, "Modality"), photometric=photometric, bits_stored=bits_stored,
         transfer_syntax=str(ts), transfer_syntax_name=ts.name, pixel_spacing=spacing,
         view_position=_text(ds, "ViewPosition"), body_part=_text(ds, "BodyPartExamined"),
+        description=" | ".join(dict.fromkeys(t for k in ("StudyDescription", "SeriesDescription", "ProtocolName")
+                                             if (t := _text(ds, k).strip()))),
         frames=frames, frame_used=0, default_window=window, windows=windows, voi_source=source,
         inverted=inverted, notes=tuple(notes),
         identifiers=Identifiers(

@@ -48,6 +48,7 @@ class ImageMeta:
     pixel_spacing: tuple[float, float] | None = None
     view_position: str = ""
     body_part: str = ""
+    description: str = ""  # Study / Series Description and Protocol Name, " | "-joined (scope evidence)
     frames: int = 1
     frame_used: int = 0
     default_window: Window | None = None

@@ -36,6 +36,13 @@ MODALITY_NAMES = {
 }
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_PA", "CHEST_AP", "PORTABLE CHEST",
                               "TORAX", "THORAX_PA", "CHEST PA", "CHEST AP", "BRUST", "POITRINE", "PECHO", "TORACE"})
+# Words in a Study/Series Description or Protocol Name that name another body part (English and
+# DICOM's defined terms); a description that also names the chest never decides.
+OTHER_PART_WORDS = ("TEETH", "TOOTH", "DENTAL", "DENT ", "PANORAM", "MANDIB", "KNEE", "ANKLE", "FOOT", "FEET", "TOE",
+                    "HAND", "FINGER", "WRIST", "ELBOW", "FOREARM", "HUMERUS", "HIP", "PELVIS", "FEMUR", "TIBIA",
+                    "FIBULA", "SKULL", "HEAD", "SINUS", "CSPINE", "C-SPINE", "LSPINE", "L-SPINE", "SPINE", "ABDOMEN",
+                    "EXTREMITY", "LEG", "ARM", "MAMMO", "BREAST")
+CHEST_WORDS = ("CHEST", "THORAX", "THORAC", "LUNG", "PULMO", "TORAX", "CXR", "RIB")
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLD", "RLD", "LLO", "RLO"})
 
 # Image statistics (on the display pixels, [0, 1]); see bench/scope_thresholds.py for how they were chosen.
@@ -44,7 +51,7 @@ MIN_SPREAD = 0.06  # 1st-99th percentile range: below it the image is blank or n
 MIN_STD = 0.02
 MAX_NOISE = 0.35  # mean |x - blur(x)| / std at 256 px: radiographs are far smoother than noise
 MAX_FLAT = 0.30  # fraction of pixels in exactly flat 5x5 areas at a mid grey: screenshots, drawings
-MAX_COLOUR = 0.06  # mean chroma of a colour image (0 = grey): above it, a photograph or a screenshot
+MAX_COLOUR = 0.10  # mean saturation of a colour image's lit pixels (0 = grey): above it, a photograph
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,12 @@ def header_evidence(meta: ImageMeta) -> Scope | None:
     if body and body not in CHEST_BODY_PARTS and "CHEST" not in body and "THORAX" not in body:
         return _out("body_part", f"the DICOM header says the body part is {body.lower()}, not the chest: "
                     "RadLens analyses frontal chest radiographs only.", {"body_part": body})
+    desc = " ".join((getattr(meta, "description", "") or "").upper().replace("_", " ").split())
+    if desc and not any(w in desc for w in CHEST_WORDS):
+        word = next((w for w in OTHER_PART_WORDS if _has_word(desc, w.strip())), None)
+        if word is not None:
+            return _out("body_part", f"the DICOM header describes the study as \"{desc.lower()}\", not a chest "
+                        "radiograph: RadLens analyses frontal chest radiographs only.", {"description": desc})
     view = (meta.view_position or "").strip().upper()
     if view in LATERAL_VIEWS:
         return _out("lateral", f"this is a lateral view (View Position {view}): RadLens analyses frontal "
@@ -89,22 +102,36 @@ def header_evidence(meta: ImageMeta) -> Scope | None:
     return None
 
 
+STATS_SIDE = 128  # the statistics are measured on a copy at most this many pixels on its long side
+
+
+def _has_word(text: str, word: str) -> bool:
+    """``word`` at the start of a word of ``text`` (so HIP matches HIPS but not CHIP; LEG not COLLEGE)."""
+    import re
+
+    return re.search(rf"(?<![A-Z]){re.escape(word)}", text) is not None
+
+
 def image_statistics(pixels: np.ndarray) -> dict[str, float]:
-    """The statistics the pixel rules use, on a copy at most 256 px on its long side."""
+    """The statistics the pixel rules use, on an 8-bit copy subsampled to about ``STATS_SIDE`` px
+    on its long side (about 0.15 ms): percentiles and spread from its histogram, a noise ratio,
+    and the fraction of exactly flat 5x5 areas at a mid grey."""
     h, w = pixels.shape[:2]
-    s = min(1.0, 256.0 / max(h, w))
-    small = cv2.resize(pixels, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
-        if s < 1.0 else pixels.astype(np.float32, copy=False)
-    lo, hi = np.percentile(small, [1, 99])
-    std = float(small.std())
-    blur = cv2.GaussianBlur(small, (3, 3), 0)
-    noise = float(np.mean(np.abs(small - blur)) / (std + 1e-6))
-    # exactly flat 5x5 neighbourhoods at a mid grey (not the black or white borders of a film)
-    u8 = np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    step = max(1, round(max(h, w) / STATS_SIDE))  # plain subsampling: 50x faster than INTER_AREA on a 2k image
+    u8 = cv2.convertScaleAbs(np.ascontiguousarray(pixels[::step, ::step]), alpha=255.0)
+    hist = cv2.calcHist([u8], [0], None, [256], [0, 256]).ravel().astype(np.float64)
+    cdf = np.cumsum(hist) / max(hist.sum(), 1.0)
+    lo, hi = np.searchsorted(cdf, 0.01) / 255.0, np.searchsorted(cdf, 0.99) / 255.0
+    levels = np.arange(256) / 255.0
+    freq = hist / max(hist.sum(), 1.0)
+    mean = float(np.dot(freq, levels))
+    std = float(np.sqrt(max(0.0, float(np.dot(freq, (levels - mean) ** 2)))))
+    blur = cv2.GaussianBlur(u8, (3, 3), 0)
+    noise = float(cv2.absdiff(u8, blur).mean() / 255.0 / (std + 1e-6))
     kernel = np.ones((5, 5), np.uint8)
     flat = cv2.dilate(u8, kernel) == cv2.erode(u8, kernel)
     mid = (u8 > 8) & (u8 < 247)
-    return {"spread": float(hi - lo), "std": std, "noise": noise, "flat": float(np.mean(flat & mid)),
+    return {"spread": float(hi - lo), "std": std, "noise": noise, "flat": float(np.count_nonzero(flat & mid)) / u8.size,
             "min_side": float(min(h, w))}
 
 
