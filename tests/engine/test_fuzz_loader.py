@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import fuzzcases
+import pytest
 
 CASES = int(os.environ.get("RADLENS_FUZZ_CASES", "800"))
 SEED = int(os.environ.get("RADLENS_FUZZ_SEED", "20261129"))
