@@ -76,6 +76,8 @@ class Actions:
         wl.addActions([d.numeric, self.save_preset])
         v.addActions([d.invert_action, d.reset])
         v.addSeparator()
+        v.addAction(d.lung_toggle)
+        v.addSeparator()
         v.addActions([self.prev, self.next])
         v.addSeparator()
         panels = v.addMenu("&Panels")

@@ -1,4 +1,6 @@
-"""Grad-CAM controls: show/hide (G), opacity, which class, and the colour legend."""
+"""Grad-CAM controls: show/hide (G), opacity, which class, the colour legend and what its
+scale means (fixed for the model, or relative to the image), and "no evidence" for a class
+whose map is negligible."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Sequence
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+
+from engine.cam import CamScale
 
 from .convert import rgb_qimage
 from .core.windowing import legend_rgb
@@ -39,7 +43,8 @@ class CamControls(QWidget):
         legend.setScaledContents(True)
         legend.setMinimumWidth(120)
         legend.setFixedHeight(12)
-        legend.setToolTip("Turbo colour map: blue = little evidence, red = strong evidence for the class")
+        legend.setToolTip("Turbo colour map: blue = little evidence, red = strong evidence for the class. "
+                          "Every class is drawn on the same scale.")
         grid = QGridLayout()
         grid.addWidget(QLabel("Opacity"), 0, 0)
         row = QHBoxLayout()
@@ -58,14 +63,26 @@ class CamControls(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.check)
         lay.addLayout(grid)
+        self.scale_note = QLabel()
+        self.scale_note.setObjectName("camScaleNote")
+        self.scale_note.setWordWrap(True)
+        self.scale_note.setVisible(False)
+        lay.addWidget(self.scale_note)
+        self.evidence_note = QLabel()
+        self.evidence_note.setObjectName("camEvidenceNote")
+        self.evidence_note.setWordWrap(True)
+        self.evidence_note.setStyleSheet("QLabel#camEvidenceNote { font-weight: bold; }")
+        self.evidence_note.setVisible(False)
+        lay.addWidget(self.evidence_note)
         note = QLabel("Grad-CAM shows where the model looked, not where disease is.")
         note.setWordWrap(True)
         note.setStyleSheet("color: palette(mid);")
         lay.addWidget(note)
         self.set_labels(())
 
-    def set_labels(self, labels: Sequence[str], top: int = 0) -> None:
-        """The model's classes; selects the top class."""
+    def set_labels(self, labels: Sequence[str], top: int = 0, mark: str = "call") -> None:
+        """The model's classes; selects the top class, named with ``mark`` ("call", or e.g.
+        "top, not valid" for an out-of-scope image shown anyway)."""
         self.classes.blockSignals(True)
         self.classes.clear()
         for i, lab in enumerate(labels):
@@ -73,9 +90,29 @@ class CamControls(QWidget):
         self._top = top
         if labels:
             self.classes.setCurrentIndex(top)
-            self.classes.setItemText(top, f"{labels[top]} (top class)")
+            if mark:
+                self.classes.setItemText(top, f"{labels[top]} ({mark})")
         self.classes.blockSignals(False)
         self.classes.setEnabled(bool(labels))
+        if not labels:
+            self.set_scale(None)
+            self.set_evidence_note("")
+
+    def set_scale(self, scale: CamScale | None) -> None:
+        """Say what the colours' scale is (None: no heatmap, nothing to say)."""
+        self.scale_note.setText(f"Scale: {scale.describe()}" if scale is not None else "")
+        self.scale_note.setToolTip(
+            "" if scale is None else
+            "Every class is drawn on this one scale, so the same colour means the same strength of evidence. "
+            + ("The model card gives the scale: the 99th percentile of the top class's peak on validation images."
+               if scale.fixed else "The model card gives no fixed scale, so colours compare classes within this "
+               "image only, not across images."))
+        self.scale_note.setVisible(scale is not None)
+
+    def set_evidence_note(self, text: str) -> None:
+        """E.g. "no evidence for this class" when the selected class's map is negligible."""
+        self.evidence_note.setText(text)
+        self.evidence_note.setVisible(bool(text))
 
     def class_index(self) -> int:
         return max(0, self.classes.currentIndex())

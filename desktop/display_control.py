@@ -1,5 +1,6 @@
 """What the image view shows: window/level (presets, numeric entry, right-drag, invert,
-reset), zoom actions, and the Grad-CAM overlay (toggle, class, opacity).
+reset), zoom actions, the Grad-CAM overlay (toggle, class, opacity; "no evidence" instead of
+a map for a class whose evidence is negligible) and the lung outline (toggle).
 
 Pixels come prepared from a worker (``DisplaySource``); here they only pass through a
 lookup table and become a QImage, on the GUI thread, coalesced to one render per
@@ -14,9 +15,18 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
 
 from engine import Window
+from engine.cam import NEGLIGIBLE_EVIDENCE
 
 from .convert import gray_qimage, rgba_qimage
-from .core.windowing import BUILTIN_PRESETS, DEFAULT_PRESET, PRESET_HELP, DisplaySource, drag_window, render
+from .core.windowing import (
+    BUILTIN_PRESETS,
+    DEFAULT_PRESET,
+    PRESET_HELP,
+    DisplaySource,
+    drag_window,
+    lung_contours,
+    render,
+)
 from .image_view import ImageView
 
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
@@ -66,7 +76,7 @@ class DisplayController(QObject):
     windowChanged = Signal(str)  # a short description for the status bar
 
     def __init__(self, view: ImageView, user_presets: list[Window], cam_visible: bool, opacity: float,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, lungs_visible: bool = False) -> None:
         super().__init__(parent)
         self.view = view
         self.src: DisplaySource | None = None
@@ -75,6 +85,8 @@ class DisplayController(QObject):
         self.user_presets = list(user_presets)
         self._drag_start: Window | None = None
         self._heat: tuple[np.ndarray, ...] = ()
+        self._evidence: tuple[float, ...] = ()
+        self._cam_labels: tuple[str, ...] = ()
         self._cam_class = 0
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -85,14 +97,15 @@ class DisplayController(QObject):
         self.bar.preset.activated.connect(self._on_preset_combo)
         self.bar.center.valueChanged.connect(self._on_numeric)
         self.bar.width.valueChanged.connect(self._on_numeric)
-        self._make_actions(cam_visible)
+        self._make_actions(cam_visible, lungs_visible)
         view.windowDragStarted.connect(self._drag_started)
         view.windowDragged.connect(self._dragged)
         view.set_overlay_opacity(opacity)
         view.set_overlay_visible(cam_visible)
+        view.set_lung_outline_visible(lungs_visible)
         self._set_enabled(False)
 
-    def _make_actions(self, cam_visible: bool) -> None:
+    def _make_actions(self, cam_visible: bool, lungs_visible: bool = False) -> None:
         v = self.view
         self.fit = action(self, "&Fit to window", "F", "Fit the whole image in the view")
         self.fit.triggered.connect(v.fit_to_window)
@@ -119,6 +132,12 @@ class DisplayController(QObject):
         self.cam_toggle = action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True)
         self.cam_toggle.setChecked(cam_visible)
         self.cam_toggle.toggled.connect(self.view.set_overlay_visible)
+        self.cam_toggle.toggled.connect(lambda _on: self._show_cam_note())
+        self.lung_toggle = action(self, "Outline &lungs", "L", "Draw the outline of the lung fields the "
+                                  "segmentation model found", checkable=True)
+        self.lung_toggle.setChecked(lungs_visible)
+        self.lung_toggle.toggled.connect(self.view.set_lung_outline_visible)
+        self.lung_toggle.setEnabled(False)  # until an image with a lung field is shown
         self.cam_next = action(self, "Next heatmap &class", "C", "Show the Grad-CAM of the next class")
         self.cam_less = action(self, "Heatmap opacity down", "[", "Make the heatmap more transparent")
         self.cam_more = action(self, "Heatmap opacity up", "]", "Make the heatmap more opaque")
@@ -143,12 +162,16 @@ class DisplayController(QObject):
         self._fill_presets()
         self.view.set_image(gray_qimage(render(src, None)), reset_view=True)
         self.view.set_overlay(None)
+        self.set_lungs(None)
+        self.view.set_note("")
         self._set_enabled(True)
         self._sync_widgets()
 
     def clear(self, message: str) -> None:
         self.src = None
         self._heat = ()
+        self._evidence = ()
+        self.lung_toggle.setEnabled(False)
         self.view.clear(message)
         self._set_enabled(False)
         self.windowChanged.emit("")
@@ -287,23 +310,61 @@ class DisplayController(QObject):
         self._schedule()
 
     # -- Grad-CAM ------------------------------------------------------------------------
-    def set_heatmaps(self, heat: tuple[np.ndarray, ...], class_index: int) -> None:
+    def set_heatmaps(self, heat: tuple[np.ndarray, ...], class_index: int, evidence: tuple[float, ...] = (),
+                     labels: tuple[str, ...] = ()) -> None:
+        """Every class's overlay (RGBA) and, when known, each class's evidence (its map's
+        peak as a fraction of the shared scale): a class under ``NEGLIGIBLE_EVIDENCE`` is
+        shown as "no evidence", not as a map."""
         self._heat = heat
+        self._evidence = tuple(evidence)
+        self._cam_labels = tuple(labels)
         self.set_cam_class(class_index)
 
     def clear_heatmaps(self) -> None:
         self._heat = ()
+        self._evidence = ()
         self.view.set_overlay(None)
+        self.view.set_note("")
 
     def set_cam_class(self, i: int) -> None:
         self._cam_class = i
-        if 0 <= i < len(self._heat):
+        if 0 <= i < len(self._heat) and not self.no_evidence(i):
             self.view.set_overlay(rgba_qimage(self._heat[i]))
         else:
             self.view.set_overlay(None)
+        self._show_cam_note()
+
+    def no_evidence(self, i: int | None = None) -> bool:
+        """Whether the class (the current one by default) has negligible evidence."""
+        i = self._cam_class if i is None else i
+        return bool(self._heat) and 0 <= i < len(self._evidence) and self._evidence[i] < NEGLIGIBLE_EVIDENCE
+
+    def cam_note(self) -> str:
+        """What the view says about the heatmap of the current class ("" when it shows a map)."""
+        if not self._heat or not self.no_evidence():
+            return ""
+        i = self._cam_class
+        name = self._cam_labels[i] if 0 <= i < len(self._cam_labels) else "this class"
+        return f"Grad-CAM {name}: no evidence for this class (peak under {NEGLIGIBLE_EVIDENCE:.0%} of the scale)."
+
+    def _show_cam_note(self) -> None:
+        self.view.set_note(self.cam_note() if self.cam_toggle.isChecked() else "")
 
     def cam_class(self) -> int:
         return self._cam_class
 
     def has_heatmaps(self) -> bool:
         return bool(self._heat)
+
+    # -- lung outline --------------------------------------------------------------------
+    def set_lungs(self, lungs: object | None) -> None:
+        """The lung field of the current image (``engine.lungs.LungField`` or anything with a
+        bool HxW ``mask`` at image size), or None: no outline, and the toggle is disabled."""
+        mask = getattr(lungs, "mask", None)
+        contours = lung_contours(mask) if isinstance(mask, np.ndarray) and mask.ndim == 2 else []
+        self.view.set_lung_outline(contours, mask.shape if contours else None)
+        has = self.view.has_lung_outline()
+        self.lung_toggle.setEnabled(has)
+        self.lung_toggle.setStatusTip("Draw the outline of the lung fields the segmentation model found" if has else
+                                      "No lung field for this image (the model has no lung segmentation, or it "
+                                      "found none)")

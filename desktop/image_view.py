@@ -1,18 +1,39 @@
 """The image view: a QGraphicsView with the radiograph and the Grad-CAM overlay.
 
 Wheel zooms around the cursor, left-drag pans, right-drag changes window/level (the
-view reports the drag; the window decides what it means). The overlay is a child item
-of the image item scaled to the image's size, so it stays aligned at every zoom and pan.
+view reports the drag; the window decides what it means). The overlay and the lung
+outline are child items of the image item in image coordinates, so they stay aligned at
+every zoom and pan. A banner along the top (why an image was not analysed, or that what is
+shown is not valid for it) and a note along the bottom stay fixed on the screen.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPixmap, QTransform, QWheelEvent
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QTransform,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QLabel, QWidget
 
 MIN_SCALE, MAX_SCALE = 0.01, 40.0
 WHEEL_STEP = 1.0015  # per 1/8 degree of wheel rotation: one notch (120) = 1.2x
+LUNG_COLOR = QColor(255, 64, 220)  # magenta: not in the turbo colour map, visible on grey
+BANNER_STYLE = {
+    "out": "background: rgba(90, 60, 0, 225); color: #ffe08a; border: 1px solid #e0b100;",
+    "invalid": "background: rgba(150, 10, 30, 235); color: white; border: 2px solid #ff5060;",
+}
 
 
 class ImageView(QGraphicsView):
@@ -34,6 +55,18 @@ class ImageView(QGraphicsView):
         self._overlay.setZValue(1)
         self._overlay.setVisible(False)
         self._overlay_wanted = False
+        self._lungs = QGraphicsPathItem(self._image_item)  # child: image coordinates
+        pen = QPen(LUNG_COLOR, 2.0)
+        pen.setCosmetic(True)  # 2 screen pixels at every zoom
+        self._lungs.setPen(pen)
+        self._lungs.setBrush(Qt.BrushStyle.NoBrush)
+        self._lungs.setZValue(2)
+        self._lungs.setVisible(False)
+        self._lungs_wanted = False
+        self._banner = self._floating_label("viewBanner")
+        self._note = self._floating_label("viewNote")
+        self._note.setStyleSheet("QLabel#viewNote { background: rgba(20, 20, 24, 210); color: #e8e8e8; "
+                                 "border-radius: 3px; padding: 3px 6px; }")
         self._has_image = False
         self._fit = True
         self._message = "Drop chest radiographs (PNG, JPEG, DICOM) or a folder here,\nor use File > Open."
@@ -54,6 +87,16 @@ class ImageView(QGraphicsView):
         self.setAcceptDrops(False)
         self.viewport().setAcceptDrops(False)
 
+    def _floating_label(self, name: str) -> QLabel:
+        """A label over the viewport (a child of the view, not of the viewport, so it is never
+        scrolled with the picture), transparent to the mouse."""
+        label = QLabel(self)
+        label.setObjectName(name)
+        label.setWordWrap(True)
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        label.setVisible(False)
+        return label
+
     # -- content -------------------------------------------------------------------------
     def has_image(self) -> bool:
         return self._has_image
@@ -67,6 +110,7 @@ class ImageView(QGraphicsView):
         self.setSceneRect(QRectF(0, 0, image.width(), image.height()))
         self._overlay.setVisible(False)
         self._overlay.setPixmap(QPixmap())
+        self.set_lung_outline(None)
         if reset_view or first:
             self.fit_to_window()
         self.viewport().update()
@@ -80,6 +124,9 @@ class ImageView(QGraphicsView):
         self._image_item.setPixmap(QPixmap())
         self._overlay.setPixmap(QPixmap())
         self._overlay.setVisible(False)
+        self.set_lung_outline(None)
+        self.set_banner("")
+        self.set_note("")
         self._has_image = False
         self._message = message
         self.setSceneRect(QRectF(0, 0, 1, 1))
@@ -117,6 +164,71 @@ class ImageView(QGraphicsView):
 
     def overlay_item(self) -> QGraphicsPixmapItem:
         return self._overlay
+
+    # -- lung outline --------------------------------------------------------------------
+    def set_lung_outline(self, contours: Sequence[np.ndarray] | None, mask_hw: tuple[int, int] | None = None) -> None:
+        """Polygons ((x, y) in the pixels of a mask of size ``mask_hw``, default the image's)
+        drawn over the image; None or empty: no outline."""
+        path = QPainterPath()
+        for c in contours or ():
+            path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in c]))
+            path.closeSubpath()
+        self._lungs.setPath(path)
+        w, h = self.image_size()
+        if mask_hw and w and h and mask_hw[0] and mask_hw[1]:
+            self._lungs.setTransform(QTransform.fromScale(w / mask_hw[1], h / mask_hw[0]))
+        else:
+            self._lungs.setTransform(QTransform())
+        self._lungs.setVisible(self._lungs_wanted and self.has_lung_outline())
+
+    def has_lung_outline(self) -> bool:
+        return self._has_image and not self._lungs.path().isEmpty()
+
+    def set_lung_outline_visible(self, visible: bool) -> None:
+        self._lungs_wanted = visible
+        self._lungs.setVisible(visible and self.has_lung_outline())
+
+    def lung_outline_visible(self) -> bool:
+        return self._lungs.isVisible()
+
+    def lung_outline_item(self) -> QGraphicsPathItem:
+        return self._lungs
+
+    # -- banner and note -----------------------------------------------------------------
+    def set_banner(self, text: str, kind: str = "out") -> None:
+        """A sentence along the top of the view ("" hides it). ``kind``: "out" (amber: the
+        image was not analysed) or "invalid" (red: results shown that are not valid)."""
+        self._banner.setText(text)
+        self._banner.setStyleSheet(f"QLabel#viewBanner {{ {BANNER_STYLE.get(kind, BANNER_STYLE['out'])} "
+                                   "font-weight: bold; border-radius: 3px; padding: 5px 8px; }")
+        self._banner.setVisible(bool(text))
+        self._place_labels()
+
+    def banner(self) -> str:
+        return self._banner.text() if not self._banner.isHidden() else ""
+
+    def set_note(self, text: str) -> None:
+        """A short note at the bottom left of the view ("" hides it)."""
+        self._note.setText(text)
+        self._note.setVisible(bool(text))
+        self._place_labels()
+
+    def note(self) -> str:
+        return self._note.text() if not self._note.isHidden() else ""
+
+    def _place_labels(self) -> None:
+        vp = self.viewport().geometry()
+        margin = 8
+        width = max(60, vp.width() - 2 * margin)
+        self._banner.setFixedWidth(width)
+        self._banner.adjustSize()
+        self._banner.move(vp.left() + margin, vp.top() + margin)
+        self._banner.raise_()
+        natural = self._note.fontMetrics().horizontalAdvance(self._note.text()) + 16  # + padding
+        self._note.setFixedWidth(min(width, natural))
+        self._note.adjustSize()
+        self._note.move(vp.left() + margin, vp.bottom() - margin - self._note.height())
+        self._note.raise_()
 
     # -- zoom and pan --------------------------------------------------------------------
     def scale_factor(self) -> float:
@@ -167,6 +279,7 @@ class ImageView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:  # noqa: ANN001, N802
         super().resizeEvent(event)
+        self._place_labels()
         if self._fit and self._has_image:
             self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
             self.zoomChanged.emit(self.scale_factor())

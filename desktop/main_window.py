@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self.model_reason = "Loading the model…"  # what the state means for the user ("" when READY)
         self.current_path = ""
         self.prediction = None
+        self._result: AnalysisDone | None = None  # the current image's analysis (for "show anyway")
         self.batch_dialogs: list[BatchDialog] = []
         self._model_user_request = False
         self.setWindowTitle(APP_NAME)
@@ -63,7 +64,7 @@ class MainWindow(QMainWindow):
         self.view = ImageView(self)
         self.setCentralWidget(self.view)
         self.display = DisplayController(self.view, self.settings.user_presets(), self.settings.cam_visible,
-                                         self.settings.overlay_opacity, self)
+                                         self.settings.overlay_opacity, self, lungs_visible=self.settings.lungs_visible)
         self.commands = Actions(self, self.device)  # not "actions": QWidget.actions() is a method
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.commands.card, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
@@ -84,7 +85,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._connect_actions()
         self.analysis.cam.opacityChanged.connect(self._on_opacity)
-        self.analysis.cam.classChanged.connect(self.display.set_cam_class)
+        self.analysis.cam.classChanged.connect(self._on_cam_class)
+        self.analysis.probs.showAnywayToggled.connect(self._show_anyway)
         self.display.cam_next.triggered.connect(self._next_cam_class)
         self.display.cam_less.triggered.connect(lambda: self.analysis.cam.step_opacity(-10))
         self.display.cam_more.triggered.connect(lambda: self.analysis.cam.step_opacity(10))
@@ -254,12 +256,16 @@ class MainWindow(QMainWindow):
     def _open_one(self, path: str) -> None:
         self.current_path = path
         self.prediction = None
+        self._result = None
         self.study.browser.select_path(path)
         self.settings.add_recent(path)
         self.settings.last_folder = os.path.dirname(path)
         name = os.path.basename(path)
         self.setWindowTitle(f"{name} - {APP_NAME}")
         self.display.clear_heatmaps()
+        self.display.set_lungs(None)
+        self.view.set_banner("")
+        self.analysis.cam.set_labels(())
         self.analysis.busy(f"Opening {name}…")
         self.analysis.probs.clear("Analysing…" if self.classifier else self.model_reason)
         self.tags.clear("Loading…")
@@ -278,13 +284,51 @@ class MainWindow(QMainWindow):
     def _on_analysed(self, r: AnalysisDone) -> None:
         p = r.prediction
         self.prediction = p
-        self.analysis.probs.set_prediction(p.labels, [float(x) for x in p.probs], p.operating_points)
-        self.analysis.cam.set_labels(p.labels, p.top_index)
-        self.display.set_heatmaps(r.heat, p.top_index)
-        self.analysis.idle(f"{os.path.basename(r.path)}: {call_text(p.call, p.top_prob, p.flags)} "
-                           f"({r.seconds * 1000:.0f} ms)")
-        self.study.analysed(r.path, p.call, p.top_prob)
+        self._result = r
+        name = os.path.basename(r.path)
+        probs = [float(x) for x in p.probs]
+        self.display.set_lungs(p.lungs)
+        if p.in_scope:
+            self.view.set_banner("")
+            self.analysis.probs.set_prediction(p.labels, probs, p.operating_points, call=p.call, flags=p.flags)
+            self._show_heatmaps(r, "call")
+            call_prob = probs[p.labels.index(p.call)] if p.call in p.labels else p.top_prob
+            self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)")
+            self.study.analysed(r.path, p.call, call_prob)
+        else:
+            # no verdict: probabilities and heatmap stay hidden until the user asks (and are marked then)
+            self.view.set_banner(f"Not analysed: {p.scope.reason}", "out")
+            self.analysis.probs.set_out_of_scope(p.scope.reason, p.labels, probs, p.operating_points)
+            self.analysis.cam.set_labels(())
+            self.display.clear_heatmaps()
+            self.analysis.idle(f"{name}: not analysed, out of scope ({r.seconds * 1000:.0f} ms).")
+            self.study.analysed(r.path, "", 0.0, scope_reason=p.scope.reason or "out of scope")
         self.analysisFinished.emit(r.path)
+
+    def _show_heatmaps(self, r: AnalysisDone, mark: str) -> None:
+        p = r.prediction
+        self.analysis.cam.set_labels(p.labels, p.top_index, mark)
+        self.analysis.cam.set_scale(r.cam_scale)
+        self.display.set_heatmaps(r.heat, p.top_index, r.evidence, p.labels)
+        self.analysis.cam.set_evidence_note(self.display.cam_note())
+
+    def _show_anyway(self, on: bool) -> None:
+        """The user's explicit request to see an out-of-scope image's probabilities and heatmap."""
+        r = self._result
+        if r is None or r.prediction.in_scope:
+            return
+        if on:
+            self._show_heatmaps(r, "top, NOT VALID")
+            self.view.set_banner("NOT VALID for this image: probabilities and heatmap shown on request. "
+                                 f"Not analysed: {r.prediction.scope.reason}", "invalid")
+        else:
+            self.analysis.cam.set_labels(())
+            self.display.clear_heatmaps()
+            self.view.set_banner(f"Not analysed: {r.prediction.scope.reason}", "out")
+
+    def _on_cam_class(self, i: int) -> None:
+        self.display.set_cam_class(i)
+        self.analysis.cam.set_evidence_note(self.display.cam_note())
 
     def _on_failed(self, r: Failure) -> None:
         name = os.path.basename(r.path)
@@ -426,6 +470,7 @@ class MainWindow(QMainWindow):
             dlg.close_confirmed = True  # already asked
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.cam_visible = self.display.cam_toggle.isChecked()
+        self.settings.lungs_visible = self.display.lung_toggle.isChecked()
         self.settings.sync()
         for dlg in self.batch_dialogs:
             dlg.shutdown()

@@ -1,5 +1,6 @@
 """Persistent settings (QSettings): last folder, recent files, window presets, overlay
-opacity, device preference, model path, window geometry and dock layout."""
+opacity, heatmap and lung outline visibility, device preference, model path, window
+geometry and dock layout."""
 
 from __future__ import annotations
 
@@ -98,6 +99,14 @@ class Settings:
     @cam_visible.setter
     def cam_visible(self, v: bool) -> None:
         self.qs.setValue("display/cam_visible", bool(v))
+
+    @property
+    def lungs_visible(self) -> bool:
+        return bool(self._get("display/lungs_visible", False, bool))
+
+    @lungs_visible.setter
+    def lungs_visible(self, v: bool) -> None:
+        self.qs.setValue("display/lungs_visible", bool(v))
 
     def user_presets(self) -> list[Window]:
         """Window presets saved by the user (centre/width in the image's value units)."""

@@ -129,7 +129,8 @@ class StudyController(QObject):
         row = self.browser.row_of(item.path)
         if row < 0 or os.path.abspath(item.path) in self.done:
             return
-        self.browser.set_status(row, item.status, item.label, item.prob, item.message, item.thumb)
+        reason = (item.scope_reason or "out of scope") if item.out_of_scope else ""
+        self.browser.set_status(row, item.status, item.label, item.prob, item.message, item.thumb, scope_reason=reason)
 
     # -- the viewer's own results ---------------------------------------------------------
     def image_loaded(self, path: str, thumb: np.ndarray, analysed: bool) -> None:
@@ -140,11 +141,12 @@ class StudyController(QObject):
                 self.done.add(os.path.abspath(path))
                 self.browser.set_status(row, "loaded")
 
-    def analysed(self, path: str, label: str, prob: float) -> None:
+    def analysed(self, path: str, label: str, prob: float, scope_reason: str = "") -> None:
+        """The viewer's result; ``scope_reason``: why the image is out of scope ("" in scope)."""
         self.done.add(os.path.abspath(path))
         row = self.browser.row_of(path)
         if row >= 0:
-            self.browser.set_status(row, "analysed", label, prob)
+            self.browser.set_status(row, "analysed", label, prob, scope_reason=scope_reason)
 
     def failed(self, path: str, message: str) -> None:
         self.done.add(os.path.abspath(path))

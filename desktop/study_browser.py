@@ -1,5 +1,6 @@
 """The study browser: the files of the opened folder or drop, with thumbnail, name,
-status (pending, analysed, error) and predicted class. Arrow keys move through it."""
+status (pending, analysed, error) and the call, or "out of scope" (the reason in the
+tooltip) for an image the model was not built for. Arrow keys move through it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from .core.windowing import THUMB_SIZE
 PATH_ROLE = Qt.ItemDataRole.UserRole
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
 LABEL_ROLE = Qt.ItemDataRole.UserRole + 2
+SCOPE_ROLE = Qt.ItemDataRole.UserRole + 3  # why the image is out of scope ("" in scope)
+OUT_OF_SCOPE = "out of scope"
 
 STATUS_TEXT = {
     "pending": "pending",
@@ -25,6 +28,7 @@ STATUS_TEXT = {
     "error": "error",
 }
 ERROR_COLOR = QColor(220, 60, 60)
+OUT_OF_SCOPE_COLOR = QColor(200, 140, 0)
 
 
 def _placeholder() -> QIcon:
@@ -98,6 +102,16 @@ class StudyBrowser(QWidget):
     def label(self, row: int) -> str:
         return self.list.item(row).data(LABEL_ROLE) or ""
 
+    def text(self, row: int) -> str:
+        return self.list.item(row).text()
+
+    def tooltip(self, row: int) -> str:
+        return self.list.item(row).toolTip()
+
+    def scope_reason(self, row: int) -> str:
+        """Why the row's image is out of scope ("" when it is in scope or not analysed)."""
+        return self.list.item(row).data(SCOPE_ROLE) or ""
+
     def current_path(self) -> str:
         item = self.list.currentItem()
         return item.data(PATH_ROLE) if item else ""
@@ -116,13 +130,14 @@ class StudyBrowser(QWidget):
             self.list.setCurrentRow(row)
 
     def set_status(self, row: int, status: str, label: str = "", prob: float = 0.0, message: str = "",
-                   thumb: np.ndarray | None = None) -> None:
+                   thumb: np.ndarray | None = None, scope_reason: str = "") -> None:
+        """``scope_reason``: the image was analysed but is out of scope (no call); why."""
         if not 0 <= row < self.list.count():
             return
         item = self.list.item(row)
         if thumb is not None:
             self.set_thumbnail(row, thumb)
-        self._set_text(item, status, label, prob, message)
+        self._set_text(item, status, label, prob, message, scope_reason)
         self._update_summary()
 
     def set_pending(self, rows: Sequence[int]) -> None:
@@ -136,19 +151,27 @@ class StudyBrowser(QWidget):
         if 0 <= row < self.list.count():
             self.list.item(row).setIcon(QIcon(QPixmap.fromImage(gray_qimage(thumb))))
 
-    def _set_text(self, item: QListWidgetItem, status: str, label: str, prob: float, message: str) -> None:
+    def _set_text(self, item: QListWidgetItem, status: str, label: str, prob: float, message: str,
+                  scope_reason: str = "") -> None:
         name = os.path.basename(item.data(PATH_ROLE))
+        out = status == "analysed" and bool(scope_reason)
         item.setData(STATUS_ROLE, status)
-        item.setData(LABEL_ROLE, label)
+        item.setData(LABEL_ROLE, "" if out else label)
+        item.setData(SCOPE_ROLE, scope_reason if out else "")
         detail = STATUS_TEXT.get(status, status)
-        if status == "analysed" and label:
+        if out:
+            detail = OUT_OF_SCOPE
+        elif status == "analysed" and label:
             detail = f"{label}  {prob * 100:.0f}%"
         item.setText(f"{name}\n{detail}")
         tip = item.data(PATH_ROLE)
+        if out:
+            tip += f"\nNot analysed: {scope_reason}"
         if message:
             tip += "\n" + message
         item.setToolTip(tip)
-        item.setForeground(QBrush(ERROR_COLOR) if status == "error" else QBrush())
+        item.setForeground(QBrush(ERROR_COLOR) if status == "error" else QBrush(OUT_OF_SCOPE_COLOR) if out
+                           else QBrush())
 
     def _update_summary(self) -> None:
         n = self.list.count()
@@ -157,12 +180,15 @@ class StudyBrowser(QWidget):
             return
         counts: dict[str, int] = {}
         for i in range(n):
-            s = self.list.item(i).data(STATUS_ROLE)
+            item = self.list.item(i)
+            s = item.data(STATUS_ROLE)
+            if s == "analysed" and item.data(SCOPE_ROLE):
+                s = OUT_OF_SCOPE
             counts[s] = counts.get(s, 0) + 1
         parts = [f"{n} file{'s' if n != 1 else ''}"]
-        for key in ("analysed", "pending", "loaded", "error"):
+        for key in ("analysed", OUT_OF_SCOPE, "pending", "loaded", "error"):
             if counts.get(key):
-                parts.append(f"{counts[key]} {STATUS_TEXT[key] if key != 'loaded' else 'not analysed'}")
+                parts.append(f"{counts[key]} {STATUS_TEXT.get(key, key) if key != 'loaded' else 'not analysed'}")
         self.summary.setText(", ".join(parts))
 
     def _on_row(self, row: int) -> None:

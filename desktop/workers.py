@@ -14,10 +14,10 @@ import os
 import threading
 import time
 
-import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine import Classifier, LoadedImage, Prediction, RadLensError, classify
+from engine.cam import card_cam_scale
 
 from .core.decoder import Decoder, shared_decoder
 from .core.messages import (
@@ -31,7 +31,7 @@ from .core.messages import (
     StudyRequest,
     TagsReady,
 )
-from .core.windowing import heat_rgba, make_display_source, thumbnail
+from .core.windowing import ClassHeatmaps, class_heatmaps, make_display_source, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,10 @@ def describe_error(e: BaseException) -> str:
 
 
 # -- workers -------------------------------------------------------------------------------
-def all_heatmaps(pred: Prediction) -> tuple[np.ndarray, ...]:
-    return tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize, pred.box)
-                 for i in range(len(pred.labels)))
+def all_heatmaps(pred: Prediction, card: object = None) -> ClassHeatmaps:
+    """Every class's overlay on one scale: the card's ``cam_scale`` when it has one, else
+    the image's top-class peak (``engine.cam``)."""
+    return class_heatmaps(pred, card_cam_scale(card))
 
 
 class AnalysisWorker(QObject):
@@ -165,11 +166,12 @@ class AnalysisWorker(QObject):
             t1 = time.perf_counter()
             try:
                 pred = classify(image, req.classifier)  # the engine's per-image job
-                heat = all_heatmaps(pred)
+                heat = all_heatmaps(pred, req.classifier.card)
             except Exception as e:  # noqa: BLE001
                 self.failed.emit(Failure(req.generation, req.path, "analysis", describe_error(e)))
             else:
-                self.analysed.emit(AnalysisDone(req.generation, req.path, pred, heat, time.perf_counter() - t1))
+                self.analysed.emit(AnalysisDone(req.generation, req.path, pred, heat.rgba, time.perf_counter() - t1,
+                                                cam_scale=heat.scale, evidence=heat.evidence))
         self._tags(req, image)
 
     def _tags(self, req: OpenRequest, image: LoadedImage | None = None) -> None:
@@ -251,7 +253,8 @@ class StudyWorker(QObject):
         except Exception as e:  # noqa: BLE001
             return StudyItem(req.generation, i, path, "error", thumb, message=describe_error(e))
         return StudyItem(req.generation, i, path, "analysed", thumb, pred.call, pred.top_prob,
-                         tuple(float(p) for p in pred.probs), flags=pred.flags)
+                         tuple(float(p) for p in pred.probs), flags=pred.flags,
+                         scope=pred.scope.label, scope_reason=pred.scope.reason)
 
 
 class AnalysisService(QObject):

@@ -120,7 +120,10 @@ def heatmap(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_
         top, left, nh, nw = letterbox_box(image_hw, input_hw)
         m = up[top : top + nh, left : left + nw]
     out = cv2.resize(m, (W, H), interpolation=cv2.INTER_CUBIC)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    # cubic interpolation overshoots at steep edges: never above the map's own peak, so on a
+    # shared scale a class at half the evidence stays at half the intensity
+    hi = 1.0 if scale is None else (float(m.max()) if m.size else 0.0)
+    return np.clip(out, 0.0, hi).astype(np.float32)
 
 
 def colorize(heat: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import Classifier, LoadedImage, Prediction
+from engine.cam import CamScale
 
 from .windowing import DisplaySource
 
@@ -35,8 +36,10 @@ class AnalysisDone:
     generation: int
     path: str
     prediction: Prediction
-    heat: tuple[np.ndarray, ...]  # RGBA overlay per class, at overlay size
+    heat: tuple[np.ndarray, ...]  # RGBA overlay per class, at overlay size, all on ``cam_scale``
     seconds: float
+    cam_scale: CamScale | None = None  # the one scale of every class's heatmap (None: each class's own peak)
+    evidence: tuple[float, ...] = ()  # per class: its map's peak as a fraction of the scale
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,12 @@ class StudyItem:
     probs: tuple[float, ...] = field(default_factory=tuple)
     message: str = ""
     flags: tuple[str, ...] = ()  # classes at or above their operating points (engine.decide)
+    scope: str = ""  # "in", "out" (engine.scope.Scope.label); "" when not analysed
+    scope_reason: str = ""  # why it is out of scope, a sentence for the user
+
+    @property
+    def out_of_scope(self) -> bool:
+        return self.scope == "out"
 
 
 def call_text(call: str, prob: float, flags: tuple[str, ...]) -> str:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine import LoadedImage, Window
-from engine.cam import colorize, heatmap
+from engine import LoadedImage, Prediction, Window
+from engine.cam import CamScale, cam_scale, colorize, evidence, heatmap
 from engine.display import apply_window
 
 LEVELS = 65536
@@ -171,9 +171,11 @@ def overlay_size(image_hw: tuple[int, int], limit: int = OVERLAY_MAX) -> tuple[i
 
 
 def heat_rgba(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_hw: tuple[int, int],
-              resize: str, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+              resize: str, box: tuple[int, int, int, int] | None = None, *, scale: float | None = None) -> np.ndarray:
     """Grad-CAM of one class as RGBA (turbo colours, alpha = heat) at overlay size.
     ``box``: the image region (top, left, height, width, image pixels) the model saw.
+    ``scale``: CAM units drawn as full heat, shared by all classes (``engine.cam``); a class
+    with negligible evidence is fully transparent. None: the class's own peak.
 
     Drawn over the image with the overlay opacity, this is ``engine.cam.overlay``:
     out = gray * (1 - opacity * heat) + turbo(heat) * opacity * heat."""
@@ -183,13 +185,46 @@ def heat_rgba(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], inpu
         top, left = int(round(box[0] * sy)), int(round(box[1] * sx))
         box = (top, left, max(1, min(size[0] - top, int(round(box[2] * sy)))),
                max(1, min(size[1] - left, int(round(box[3] * sx)))))
-    heat = heatmap(cam, class_index, size, input_hw, resize, box=box)
+    heat = heatmap(cam, class_index, size, input_hw, resize, box=box, scale=scale)
     rgba = np.empty((*heat.shape, 4), np.uint8)
     rgba[:, :, :3] = colorize(heat)
     rgba[:, :, 3] = to_u8(heat)
     return rgba
 
 
+@dataclass(frozen=True)
+class ClassHeatmaps:
+    """Every class's overlay of one prediction on one scale, and each class's evidence."""
+
+    rgba: tuple[np.ndarray, ...]  # per class, at overlay size (transparent where evidence is negligible)
+    scale: CamScale
+    evidence: tuple[float, ...]  # per class: the map's peak as a fraction of the scale
+
+
+def class_heatmaps(pred: Prediction, model_scale: float | None = None) -> ClassHeatmaps:
+    """All classes' overlays on one scale: the model's ``cam_scale`` when the card has one,
+    else the peak of the top class's map (``engine.cam.cam_scale``)."""
+    sc = cam_scale(pred.cam, pred.top_index, model_scale)
+    rgba = tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize, pred.box, scale=sc.value)
+                 for i in range(len(pred.labels)))
+    return ClassHeatmaps(rgba, sc, tuple(evidence(pred.cam, i, sc.value) for i in range(len(pred.labels))))
+
+
 def legend_rgb(width: int = 256, height: int = 12) -> np.ndarray:
     ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
     return colorize(ramp)
+
+
+def lung_contours(mask: np.ndarray, min_points: int = 3) -> list[np.ndarray]:
+    """Outlines of a bool HxW lung mask as float32 [N, 2] (x, y) polygons in image pixels,
+    on pixel edges' centres; holes included. Simplified to within half a pixel."""
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    if m.ndim != 2 or not m.any():
+        return []
+    contours, _ = cv2.findContours(m, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        c = cv2.approxPolyDP(c, 0.5, True)
+        if len(c) >= min_points:
+            out.append(c.reshape(-1, 2).astype(np.float32) + 0.5)  # pixel centres
+    return out

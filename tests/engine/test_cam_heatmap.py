@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cam import colorize, heatmap, overlay
+from engine.cam import (
+    IMAGE_SCALE,
+    MODEL_SCALE,
+    NEGLIGIBLE_EVIDENCE,
+    cam_scale,
+    card_cam_scale,
+    colorize,
+    evidence,
+    heatmap,
+    negligible,
+    overlay,
+)
 
 
 def _hot_cam(rows: slice, cols: slice, c: int = 4, h: int = 16) -> np.ndarray:
@@ -74,3 +85,63 @@ def test_colorize_turbo_ends() -> None:
     assert c.shape == (1, 2, 3) and c.dtype == np.uint8
     assert c[0, 0, 2] > c[0, 0, 0]  # cold end is blue-ish
     assert c[0, 1, 0] > c[0, 1, 2]  # hot end is red-ish
+
+
+# -- one scale for every class (engine.cam's module notes) ---------------------------------------
+def _two_class_cam(strong: float = 3.0, weak: float = 0.05) -> np.ndarray:
+    cam = np.zeros((4, 16, 16), np.float32)
+    cam[1, 0:4, 0:4] = strong  # the top class: clear evidence
+    cam[2, 8:12, 8:12] = weak  # a class at about 1.7% of it: negligible
+    cam[3, 8:12, 8:12] = strong / 2  # half as strong
+    return cam
+
+
+def test_shared_scale_keeps_classes_comparable() -> None:
+    cam = _two_class_cam()
+    # the old per-class normalisation draws the negligible class as a full-intensity blob
+    assert float(heatmap(cam, 2, (64, 64), (64, 64)).max()) > 0.95
+    sc = cam_scale(cam, top_index=1)
+    assert sc.kind == IMAGE_SCALE and sc.value == pytest.approx(3.0) and not sc.fixed
+    top = heatmap(cam, 1, (64, 64), (64, 64), scale=sc.value)
+    half = heatmap(cam, 3, (64, 64), (64, 64), scale=sc.value)
+    assert float(top.max()) > 0.95
+    assert float(half.max()) == pytest.approx(0.5, abs=0.05)  # half the evidence, half the intensity
+    # negligible evidence: no map at all, not a blob
+    assert evidence(cam, 2, sc.value) < NEGLIGIBLE_EVIDENCE and negligible(cam, 2, sc.value)
+    assert not heatmap(cam, 2, (64, 64), (64, 64), scale=sc.value).any()
+    assert not heatmap(cam, 0, (64, 64), (64, 64), scale=sc.value).any()  # no activation at all
+
+
+def test_model_scale_is_the_same_for_every_image() -> None:
+    sc = cam_scale(_two_class_cam(), top_index=1, model_scale=6.0)
+    assert sc.kind == MODEL_SCALE and sc.fixed and sc.value == 6.0
+    assert "fixed scale for this model" in sc.describe().lower()
+    # an image whose strongest evidence is a tenth of the model's scale stays faint, not red
+    faint = _two_class_cam(strong=0.6)
+    h = heatmap(faint, 1, (64, 64), (64, 64), scale=sc.value)
+    assert float(h.max()) == pytest.approx(0.1, abs=0.02)
+    # evidence beyond the scale saturates at 1
+    assert float(heatmap(_two_class_cam(strong=60.0), 1, (64, 64), (64, 64), scale=sc.value).max()) == 1.0
+    # the image scale is said to be relative
+    assert "relative to this image" in cam_scale(faint, 1).describe().lower()
+
+
+def test_scale_applies_inside_a_crop_box_and_zero_scale_draws_nothing() -> None:
+    cam = _two_class_cam()
+    boxed = heatmap(cam, 3, (200, 150), (64, 64), box=(50, 25, 100, 100), scale=3.0)
+    assert float(boxed.max()) == pytest.approx(0.5, abs=0.05) and not boxed[:50].any()
+    negative = -np.ones((4, 16, 16), np.float32)
+    sc = cam_scale(negative, 0)
+    assert sc.value == 0.0
+    assert not heatmap(negative, 0, (32, 32), (64, 64), scale=sc.value).any()
+
+
+def test_card_cam_scale() -> None:
+    from types import SimpleNamespace
+
+    assert card_cam_scale(SimpleNamespace(extra={"cam_scale": 4.5})) == 4.5
+    assert card_cam_scale(SimpleNamespace(cam_scale=2.0, extra={})) == 2.0
+    for bad in (None, 0, -1.0, "x", float("nan"), float("inf")):
+        assert card_cam_scale(SimpleNamespace(extra={"cam_scale": bad})) is None
+    assert card_cam_scale(SimpleNamespace(extra={})) is None
+    assert card_cam_scale(None) is None
