@@ -168,16 +168,35 @@ def stratified_folder(dst: Path, n: int) -> list[Path]:
 # --- sections --------------------------------------------------------------------------------------------
 
 def single_image(name: str, clf: Classifier, png: Path, reps: int) -> None:
-    x = preprocess(load_image(png).pixels, clf.card)[None]
+    """analyze() (load, scope evidence, lung field, preprocessing, model, scope verdict, decision)
+    vs the bare session.run of the models it needs (the classifier, and the lung segmenter when
+    the classifier has one), and the scope check's own share of analyze()."""
+    from engine import prepare
+    from engine.scope import header_and_pixels, verdict
+
+    image = load_image(png)
+    prep = prepare(image, clf)
+    x = prep.x[None]
     feeds = {"image": x}
-    outs = list(REQUIRED_OUTPUTS)
-    for _ in range(3):
+    outs = list(clf._outputs)
+    seg = getattr(clf, "segmenter", None)
+    seg_run = (lambda: seg.segment(image.pixels)) if seg is not None else (lambda: None)
+
+    def bare() -> None:
         clf.session.run(outs, feeds)
+        seg_run()
+
+    for _ in range(3):
+        bare()
         analyze(png, clf)
-    bare, full = interleaved(lambda: clf.session.run(outs, feeds), lambda: analyze(png, clf), reps)
-    decode = median_time(lambda: preprocess(load_image(png).pixels, clf.card), reps)
-    print(f"  {name:<28} bare session.run {bare * 1e3:8.2f} ms   analyze() {full * 1e3:8.2f} ms   "
-          f"overhead {full / bare:5.2f}x  (load+preprocess {decode * 1e3:.2f} ms)")
+    t_bare, full = interleaved(bare, lambda: analyze(png, clf), reps)
+    decode = median_time(lambda: load_image(png), reps)
+    scope = median_time(lambda: verdict(header_and_pixels(image), prep.lungs, 1.0, 2.0), reps)
+    models = "classifier + lung segmenter" if seg is not None else "classifier"
+    print(f"  {name:<28} bare session.run ({models}) {t_bare * 1e3:8.2f} ms   analyze() {full * 1e3:8.2f} ms   "
+          f"overhead {full / t_bare:5.2f}x  (load {decode * 1e3:.2f} ms)")
+    print(f"  {'':<28} scope check (header, pixel statistics, verdict; the lung field and the OOD score are "
+          f"counted in the models) {scope * 1e3:.3f} ms = {100 * scope / full:.1f}% of analyze()")
 
 
 def batch_throughput(name: str, clf: Classifier, folder: Path, files: list[Path], batch_size: int,

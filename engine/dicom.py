@@ -143,7 +143,43 @@ def _decode_error(path: Path, ts: UID, exc: BaseException) -> ImageLoadError:
     return CorruptImageError(f"{path.name}: the pixel data could not be read ({first}). The file may be damaged; re-export or re-copy it.")
 
 
+_JP2_SIGNATURE = b"\x00\x00\x00\x0c\x6a\x50\x20\x20"
+_JPEG2000_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                                "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+
+
+def check_jp2_boxes(path: Path, ds: Dataset, ts: UID) -> None:
+    """Refuse a JPEG 2000 frame wrapped in a JP2 file whose boxes cannot be walked.
+
+    pydicom's ``get_jp2_parameters`` loops forever on a box of length 0 (found by the fuzzer:
+    two cases in 20,000): walk the boxes here first, bounded, and refuse such a file."""
+    if str(ts) not in _JPEG2000_SYNTAXES:
+        return
+    data = ds.get("PixelData")
+    if not isinstance(data, (bytes, bytearray)):
+        return
+    start = data.find(_JP2_SIGNATURE)
+    if start < 0:
+        return
+    offset, end = start + 12, len(data)
+    for _ in range(10_000):
+        if offset + 8 > end:
+            return
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        if data[offset + 4 : offset + 8] == b"jp2c":
+            return
+        if length == 1 and offset + 16 <= end:  # an extended length (XLBox)
+            length = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        if length < 8:
+            raise CorruptImageError(
+                f"{path.name}: the JPEG 2000 data is damaged (a JP2 box of length {length} before the codestream). "
+                "Re-export or re-copy the file."
+            )
+        offset += length
+
+
 def _decode(path: Path, ds: Dataset, ts: UID, frames: int) -> np.ndarray:
+    check_jp2_boxes(path, ds, ts)
     try:
         # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
         # once decoded), so no colour conversion is left to do here.

@@ -386,3 +386,31 @@ def test_decoder_messages_are_separated(dicom_dir: Path) -> None:
     with pytest.raises(UnsupportedImageError) as info:
         load_image(path)
     assert "; ".join(lines[:3]) in str(info.value)  # e.g. "...operating modes; pillow: Pillow does not..."
+
+
+def test_jp2_box_of_length_zero_is_refused_not_a_hang(tmp_path: Path) -> None:
+    """pydicom's JP2 box walk loops forever on a box of length 0 (found by bench/fuzz_loader.py,
+    2 of 20,000 cases): the loader walks the boxes first and refuses the file. Run in a child
+    process with a timeout, so a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    src = get_testdata_file("GDCMJ2K_TextGBR.dcm", download=False)
+    if src is None:
+        pytest.skip("GDCMJ2K_TextGBR.dcm is not bundled with this pydicom")
+    ds = pydicom.dcmread(src)
+    data = bytearray(ds.PixelData)
+    sig = data.find(b"\x00\x00\x00\x0c\x6a\x50\x20\x20")
+    assert sig >= 0, "the seed has a JP2 header"
+    data[sig + 12 : sig + 16] = b"\x00\x00\x00\x00"  # the first box after the signature: length 0
+    ds.PixelData = bytes(data)
+    bad = tmp_path / "jp2-box0.dcm"
+    ds.save_as(bad)
+    code = ("import sys\nfrom engine import load_image\nfrom engine.errors import CorruptImageError\n"
+            f"try:\n    load_image({str(bad)!r})\nexcept CorruptImageError as e:\n    print(e)\n    sys.exit(0)\nsys.exit(3)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0 and "JP2 box of length 0" in run.stdout, run.stderr[-500:]
