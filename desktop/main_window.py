@@ -1,28 +1,30 @@
 """The RadLens main window: view, study browser, analysis and tag docks, menus, status
-bar. It starts work and shows results; the work itself runs in ``workers``."""
+bar. It starts work and shows results; the work itself runs in ``workers``, the model is
+loaded and its state kept by ``model_control``, an analysis is shown by ``result_view``."""
 
 from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QMainWindow
 
-from engine import DISCLAIMER, Classifier, Window, default_model_path
+from engine import DISCLAIMER, Classifier, Prediction, Window
 
 from . import APP_NAME
 from .actions import Actions
 from .analysis_dock import AnalysisDock
 from .batch_dialog import BatchDialog
-from .core.messages import AnalysisDone, Failure, ImageReady, ModelReady, TagsReady, call_text
+from .core.messages import AnalysisDone, Failure, ImageReady, TagsReady
 from .core.model_state import ModelState
 from .dialogs import Dialogs
 from .display_control import DisplayController
 from .image_view import ImageView
 from .model_card import ModelCardDialog
+from .model_control import ModelControl
+from .result_view import ResultView
 from .settings import DEVICES, Settings
 from .shortcuts import ShortcutsDialog
 from .study import StudyController
@@ -46,16 +48,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or Settings()
         self.dialogs = dialogs or Dialogs(self)
-        self.device = device if device in DEVICES else self.settings.device
-        self.classifier: Classifier | None = None
-        self.model_path = ""
-        self.model_state = ModelState.LOADING
-        self.model_reason = "Loading the model…"  # what the state means for the user ("" when READY)
+        device = device if device in DEVICES else self.settings.device
         self.current_path = ""
-        self.prediction = None
-        self._result: AnalysisDone | None = None  # the current image's analysis (for "show anyway")
         self.batch_dialogs: list[BatchDialog] = []
-        self._model_user_request = False
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -65,9 +60,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         self.display = DisplayController(self.view, self.settings.user_presets(), self.settings.cam_visible,
                                          self.settings.overlay_opacity, self, lungs_visible=self.settings.lungs_visible)
-        self.commands = Actions(self, self.device)  # not "actions": QWidget.actions() is a method
+        self.commands = Actions(self, device)  # not "actions": QWidget.actions() is a method
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.commands.card, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
+        self.models = ModelControl(self.service, self.settings, self.dialogs, self.analysis, self.commands, device, self)
         self.study = StudyController(self.service, self)
         self.study.listedStudy.connect(lambda first: self._show_study(first, True))
         self.study.dock.setObjectName("studyDock")
@@ -84,26 +80,50 @@ class MainWindow(QMainWindow):
         self._make_status_bar()
         self._connect()
         self._connect_actions()
-        self.analysis.cam.opacityChanged.connect(self._on_opacity)
-        self.analysis.cam.classChanged.connect(self._on_cam_class)
-        self.analysis.probs.showAnywayToggled.connect(self._show_anyway)
-        self.display.cam_next.triggered.connect(self._next_cam_class)
-        self.display.cam_less.triggered.connect(lambda: self.analysis.cam.step_opacity(-10))
-        self.display.cam_more.triggered.connect(lambda: self.analysis.cam.step_opacity(10))
+        self.results = ResultView(self.view, self.display, self.analysis, self.study, self.settings, self)
         geometry, state = self.settings.geometry(), self.settings.state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-        self._start_model(model_path)
+        self.models.start(model_path)
+
+    # -- the model's and the current result's state (kept by ModelControl and ResultView) --
+    @property
+    def classifier(self) -> Classifier | None:
+        return self.models.classifier
+
+    @property
+    def model_path(self) -> str:
+        return self.models.path
+
+    @property
+    def model_state(self) -> ModelState:
+        return self.models.state
+
+    @property
+    def model_reason(self) -> str:
+        """What the model state means for the user ("" when READY)."""
+        return self.models.reason
+
+    @property
+    def device(self) -> str:
+        return self.models.device
+
+    @property
+    def prediction(self) -> Prediction | None:
+        return self.results.prediction
+
+    @property
+    def _result(self) -> AnalysisDone | None:
+        return self.results.result
 
     # -- construction --------------------------------------------------------------------
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
         self.wl_label = QLabel("")
         self.zoom_label = QLabel("")
-        self.provider_label = QLabel("No model")
-        self.provider_label.setObjectName("providerLabel")
+        self.provider_label = self.models.label
         self.disclaimer_label = QLabel(DISCLAIMER)
         self.disclaimer_label.setObjectName("disclaimerLabel")
         self.disclaimer_label.setStyleSheet("QLabel#disclaimerLabel { color: white; background: #7a1020; "
@@ -119,7 +139,9 @@ class MainWindow(QMainWindow):
         s.analysed.connect(self._on_analysed)
         s.failed.connect(self._on_failed)
         s.tagsReady.connect(self._on_tags)
-        s.modelReady.connect(self._on_model)
+        self.models.changed.connect(self.modelChanged)
+        self.models.loaded.connect(self._on_model_loaded)
+        self.models.turnedOff.connect(self._on_model_off)
         self.view.navigate.connect(self.study.browser.move)
 
     def _connect_actions(self) -> None:
@@ -140,97 +162,23 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _=False, d=dev: self.set_device(d))
         a.recent_menu.aboutToShow.connect(self._fill_recent)
 
-    def _set_model_state(self, state: ModelState, reason: str = "") -> None:
-        self.model_state = state
-        self.model_reason = reason
-
     # -- model ---------------------------------------------------------------------------
-    def _start_model(self, explicit: str | None) -> None:
-        path = explicit or self.settings.model_path or str(default_model_path())
-        if not explicit and self.settings.model_path and not Path(self.settings.model_path).is_file():
-            path = str(default_model_path())  # a remembered model that went away: back to the default
-        if not Path(path).is_file():
-            self._set_no_model(ModelState.NONE, f"Analysis is off: no model file at {path}. "
-                               "Use File > Load model… to choose a RadLens .onnx model; images can still be viewed.")
-            return
-        self._load_model(path, user=False)
-
-    def _load_model(self, path: str, user: bool) -> None:
-        self._model_user_request = user
-        self._set_model_state(ModelState.LOADING, f"Loading the model {os.path.basename(path)}…")
-        self.provider_label.setText("Loading model…")
-        self.analysis.model.setText(self.model_reason)
-        self.statusBar().showMessage(self.model_reason)
-        self.service.load_model(path, self.device)
-
-    def _set_no_model(self, state: ModelState, reason: str) -> None:
-        self.classifier = None
-        self._set_model_state(state, reason)
-        self.provider_label.setText("No model: analysis off")
-        self.provider_label.setToolTip(reason)
-        self.analysis.model.setText(reason)
-        self.commands.model_actions_enabled(False)
+    def _on_model_off(self, reason: str) -> None:
         if not self.current_path:
             self.analysis.idle(reason)
             self.analysis.probs.clear(reason)
-        self.statusBar().showMessage(reason)
-        self.modelChanged.emit()
 
-    def _on_model(self, r: ModelReady) -> None:
-        user = self._model_user_request
-        self._model_user_request = False
-        if r.classifier is None:
-            msg = f"The model {os.path.basename(r.path)} was refused: {r.message}"
-            if user:
-                self.dialogs.error("Model refused", msg + ("\n\nThe previous model stays in use." if self.classifier else ""))
-            if self.classifier is not None:
-                self._set_model_state(ModelState.READY)
-                self.statusBar().showMessage(msg + " The previous model stays in use.", 15000)
-                self._show_model_info()
-                self.modelChanged.emit()
-                return
-            self._set_no_model(ModelState.FAILED,
-                               f"Analysis is off: {msg} Use File > Load model… to choose another model.")
-            return
-        self.classifier = r.classifier
-        self.model_path = r.path
-        if user:
-            self.settings.model_path = r.path
-        self._set_model_state(ModelState.READY)
-        self._show_model_info()
-        self.commands.model_actions_enabled(True)
-        self.statusBar().showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
-                                     f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)
-        self.modelChanged.emit()
+    def _on_model_loaded(self) -> None:
         if self.current_path:
             self._open_one(self.current_path)
         self.study.restart(self.classifier)
         QTimer.singleShot(500, self.service.decoder.warm)  # DICOM decoding processes, off the start-up path
 
-    def _show_model_info(self) -> None:
-        c = self.classifier
-        if c is None:
-            return
-        text = c.device_label if not c.provider_note else f"{c.device_label} (fallback)"
-        self.provider_label.setText(f"Provider: {text}")
-        self.provider_label.setToolTip(f"{c.provider}" + (f": {c.provider_note}" if c.provider_note else ""))
-        info = (f"{c.card.name} {c.card.version}, classes {', '.join(c.labels)}.\nRunning on {c.device_label} "
-                f"[{c.provider}]")
-        if c.provider_note:
-            info += f"\n{c.provider_note}"
-        self.analysis.model.setText(info)
-
     def set_device(self, device: str) -> None:
-        self.device = device
-        self.settings.device = device
-        if self.model_path or self.classifier is not None:
-            # the same model on another device: the remembered model choice stays as it is
-            self._load_model(self.model_path, user=False)
+        self.models.set_device(device)
 
     def load_model_dialog(self) -> None:
-        path = self.dialogs.open_model(os.path.dirname(self.model_path) or str(default_model_path().parent))
-        if path:
-            self._load_model(path, user=True)
+        self.models.load_dialog()
 
     # -- opening ---------------------------------------------------------------------------
     def open_paths(self, paths: list[str]) -> None:
@@ -255,17 +203,12 @@ class MainWindow(QMainWindow):
 
     def _open_one(self, path: str) -> None:
         self.current_path = path
-        self.prediction = None
-        self._result = None
         self.study.browser.select_path(path)
         self.settings.add_recent(path)
         self.settings.last_folder = os.path.dirname(path)
         name = os.path.basename(path)
         self.setWindowTitle(f"{name} - {APP_NAME}")
-        self.display.clear_heatmaps()
-        self.display.set_lungs(None)
-        self.view.set_banner("")
-        self.analysis.cam.set_labels(())
+        self.results.clear()
         self.analysis.busy(f"Opening {name}…")
         self.analysis.probs.clear("Analysing…" if self.classifier else self.model_reason)
         self.tags.clear("Loading…")
@@ -282,53 +225,8 @@ class MainWindow(QMainWindow):
             self.analysis.busy(f"Analysing {os.path.basename(r.path)}…")
 
     def _on_analysed(self, r: AnalysisDone) -> None:
-        p = r.prediction
-        self.prediction = p
-        self._result = r
-        name = os.path.basename(r.path)
-        probs = [float(x) for x in p.probs]
-        self.display.set_lungs(p.lungs)
-        if p.in_scope:
-            self.view.set_banner("")
-            self.analysis.probs.set_prediction(p.labels, probs, p.operating_points, call=p.call, flags=p.flags)
-            self._show_heatmaps(r, "call")
-            call_prob = probs[p.labels.index(p.call)] if p.call in p.labels else p.top_prob
-            self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)")
-            self.study.analysed(r.path, p.call, call_prob)
-        else:
-            # no verdict: probabilities and heatmap stay hidden until the user asks (and are marked then)
-            self.view.set_banner(f"Not analysed: {p.scope.reason}", "out")
-            self.analysis.probs.set_out_of_scope(p.scope.reason, p.labels, probs, p.operating_points)
-            self.analysis.cam.set_labels(())
-            self.display.clear_heatmaps()
-            self.analysis.idle(f"{name}: not analysed, out of scope ({r.seconds * 1000:.0f} ms).")
-            self.study.analysed(r.path, "", 0.0, scope_reason=p.scope.reason or "out of scope")
+        self.results.show(r)
         self.analysisFinished.emit(r.path)
-
-    def _show_heatmaps(self, r: AnalysisDone, mark: str) -> None:
-        p = r.prediction
-        self.analysis.cam.set_labels(p.labels, p.top_index, mark)
-        self.analysis.cam.set_scale(r.cam_scale)
-        self.display.set_heatmaps(r.heat, p.top_index, r.evidence, p.labels)
-        self.analysis.cam.set_evidence_note(self.display.cam_note())
-
-    def _show_anyway(self, on: bool) -> None:
-        """The user's explicit request to see an out-of-scope image's probabilities and heatmap."""
-        r = self._result
-        if r is None or r.prediction.in_scope:
-            return
-        if on:
-            self._show_heatmaps(r, "top, NOT VALID")
-            self.view.set_banner("NOT VALID for this image: probabilities and heatmap shown on request. "
-                                 f"Not analysed: {r.prediction.scope.reason}", "invalid")
-        else:
-            self.analysis.cam.set_labels(())
-            self.display.clear_heatmaps()
-            self.view.set_banner(f"Not analysed: {r.prediction.scope.reason}", "out")
-
-    def _on_cam_class(self, i: int) -> None:
-        self.display.set_cam_class(i)
-        self.analysis.cam.set_evidence_note(self.display.cam_note())
 
     def _on_failed(self, r: Failure) -> None:
         name = os.path.basename(r.path)
@@ -428,16 +326,6 @@ class MainWindow(QMainWindow):
             preset = Window(w.center, w.width, w.function, name)
             self.settings.save_user_preset(preset)
             self.display.add_user_preset(preset)
-
-    # -- Grad-CAM ------------------------------------------------------------------------
-    def _on_opacity(self, v: float) -> None:
-        self.view.set_overlay_opacity(v)
-        self.settings.overlay_opacity = v
-
-    def _next_cam_class(self) -> None:
-        n = self.analysis.cam.classes.count()
-        if n:
-            self.analysis.cam.set_class_index((self.analysis.cam.class_index() + 1) % n)
 
     # -- drag and drop -------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

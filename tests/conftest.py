@@ -1,5 +1,6 @@
-"""Shared fixtures: the shared data beside the checkout (../shared/data), a tiny real
-ONNX model that satisfies the full contract, and a classifier on it."""
+"""Shared fixtures: the shared data beside the checkout (../shared/data), a PNG made from
+one of its radiographs, a tiny real ONNX model that satisfies the full contract, and a
+classifier on it. No Qt here: tests/desktop_core runs where PySide6 is not installed."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def cxr_samples(cxr_dir: Path, cxr_manifest: list[dict[str, str]]) -> dict[str, 
         lst = out.setdefault(row["label"], [])
         if len(lst) < 5:
             lst.append(cxr_dir / row["file"])
+    return out
+
+
+@pytest.fixture
+def png_path(tmp_path: Path, cxr_samples: dict[str, list[Path]]) -> Path:
+    """A PNG written from a real chest radiograph JPEG."""
+    import cv2
+
+    src = cxr_samples["pneumonia"][0]
+    img = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+    out = tmp_path / "chest.png"
+    assert cv2.imwrite(str(out), img)
     return out
 
 

@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import pytest
 
 pytest.importorskip("PySide6")
@@ -110,16 +109,6 @@ def open_wait(qtbot) -> Callable:
             win.open_paths([str(path)])
 
     return run
-
-
-@pytest.fixture
-def png_path(tmp_path: Path, cxr_samples: dict[str, list[Path]]) -> Path:
-    """A PNG written from a real chest radiograph JPEG."""
-    src = cxr_samples["pneumonia"][0]
-    img = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
-    out = tmp_path / "chest.png"
-    assert cv2.imwrite(str(out), img)
-    return out
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 import scopecases
+
 from engine import analyze, load_image
 from engine.batch import analyze_folder
 from engine.scope import IN_SCOPE, header_and_pixels, header_evidence, image_statistics, verdict
