@@ -56,7 +56,7 @@ def _assert_two_lungs(field, shape: tuple[int, int]) -> None:  # noqa: ANN001
     cy, cx = np.argwhere(field.mask).mean(0)
     assert 0.25 * w < cx < 0.75 * w and 0.2 * h < cy < 0.75 * h
     assert abs(field.mask.mean() - field.area_fraction) < 0.03  # the full-size mask agrees with the stats
-    assert field.confidence > 0.85
+    assert field.confidence > 0.9
 
 
 def test_card_and_contract(seg: LungSegmenter) -> None:
@@ -93,16 +93,19 @@ def test_non_square_input_keeps_image_size(seg: LungSegmenter) -> None:
     _assert_two_lungs(field, wide.shape)
 
 
-def test_knee_is_not_a_pair_of_lungs(seg: LungSegmenter) -> None:
-    for path in _first(DATA / "ood-dev" / "manifest.csv", kind="knee")[:6]:
-        field = seg.segment(load_image(path).pixels)
-        assert not field.plausible and field.reason, path.name
+def test_knees_are_not_pairs_of_lungs(seg: LungSegmenter) -> None:
+    knees = _first(DATA / "ood-dev" / "manifest.csv", kind="knee")[:40]
+    fields = [seg.segment(load_image(path).pixels) for path in knees]
+    assert not fields[0].plausible and fields[0].reason
+    assert sum(f.plausible for f in fields) <= 2  # about 2% of the 400 knees pass (the card's figures)
+    assert np.median([f.confidence for f in fields]) < 0.86  # chests: above 0.9 (_assert_two_lungs)
 
 
-def test_blank_image_has_no_lungs(seg: LungSegmenter) -> None:
-    field = seg.segment(np.zeros((300, 200), np.float32))
-    assert field.box is None and not field.found and not field.plausible and field.mask.shape == (300, 200)
-    assert field.mask.sum() == 0 and field.reason == "no lung field found"
+def test_blank_images_are_not_chests(seg: LungSegmenter) -> None:
+    for value in (0.0, 0.5, 1.0):  # black reads as air to the model: a blob, but never two lung fields
+        field = seg.segment(np.full((300, 200), value, np.float32))
+        assert not field.plausible and field.reason and field.mask.shape == (300, 200)
+        assert field.box is None or all(isinstance(v, int) for v in field.box)
 
 
 def test_run_is_thread_safe(seg: LungSegmenter) -> None:
@@ -144,6 +147,14 @@ def test_rule_two_fields_side_by_side() -> None:
     top, left, h, w = field.box
     assert abs(top - 0.2 * 480) <= 8 and abs(left - 0.18 * 640) <= 10 and abs(w - 0.63 * 640) <= 14
     assert not field.mask[:20, :20].any()
+
+
+def test_rule_touching_lungs_are_split_at_the_neck() -> None:
+    prob = _ellipses([(0.5, 0.3, 0.3, 0.14), (0.5, 0.7, 0.3, 0.14)])
+    prob[18:24, 25:75] = 0.97  # the apices touch above the mediastinum (small children)
+    field = lung_field(prob, (400, 400))
+    assert field.n_components == 1 and field.plausible, field.reason
+    assert abs(field.right_fraction - field.left_fraction) < 0.01
 
 
 @pytest.mark.parametrize(("centres", "reason"), [
@@ -234,7 +245,7 @@ def test_classifier_loads_and_verifies_its_lung_model(tmp_path: Path) -> None:
     bad = build_tiny_model(tmp_path / "bad.onnx", card=tiny_card(preprocessing={"lung_model": {"name": "radlens-lungseg", "sha256": "0" * 64}}))
     with pytest.raises(ModelError, match="SHA-256"):
         Classifier(bad, device="cpu")
-    missing = build_tiny_model(tmp_path / "missing.onnx", card=tiny_card(preprocessing={"lung_model": {"name": "no-such-lungs"}}))
+    missing = build_tiny_model(tmp_path / "missing.onnx", card=tiny_card(preprocessing={"lung_model": {"name": "no-such-lungs", "sha256": sha}}))
     with pytest.raises(ModelError, match="no-such-lungs.onnx"):
         Classifier(missing, device="cpu")
 

@@ -40,13 +40,14 @@ def _write_json(path: Path, obj: object) -> None:
     tmp.replace(path)
 
 
-def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None) -> dict:  # noqa: ANN001 - LungUNet
+def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None,  # noqa: ANN001 - LungUNet
+           per_group: int = 60) -> dict:
     """Export, verify against torch, evaluate the held-out fold through the engine, write the card."""
     from .data import load_arrays
     from .export import build_card, evaluate, export_onnx, verify_export, write_card
 
     model = out / MODEL_FILE
-    export_onnx(net, cfg.size, build_card(cfg.size, {}, summary), model)
+    export_onnx(net, cfg.size, build_card(cfg.size, {}, summary, tuple(cfg.decoder)), model)
     test_cases = pick(read_cases(Path(cfg.data)), cfg.test_folds, cfg.limit_test)
     imgs, _ = load_arrays(test_cases[:16], cfg.size, None)
     check = verify_export(model, net, imgs[:, None].astype(np.float32) / 255.0)
@@ -56,7 +57,17 @@ def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None) -
     for src, m in metrics["per_source"].items():
         print(f"  {src:9s} n={m['n']:3d} Dice mean {m['dice_mean']:.4f} median {m['dice_median']:.4f} "
               f"min {m['dice_min']:.4f} plausible {m['plausible_rate']:.2%}")
-    card = build_card(cfg.size, metrics, summary)
+    if per_group:
+        from .scope import plausibility_rates
+
+        write_card(model, build_card(cfg.size, metrics, summary, tuple(cfg.decoder)))
+        rates = plausibility_rates(model, per_group)
+        metrics["plausibility"] = {"what": f"share of LungField.plausible on up to {per_group} random images per source "
+                                           "(frontal chests of ../shared/data/cxr, cxr-extdev) and on all ood-dev knees",
+                                   "rates": {g: {"n": r["n"], "plausible_rate": r["plausible_rate"]} for g, r in rates.items()}}
+        for g, r in rates.items():
+            print(f"  plausible {g:36s} {r['plausible_rate']:6.1%} of {r['n']}")
+    card = build_card(cfg.size, metrics, summary, tuple(cfg.decoder))
     write_card(model, card)
     report = {"config": asdict(cfg), "train": summary, "export_check": check, "test": metrics,
               "size_bytes": model.stat().st_size, "per_case": ev["rows"]}
@@ -82,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _write_json(out / "config.json", asdict(cfg))
     t0 = time.perf_counter()
     net, summary = train(cfg, out)
-    finish(net, cfg, summary, out, args.install)
+    finish(net, cfg, summary, out, args.install, args.plausibility_per_group)
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
 
@@ -91,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .train import load_checkpoint
 
     net, cfg, summary = load_checkpoint(Path(args.checkpoint))
-    finish(net, cfg, summary, Path(args.checkpoint).parent, args.install)
+    finish(net, cfg, summary, Path(args.checkpoint).parent, args.install, args.plausibility_per_group)
     return 0
 
 
@@ -106,6 +117,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plausibility(args: argparse.Namespace) -> int:
+    from .scope import plausibility_rates
+
+    rates = plausibility_rates(Path(args.model), args.per_group)
+    for group, r in rates.items():
+        print(f"{group:40s} n={r['n']:3d} plausible {r['plausible_rate']:6.1%}  area {r['median_area']:.2f} "
+              f"conf {r['median_confidence']:.2f}  {r['reasons']}")
+    if args.output:
+        _write_json(Path(args.output), rates)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.seg", description="Train, export and evaluate the lung model.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -113,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", default="runs/lungseg", help="run folder")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. epochs=2, size=192, limit=8")
     t.add_argument("--install", help="copy the model, metrics and card here (e.g. resources/models)")
+    t.add_argument("--plausibility-per-group", type=int, default=60, help="images per source for the card's "
+                   "plausibility rates (0 = skip)")
     t.set_defaults(func=cmd_train)
     x = sub.add_parser("export", help="export a checkpoint.pt again (verify, evaluate, card)")
     x.add_argument("checkpoint")
     x.add_argument("--install")
+    x.add_argument("--plausibility-per-group", type=int, default=60)
     x.set_defaults(func=cmd_export)
     e = sub.add_parser("evaluate", help="Dice of an .onnx lung model on folds of the lung-mask set")
     e.add_argument("model")
@@ -124,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--folds", nargs="+", default=["fold2"])
     e.add_argument("-o", "--output")
     e.set_defaults(func=cmd_evaluate)
+    s = sub.add_parser("plausibility", help="how often LungField.plausible holds on chests (pool, extdev) and knees")
+    s.add_argument("model")
+    s.add_argument("--per-group", type=int, default=60, help="images per source/kind")
+    s.add_argument("-o", "--output")
+    s.set_defaults(func=cmd_plausibility)
     args = p.parse_args(argv)
     return int(args.func(args))
 

@@ -29,7 +29,9 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class LungUNet(nn.Module):
-    def __init__(self, pretrained: bool = True, decoder: tuple[int, int, int, int] = (96, 64, 32, 16)) -> None:
+    def __init__(self, pretrained: bool = True, decoder: tuple[int, ...] = (96, 64, 32)) -> None:
+        """``decoder``: output channels per level from stride 16 up; 3 levels end at stride 4
+        (the head's logits are then upsampled 4x), 4 levels at stride 2."""
         super().__init__()
         from training.models import efficientnet_lite0
 
@@ -38,7 +40,10 @@ class LungUNet(nn.Module):
         self.decoder_channels = tuple(decoder)
         blocks = []
         cin = DEEP_CHANNELS
-        for skip_c, cout in zip(reversed(SKIP_CHANNELS), decoder, strict=True):
+        if not 1 <= len(decoder) <= len(SKIPS):
+            raise ValueError(f"decoder needs 1 to {len(SKIPS)} levels, got {decoder}")
+        self.skips = SKIPS[len(SKIPS) - len(decoder):]
+        for skip_c, cout in zip(reversed(SKIP_CHANNELS[len(SKIPS) - len(decoder):]), decoder, strict=True):
             blocks.append(_conv(cin + skip_c, cout))
             cin = cout
         self.decoder = nn.ModuleList(blocks)
@@ -52,7 +57,7 @@ class LungUNet(nn.Module):
         skips = []
         for i, layer in enumerate(self.encoder):
             x = layer(x)
-            if i in SKIPS:
+            if i in self.skips:
                 skips.append(x)
         for block, skip in zip(self.decoder, reversed(skips), strict=True):
             x = F.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)

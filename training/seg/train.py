@@ -20,8 +20,9 @@ from .model import LungUNet
 
 @dataclass
 class SegConfig:
-    size: int = 192
-    epochs: int = 24
+    size: int = 160
+    decoder: list[int] = field(default_factory=lambda: [96, 64, 32])  # 3 levels: logits at stride 4
+    epochs: int = 30
     batch: int = 8
     lr: float = 2e-3  # decoder; the pretrained encoder gets lr * encoder_lr_factor
     encoder_lr_factor: float = 0.5
@@ -33,7 +34,7 @@ class SegConfig:
     limit: int = 0  # use only this many training cases (smoke tests)
     limit_test: int = 0
     pretrained: bool = True
-    threads: int = 2
+    threads: int = 1  # one thread: on a shared CPU two threads spin-wait (10x the CPU per step)
     max_minutes: float = 0.0  # wall-time budget: the schedule anneals by time when that is further along (0 = none)
     data: str = str(DEFAULT_DATA)
     cache_dir: str = str(REPO_ROOT / "runs" / "cache")
@@ -84,7 +85,7 @@ def train(cfg: SegConfig, out_dir: Path, log=print) -> tuple[LungUNet, dict]:  #
     imgs_f, masks_f = images.astype(np.float32) / 255.0, masks.astype(np.float32) / 255.0
     log(f"{len(cases)} training cases ({', '.join(sorted({c.source for c in cases}))}) at {cfg.size} px "
         f"loaded in {time.perf_counter() - t0:.1f} s")
-    net = LungUNet(pretrained=cfg.pretrained)
+    net = LungUNet(pretrained=cfg.pretrained, decoder=tuple(cfg.decoder))
     enc = list(net.encoder.parameters())
     rest = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
     opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr * cfg.encoder_lr_factor}, {"params": rest, "lr": cfg.lr}],
@@ -147,6 +148,7 @@ def train(cfg: SegConfig, out_dir: Path, log=print) -> tuple[LungUNet, dict]:  #
 
 def load_checkpoint(path: Path) -> tuple[LungUNet, SegConfig, dict]:
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    net = LungUNet(pretrained=False)
+    cfg = SegConfig.from_dict(ck["config"])
+    net = LungUNet(pretrained=False, decoder=tuple(cfg.decoder))
     net.load_state_dict(ck["state_dict"])
-    return net.eval(), SegConfig.from_dict(ck["config"]), ck.get("summary", {})
+    return net.eval(), cfg, ck.get("summary", {})
