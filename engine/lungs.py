@@ -343,3 +343,23 @@ def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str 
     if seg.card.name != stem:
         raise ModelError(f"lung model {path.name} says its name is {seg.card.name!r}; the model card asks for {stem!r}.")
     return seg
+
+
+_shared: dict[tuple[str, str], LungSegmenter] = {}
+_shared_lock = __import__("threading").Lock()
+
+
+def scope_segmenter(device: str = "auto") -> LungSegmenter | None:
+    """The bundled lung model, shared by every classifier in the process, for the scope check
+    of a classifier whose card names no lung model (None when it is not installed). Set
+    RADLENS_LUNGSEG=off to run without it (the scope check then has no lung evidence)."""
+    if os.environ.get("RADLENS_LUNGSEG", "").lower() in ("off", "0", "none"):
+        return None
+    path = default_lungseg_path()
+    if not path.is_file():
+        return None
+    key = (str(path), device)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = LungSegmenter(path, device=device)
+        return _shared[key]

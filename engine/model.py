@@ -162,12 +162,23 @@ class Classifier:
         validate_contract(self.session, self.card)
         from .lungs import segmenter_for  # here: engine.lungs imports this module
         self.segmenter = segmenter_for(self.card, self.path, device, threads)  # None unless the card names a lung model
+        self._device = device
         self.provider = self.session.get_providers()[0]
         self.has_ood = any(o.name == "ood" for o in self.session.get_outputs())
         self._outputs = list(REQUIRED_OUTPUTS) + (["ood"] if self.has_ood else [])
         self._lock = threading.Lock()
         if warmup:
             self._warmup()
+
+    @property
+    def lung_segmenter(self):  # noqa: ANN201 - engine.lungs.LungSegmenter | None
+        """The lung model of the per-image job: the one the card names (its preprocessing crops
+        with it), else the bundled one, for the scope check."""
+        if self.segmenter is not None:
+            return self.segmenter
+        from .lungs import scope_segmenter
+
+        return scope_segmenter(self._device)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ CLI and the desktop batch window), and both desktop workers. DESIGN.md's order:
 
     load (the caller: ``load_image`` or a process pool running it)
     -> scope evidence from the header and pixel statistics (``engine.scope``)
-    -> lung field (the classifier's segmentation model, when there is one)
+    -> lung field (the lung model the card names, else the bundled one, for the scope check)
     -> model input (crop, intensity normalisation, resize, normalise: the card's preprocessing)
     -> ``classifier.run`` (logits, probs, cam, ood)
     -> checks (no verdict on a non-finite output)
@@ -49,9 +49,9 @@ class Prepared:
 
 
 def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
-    """The lung field of the image, from the segmentation model the classifier's card
-    names (None when it names none)."""
-    segmenter = getattr(classifier, "segmenter", None)
+    """The lung field of the image, from the lung model the classifier's card names, else the
+    bundled one (the scope check uses it); None without any."""
+    segmenter = getattr(classifier, "lung_segmenter", None)
     if segmenter is None:
         return None
     return segmenter.segment(image.pixels)

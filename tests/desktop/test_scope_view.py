@@ -233,12 +233,18 @@ class FakeSegmenter:
 
 
 def test_lung_outline_toggle(window, open_wait, dicom_dir: Path, png_path: Path, settings_path: str,
-                             make_window) -> None:
+                             make_window, monkeypatch: pytest.MonkeyPatch) -> None:
     lung = window.display.lung_toggle
     assert lung.shortcut().toString() == "L" and lung.isCheckable()
     assert lung in window.menuBar().actions()[1].menu().actions()  # in the View menu
-    # no segmentation model: nothing to outline, the toggle is disabled
+    # the bundled lung model gives every analysed image a lung field
     open_wait(window, png_path)
+    real = window.prediction.lungs
+    if real is not None:
+        assert real.mask.shape == window.prediction.image.shape and lung.isEnabled()
+    # no lung model at all: nothing to outline, the toggle is disabled
+    monkeypatch.setenv("RADLENS_LUNGSEG", "off")
+    open_wait(window, dicom_dir / "CR-MONO1-10-chest.dcm")
     assert window.prediction.lungs is None and not lung.isEnabled()
     lung.setChecked(True)
     assert not window.view.lung_outline_visible()
