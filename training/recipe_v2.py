@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import random
 import time
 import zlib
@@ -36,7 +37,7 @@ from .data import Sample, data_root, load_all, load_samples, read_split, resolve
 from .evaluate_ext import EXTDEV, POOL, group_report, source_report, subtypes_of
 from .metrics import evaluate, fit_temperature, operating_points, softmax
 from .sampling import epoch_indices, sample_weights
-from .scanner_aug import scanner_augment
+from .scanner_aug import figure_marks, scanner_augment
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache"
@@ -76,7 +77,10 @@ def lung_boxes(samples: list[Sample], imgs: np.ndarray, seg_path: str | None) ->
 
     sha = sha256_file(seg_path)
     path = CACHE / f"lungboxes-{sha[:12]}.json"
-    known = json.loads(path.read_text()) if path.exists() else {}
+    known: dict = {}
+    for part in sorted(CACHE.glob(f"lungboxes-{sha[:12]}*.json")):  # runs in parallel write their own part
+        known.update(json.loads(part.read_text()))
+    path = CACHE / f"lungboxes-{sha[:12]}-{os.getpid()}.json"
     todo = [i for i, s in enumerate(samples) if s.path not in known]
     if todo:
         seg = LungSegmenter(seg_path)
@@ -103,10 +107,12 @@ def make_view(imgs: np.ndarray, boxes: list, card: ModelCard, aug: str, seed: in
         if seed is not None:
             rng = np.random.default_rng([seed, zlib.crc32((paths[i] if paths else str(i)).encode())])
         g = im.astype(np.float32) / 255.0
-        if rng is not None and aug == "scanner":
+        if rng is not None and aug in ("scanner", "scanner_marks"):
             g = scanner_augment(g, rng)
+        if rng is not None and aug == "scanner_marks":
+            g = figure_marks(g, rng)
         g, _, _ = model_gray(g, card, _Lungs(boxes[i]) if boxes is not None else None)
-        if rng is not None and aug in ("v1", "scanner"):
+        if rng is not None and aug in ("v1", "scanner", "scanner_marks"):
             g = augment(g, rng)
         out[i] = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out
@@ -344,11 +350,15 @@ def summary(result: dict) -> dict:
     return row
 
 
-def main() -> None:  # python -m training.recipe_v2 OUT_DIR '{"json": "overrides"}'
+def main() -> None:
+    """``python -m training.recipe_v2 OUT_DIR [RECIPE.json | '{"json": "overrides"}' ...]``: later
+    arguments override earlier ones (e.g. the recipe file, then '{"epochs": 2}')."""
     import sys
 
     out = Path(sys.argv[1])
-    rc = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    rc: dict = {}
+    for arg in sys.argv[2:]:
+        rc.update(json.loads(Path(arg).read_text()) if Path(arg).is_file() else json.loads(arg))
     run_recipe(rc, out)
 
 

@@ -63,3 +63,35 @@ def scanner_augment(img: np.ndarray, rng: np.random.Generator, cfg: ScannerAugCo
         if ok:
             out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
     return out.astype(np.float32)
+
+
+def figure_marks(img: np.ndarray, rng: np.random.Generator, p: float = 0.4) -> np.ndarray:
+    """With probability ``p``, what a published figure adds to a radiograph: letters or
+    numbers, an arrow, a border or a tighter crop. Every class gets them, so they stop
+    telling the class (published figures are mostly COVID-19 in the pool)."""
+    if rng.random() >= p:
+        return img
+    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)  # OpenCV draws text on 8-bit images
+    h, w = out.shape
+    for _ in range(int(rng.integers(1, 4))):
+        kind = rng.integers(0, 4)
+        color = int(rng.choice([0, 255]))
+        if kind == 0:  # letters
+            text = "".join(rng.choice(list("ABCDLRabcd123"), size=int(rng.integers(1, 4))))
+            org = (int(rng.integers(0, w - 20)), int(rng.integers(15, h)))
+            cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.3, 0.9)), color,
+                        int(rng.integers(1, 3)), cv2.LINE_AA)
+        elif kind == 1:  # arrow
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            ang, length = rng.uniform(0, 2 * np.pi), rng.uniform(0.08, 0.2) * w
+            x1, y1 = int(x0 + length * np.cos(ang)), int(y0 + length * np.sin(ang))
+            cv2.arrowedLine(out, (x0, y0), (x1, y1), color, int(rng.integers(1, 3)), cv2.LINE_AA, tipLength=0.3)
+        elif kind == 2:  # border
+            b = int(rng.integers(2, max(3, h // 16)))
+            out[:b], out[-b:], out[:, :b], out[:, -b:] = color, color, color, color
+        else:  # tighter crop, stretched back (figures crop to the finding)
+            f = rng.uniform(0.75, 0.95)
+            ch, cw = int(h * f), int(w * f)
+            t, lft = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            out = cv2.resize(out[t : t + ch, lft : lft + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    return out.astype(np.float32) / 255.0

@@ -152,8 +152,12 @@ def test_shipped_model_card_still_loads() -> None:
         pytest.skip("shipped model not present")
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     card = ModelCard.from_json(meta["radlens.card"])
-    assert (card.name, card.version) == ("radlens-cxr4", "1.0.0")
-    assert card.preprocessing == {"crop": "none", "intensity": "none"} and card.ood is None
+    assert card.name == "radlens-cxr4"
+    if card.version == "1.0.0":  # written before the preprocessing field existed: the defaults
+        assert card.preprocessing == {"crop": "none", "intensity": "none"} and card.ood is None
+    else:  # 2.0.0 on: preprocessing, the decision rule and out-of-source figures per source are in the card
+        assert card.preprocessing["crop"] in ("none", "lungs") and card.decision_rule
+        assert set(card.out_of_source_metrics["per_source"]) >= {"chestxray-com-normal", "hannover-mhh", "cohen-pneumonia"}
     assert ModelCard.from_json(card.to_json()) == card
 
 
