@@ -179,7 +179,7 @@ def single_image(name: str, clf: Classifier, png: Path, reps: int) -> None:
     x = prep.x[None]
     feeds = {"image": x}
     outs = list(clf._outputs)
-    seg = getattr(clf, "segmenter", None)
+    seg = getattr(clf, "lung_segmenter", None)  # the card's lung model, else the bundled one (scope check)
     seg_run = (lambda: seg.segment(image.pixels)) if seg is not None else (lambda: None)
 
     def bare() -> None:
@@ -192,7 +192,7 @@ def single_image(name: str, clf: Classifier, png: Path, reps: int) -> None:
     t_bare, full = interleaved(bare, lambda: analyze(png, clf), reps)
     decode = median_time(lambda: load_image(png), reps)
     scope = median_time(lambda: verdict(header_and_pixels(image), prep.lungs, 1.0, 2.0), reps)
-    models = "classifier + lung segmenter" if seg is not None else "classifier"
+    models = "classifier + lung model" if seg is not None else "classifier"
     print(f"  {name:<28} bare session.run ({models}) {t_bare * 1e3:8.2f} ms   analyze() {full * 1e3:8.2f} ms   "
           f"overhead {full / t_bare:5.2f}x  (load {decode * 1e3:.2f} ms)")
     print(f"  {'':<28} scope check (header, pixel statistics, verdict; the lung field and the OOD score are "
