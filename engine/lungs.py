@@ -213,6 +213,8 @@ def _open_session(path: Path, device: str, threads: int):  # noqa: ANN202 - onnx
     """CUDA when asked for and it works (like ``Classifier``), else the CPU, with a note why."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(4)  # our own fallback note replaces onnxruntime's CUDA load errors
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
@@ -361,7 +363,5 @@ def scope_segmenter(device: str = "auto") -> LungSegmenter | None:
     key = (str(path), device)
     with _shared_lock:
         if key not in _shared:
-            # one intra-op thread: the batch runs it from several decode threads at once, and on this
-            # 2-core machine one thread was also faster for a single image (6.3 vs 9.2 ms under load)
-            _shared[key] = LungSegmenter(path, device=device, threads=1)
+            _shared[key] = LungSegmenter(path, device=device)
         return _shared[key]
