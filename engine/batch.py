@@ -1,8 +1,9 @@
 """Batch analysis of a folder: one ``BatchRow`` per file, in file order.
 
-Each file goes through the engine's one per-image job (``engine.pipeline``): the decode
-threads run ``load_image`` and ``prepare`` (bounded prefetch) while the calling thread runs
-batched ``classifier.run`` and ``conclude`` per row, so neither waits on the other. The long job is a plain
+Each file goes through the engine's one per-image job (``engine.pipeline``), in its order:
+the decode threads run ``load_image`` (bounded prefetch) while the calling thread runs the
+rest a chunk at a time: the lung model batched (``lung_fields``), ``prepare`` per file,
+``classifier.run`` batched and ``conclude`` per row, so decoding and inference overlap. The long job is a plain
 generator: the caller drives it, shows progress from the rows (or a callback) and
 cancels with a ``threading.Event`` or any callable returning True. A bad file never
 stops the batch, whatever its decoder raises (a Rust panic from a pylibjpeg plugin is a
@@ -24,11 +25,11 @@ import numpy as np
 
 from .errors import RadLensError
 from .fileio import DEFAULT_MAX_PIXELS, link_target, printable
-from .image import Identifiers
+from .image import Identifiers, LoadedImage
 from .io import load_image
 from .listing import SKIPPED_NAMES, FolderError, _check_folder, _scan, _sort_key, list_images  # noqa: F401 - re-exported
 from .model import Classifier
-from .pipeline import Prepared, conclude, ood_of, prepare
+from .pipeline import Prepared, conclude, lung_fields, ood_of, prepare
 from .prediction import Prediction
 
 Cancel = threading.Event | Callable[[], bool] | None
@@ -96,6 +97,7 @@ class _Decoded:
 
     index: int
     path: Path
+    image: LoadedImage | None = None  # decoded, waiting for the batched lung-field step
     prep: Prepared | None = None  # the image ready for the model (engine.pipeline.prepare)
     meta_row: dict | None = None
     error: str = ""
@@ -200,7 +202,8 @@ def analyze_folder(
 
 
 def _decode(index: int, path: Path, classifier: Classifier, max_pixels: int) -> _Decoded:
-    """Load one file and run the per-image steps before the model (``engine.pipeline.prepare``)."""
+    """Load one file (in a decode thread). The steps before the model run on the inference
+    thread, a chunk at a time (``_prepare_chunk``), so the lung model runs batched."""
     try:
         if path.is_symlink() and path.is_dir():  # listed by _scan, never followed
             return _Decoded(index, path, error=printable(
@@ -214,11 +217,37 @@ def _decode(index: int, path: Path, classifier: Classifier, max_pixels: int) -> 
         m = image.meta
         meta_row = {"width": m.width, "height": m.height, "modality": m.modality, "view_position": m.view_position,
                     "format": m.format, "identifiers": m.identifiers}
-        return _Decoded(index, path, prep=prepare(image, classifier), meta_row=meta_row)
+        return _Decoded(index, path, image=image, meta_row=meta_row)
     except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
         if _fatal(e):
             raise
         return _Decoded(index, path, error=_error_text(e, path))
+
+
+def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
+    """The per-image steps before the model for a chunk of decoded files: the lung field in
+    one batched run, then ``engine.pipeline.prepare`` for each. A failure is that file's error
+    (the batched lung run falls back to one run per file, so only the bad file errs)."""
+    todo = [d for d in chunk if d.image is not None]
+    if not todo:
+        return
+    try:
+        fields = lung_fields([d.image for d in todo], classifier)  # type: ignore[misc]
+    except BaseException as e:  # noqa: BLE001
+        if _fatal(e):
+            raise
+        fields = [_UNSET] * len(todo)
+    for d, lungs in zip(todo, fields, strict=True):
+        try:
+            d.prep = prepare(d.image, classifier) if lungs is _UNSET else prepare(d.image, classifier, lungs)  # type: ignore[arg-type]
+        except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
+            if _fatal(e):
+                raise
+            d.error = _error_text(e, d.path)
+        d.image = None
+
+
+_UNSET = object()
 
 
 def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
@@ -305,6 +334,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
                 pending.popleft()
                 chunk.append(d)
                 fill()  # keep the decoders busy while this batch is collected and run
+            _prepare_chunk(chunk, classifier)
             good = [d for d in chunk if d.prep is not None]
             results: dict[int, Prediction | str] = {}
             if good:

@@ -57,10 +57,24 @@ def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
     return segmenter.segment(image.pixels)
 
 
-def prepare(image: LoadedImage, classifier: Classifier) -> Prepared:
-    """Every step before the model: scope evidence, lung field, then the card's preprocessing."""
+_COMPUTE = object()
+
+
+def lung_fields(images: list[LoadedImage], classifier: Classifier) -> list[object | None]:
+    """The lung fields of several images in one batched run of the lung model (the batch
+    generator's way of running the lung-field step); None for each without a lung model."""
+    segmenter = getattr(classifier, "lung_segmenter", None)
+    if segmenter is None or not images:
+        return [None] * len(images)
+    return list(segmenter.segment_many([im.pixels for im in images]))
+
+
+def prepare(image: LoadedImage, classifier: Classifier, lungs: object = _COMPUTE) -> Prepared:
+    """Every step before the model: scope evidence, lung field, then the card's preprocessing.
+    ``lungs``: the image's lung field when the caller already ran that step (``lung_fields``)."""
     before = header_and_pixels(image)
-    lungs = lung_field(image, classifier)
+    if lungs is _COMPUTE:
+        lungs = lung_field(image, classifier)
     mi = model_input(image.pixels, classifier.card, lungs)
     if not np.all(np.isfinite(mi.x)):  # the loader guarantees finite pixels; this guards the chain
         raise AnalysisError(f"{_name(image)}: the image gives non-finite model input; it was not analysed.")
