@@ -68,7 +68,11 @@ class ModelInfo:
             "temperature": card.temperature, "test_metrics": _headline(card.test_metrics),
             "out_of_source_metrics": _headline(getattr(card, "out_of_source_metrics", {}) or {}),
             "preprocessing": getattr(card, "preprocessing", None) or {},
+            "ood": getattr(card, "ood", None),
         }
+        seg = getattr(classifier, "lung_segmenter", None)
+        if seg is not None:  # the lung model of the per-image job (scope check, and crop when the card asks)
+            summary["lung_model"] = seg.describe()
         return cls(name=card.name, version=card.version, sha256=classifier.sha256,
                    labels=tuple(card.labels), operating_points=dict(card.operating_points),
                    decision_rule=getattr(card, "decision_rule", "") or DECISION_RULE,

@@ -225,3 +225,13 @@ def test_readers_take_the_header_and_types(tmp_path: Path, rows: list[BatchRow],
     assert (df["notice"] == "Research use only, not for diagnosis").all()
     bad = df[df["status"] == "error"].iloc[0]
     assert pd.isna(bad["call"]) and pd.isna(bad[f"prob_{classifier.labels[0]}"])
+
+
+def test_sidecar_records_the_lung_model(tmp_path: Path, rows: list[BatchRow], classifier) -> None:
+    out = tmp_path / "r.csv"
+    write_report(out, rows, classifier)
+    meta, _ = read_report(out)
+    seg = classifier.lung_segmenter
+    if seg is None:
+        pytest.skip("no lung model installed")
+    assert meta["model"]["card"]["lung_model"]["lung_model_sha256"] == seg.sha256
