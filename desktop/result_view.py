@@ -58,7 +58,7 @@ class ResultView(QObject):
             self.view.set_banner("")
             self.analysis.probs.set_prediction(p.labels, probs, p.operating_points, call=p.call, flags=p.flags)
             self._show_heatmaps(r, "call")
-            call_prob = probs[p.labels.index(p.call)] if p.call in p.labels else p.top_prob
+            call_prob = p.top_prob  # in scope, the call is the top class
             self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)")
             self.study.analysed(r.path, p.call, call_prob)
         else:

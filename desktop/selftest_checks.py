@@ -194,9 +194,9 @@ def decoder_process_check() -> str:
 
 
 def _app():
-    from PySide6.QtWidgets import QApplication
+    from .qtapp import make_app
 
-    return QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "RadLens"])
+    return make_app([])
 
 
 def qt_check(pred) -> str:  # noqa: ANN001 - a Prediction or None

@@ -29,7 +29,7 @@ from .image import Identifiers, LoadedImage
 from .io import load_image
 from .listing import SKIPPED_NAMES, FolderError, _check_folder, _scan, _sort_key, list_images  # noqa: F401 - re-exported
 from .model import Classifier
-from .pipeline import Prepared, conclude, lung_fields, ood_of, prepare
+from .pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare
 from .prediction import Prediction
 
 Cancel = threading.Event | Callable[[], bool] | None
@@ -201,7 +201,7 @@ def analyze_folder(
                                 keep_predictions, max_pixels), skipped)
 
 
-def _decode(index: int, path: Path, classifier: Classifier, max_pixels: int) -> _Decoded:
+def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
     """Load one file (in a decode thread). The steps before the model run on the inference
     thread, a chunk at a time (``_prepare_chunk``), so the lung model runs batched."""
     try:
@@ -236,18 +236,16 @@ def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
     except BaseException as e:  # noqa: BLE001
         if _fatal(e):
             raise
-        fields = [_UNSET] * len(todo)
+        fields = [COMPUTE] * len(todo)  # each file runs its own lung-field step
     for d, lungs in zip(todo, fields, strict=True):
         try:
-            d.prep = prepare(d.image, classifier) if lungs is _UNSET else prepare(d.image, classifier, lungs)  # type: ignore[arg-type]
+            d.prep = prepare(d.image, classifier, lungs)  # type: ignore[arg-type]
         except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
             if _fatal(e):
                 raise
             d.error = _error_text(e, d.path)
         d.image = None
 
-
-_UNSET = object()
 
 
 def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
@@ -262,7 +260,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
     def fill() -> None:
         nonlocal next_submit
         while next_submit < total and len(pending) < prefetch:
-            pending.append(pool.submit(_decode, next_submit, files[next_submit], classifier, max_pixels))
+            pending.append(pool.submit(_decode, next_submit, files[next_submit], max_pixels))
             next_submit += 1
 
     def rel(path: Path) -> str:

@@ -34,6 +34,17 @@ REQUIRED_FIELDS = ("name", "version", "labels", "input_size", "mean", "std", "re
                    "operating_points", "training_data", "test_metrics", "intended_use", "created")
 
 
+def card_object(text: str, what: str = "model card") -> dict[str, Any]:
+    """The JSON object stored under ``radlens.card``; ModelError when it is not one."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{what} '{CARD_KEY}' is not valid JSON ({e}).") from None
+    if not isinstance(d, dict):
+        raise ModelError(f"{what} '{CARD_KEY}' must be a JSON object.")
+    return d
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str
@@ -72,13 +83,7 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ModelError(f"model card '{CARD_KEY}' is not valid JSON ({e}).") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"model card '{CARD_KEY}' must be a JSON object.")
-        return cls.from_dict(d)
+        return cls.from_dict(card_object(text))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelCard:

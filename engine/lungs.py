@@ -10,7 +10,6 @@ A classifier card names the lung model it needs under ``preprocessing.lung_model
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .card import CARD_KEY
+from .card import CARD_KEY, card_object
 from .errors import ModelError
-from .model import DEVICES, _model_source, _not_loadable, sha256_file
+from .model import DEVICES, open_session, sha256_file
 from .preprocess import resize_gray
 
 LUNGSEG_NAME = "radlens-lungseg"
@@ -57,12 +56,7 @@ class SegCard:
 
     @classmethod
     def from_json(cls, text: str) -> SegCard:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ModelError(f"lung model card '{CARD_KEY}' is not valid JSON ({e}).") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"lung model card '{CARD_KEY}' must be a JSON object.")
+        d = card_object(text, "lung model card")
         missing = [k for k in ("name", "version", "kind", "labels", "input_size", "mean", "std", "threshold",
                                "intended_use") if k not in d]
         if missing:
@@ -209,40 +203,6 @@ def _implausible(fields: list[Field], h: int, w: int, total: float, confidence: 
     return ""
 
 
-def _open_session(path: Path, device: str, threads: int):  # noqa: ANN202 - onnxruntime session, note
-    """CUDA when asked for and it works (like ``Classifier``), else the CPU, with a note why."""
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(4)  # our own fallback note replaces onnxruntime's CUDA load errors
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    # No spin-waiting between ops: on a busy CPU (a batch, other programs) spinning threads
-    # made this small model 2x slower; on an idle one the cost is within noise.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        opts.intra_op_num_threads = threads
-    note = ""
-    if device in ("auto", "cuda"):
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            try:
-                sess = ort.InferenceSession(_model_source(path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-                if sess.get_providers()[0] == "CUDAExecutionProvider":
-                    return sess, note
-                note = "CUDA libraries could not be loaded; the lung model uses the CPU."
-            except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-                if "cuda" not in str(e).lower():
-                    raise _not_loadable(path, e) from None
-                note = f"CUDA failed to start ({str(e).splitlines()[0]}); the lung model uses the CPU."
-        else:
-            note = "CUDA is not available in this onnxruntime build; the lung model uses the CPU."
-    try:
-        return ort.InferenceSession(_model_source(path), opts, providers=["CPUExecutionProvider"]), note
-    except Exception as e:  # noqa: BLE001
-        raise _not_loadable(path, e) from None
-
-
 class LungSegmenter:
     """An ONNX lung model that satisfies the contract above. ``run``/``segment`` are thread-safe
     (onnxruntime sessions may be run from several threads at once)."""
@@ -258,7 +218,9 @@ class LungSegmenter:
             self.sha256 = sha256_file(self.path)
         except OSError as e:
             raise ModelError(f"lung model cannot be read: {self.path} ({e.strerror or e}).") from None
-        self.session, self.provider_note = _open_session(self.path, device, threads)
+        # No spin-waiting between ops: on a busy CPU (a batch, other programs) spinning threads
+        # made this small model 2x slower; on an idle one the cost is within noise.
+        self.session, self.provider_note = open_session(self.path, device, threads, spinning=False)
         meta = self.session.get_modelmeta().custom_metadata_map
         if CARD_KEY not in meta:
             raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens lung model.")
@@ -327,13 +289,8 @@ class LungSegmenter:
 
 
 def _lung_ref(card: object) -> Any:
-    """``preprocessing.lung_model`` of a classifier card, wherever this card version keeps it."""
-    pre = getattr(card, "preprocessing", None)
-    if pre is None:
-        pre = (getattr(card, "extra", None) or {}).get("preprocessing")
-    if isinstance(pre, dict):
-        return pre.get("lung_model")
-    return getattr(pre, "lung_model", None)
+    """``preprocessing.lung_model`` of a classifier card (validated by engine.card)."""
+    return (getattr(card, "preprocessing", None) or {}).get("lung_model")
 
 
 def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str = "auto",
@@ -353,10 +310,10 @@ def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str 
     if path is None:
         raise ModelError(f"the model needs the lung model {stem}.onnx, which is in neither "
                          f"{places[0].parent} nor {places[1].parent}. Put it beside the model.")
-    if want and sha256_file(path).lower() != str(want).lower():
-        raise ModelError(f"lung model {path} has SHA-256 {sha256_file(path)[:12]}..., but the model card expects "
+    seg = LungSegmenter(path, device=device, threads=threads)  # hashes the file once
+    if want and seg.sha256.lower() != str(want).lower():
+        raise ModelError(f"lung model {path} has SHA-256 {seg.sha256[:12]}..., but the model card expects "
                          f"{str(want)[:12]}...; install the lung model that was shipped with this model.")
-    seg = LungSegmenter(path, device=device, threads=threads)
     if seg.card.name != stem:
         raise ModelError(f"lung model {path.name} says its name is {seg.card.name!r}; the model card asks for {stem!r}.")
     return seg

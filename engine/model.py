@@ -106,13 +106,51 @@ def _not_loadable(path: Path, exc: Exception) -> ModelError:
     return ModelError(f"{path.name} is not a loadable ONNX model ({first}). Choose a RadLens .onnx model file.")
 
 
+def open_session(path: Path, device: str, threads: int = 0, spinning: bool = True):  # noqa: ANN201 - (session, note)
+    """An onnxruntime session on CUDA when asked for (or "auto") and it works, else on the CPU,
+    with a note saying why the CPU is used ("" when nothing fell back). Shared by the classifier
+    and the lung model. ``spinning=False`` turns off spin-waiting between ops."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)  # our own fallback note replaces ORT's CUDA load errors and warnings
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # our own fallback note replaces onnxruntime's warnings
+    note = ""
+    if device in ("auto", "cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            note = "CUDA is not available in this onnxruntime build; using the CPU."
+        else:
+            sess = None
+            try:
+                sess = ort.InferenceSession(_model_source(path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
+                if "cuda" not in str(e).lower():
+                    raise _not_loadable(path, e) from None
+                note = f"CUDA failed to start ({str(e).splitlines()[0]}); using the CPU."
+            if sess is not None and sess.get_providers()[0] == "CUDAExecutionProvider":
+                return sess, ""
+            if sess is not None:
+                note = ("CUDA libraries (CUDA runtime/cuDNN) could not be loaded; "
+                        f"using the CPU. onnxruntime {ort.__version__} needs the CUDA and cuDNN versions listed "
+                        "in the README to use the GPU.")
+        if device == "cuda":
+            log.warning("CUDA was requested: %s", note)
+    try:
+        return ort.InferenceSession(_model_source(path), opts, providers=["CPUExecutionProvider"]), note
+    except Exception as e:  # noqa: BLE001
+        raise _not_loadable(path, e) from None
+
+
 class Classifier:
     """An ONNX model that satisfies the RadLens contract. ``run`` is thread-safe."""
 
     def __init__(self, path: str | os.PathLike[str], device: str = "auto", warmup: bool = True,
                  threads: int = 0) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         if device not in DEVICES:
             raise ModelError(f"device must be one of {DEVICES}, got {device!r}.")
@@ -122,39 +160,7 @@ class Classifier:
             self.sha256 = sha256_file(self.path)
         except OSError as e:
             raise ModelError(f"model file cannot be read: {self.path} ({e.strerror or e}).") from None
-        ort.set_default_logger_severity(4)  # our own fallback message replaces ORT's CUDA load errors and warnings
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3  # our own fallback message replaces onnxruntime's warnings
-        self.provider_note = ""
-        available = ort.get_available_providers()
-        self.session = None
-        if device in ("auto", "cuda"):
-            if "CUDAExecutionProvider" not in available:
-                self.provider_note = "CUDA is not available in this onnxruntime build; using the CPU."
-            else:
-                try:
-                    sess = ort.InferenceSession(_model_source(self.path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-                except Exception as e:  # noqa: BLE001 - ORT raises its own exception types
-                    sess = None
-                    if "CUDA" not in str(e) and "cuda" not in str(e):
-                        raise _not_loadable(self.path, e) from None
-                    self.provider_note = f"CUDA failed to start ({str(e).splitlines()[0]}); using the CPU."
-                if sess is not None and sess.get_providers()[0] == "CUDAExecutionProvider":
-                    self.session = sess
-                elif sess is not None:
-                    self.provider_note = ("CUDA libraries (CUDA runtime/cuDNN) could not be loaded; "
-                                          f"using the CPU. onnxruntime {ort.__version__} needs the CUDA and cuDNN versions listed "
-                                          "in the README to use the GPU.")
-            if device == "cuda" and self.session is None:
-                log.warning("CUDA was requested: %s", self.provider_note)
-        if self.session is None:
-            try:
-                self.session = ort.InferenceSession(_model_source(self.path), opts, providers=["CPUExecutionProvider"])
-            except Exception as e:  # noqa: BLE001
-                raise _not_loadable(self.path, e) from None
+        self.session, self.provider_note = open_session(self.path, device, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         if CARD_KEY not in meta:
             raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens model.")
@@ -162,10 +168,11 @@ class Classifier:
         validate_contract(self.session, self.card)
         from .lungs import segmenter_for  # here: engine.lungs imports this module
         self.segmenter = segmenter_for(self.card, self.path, device, threads)  # None unless the card names a lung model
-        self._device = device
+        self._device, self._threads = device, threads
         self.provider = self.session.get_providers()[0]
-        self.has_ood = any(o.name == "ood" for o in self.session.get_outputs())
-        self._outputs = list(REQUIRED_OUTPUTS) + (["ood"] if self.has_ood else [])
+        names = {o.name for o in self.session.get_outputs()}
+        self._outputs = [*REQUIRED_OUTPUTS, *(n for n in OPTIONAL_OUTPUTS if n in names)]
+        self.has_ood = "ood" in names
         self._lock = threading.Lock()
         if warmup:
             self._warmup()
@@ -194,10 +201,8 @@ class Classifier:
             out = self.run(np.zeros((1, 3, h, w), np.float32))
         except Exception as e:  # noqa: BLE001
             if self.provider != "CPUExecutionProvider":
-                import onnxruntime as ort
-
                 self.provider_note = f"CUDA failed on the first inference ({str(e).splitlines()[0]}); using the CPU."
-                self.session = ort.InferenceSession(_model_source(self.path), providers=["CPUExecutionProvider"])
+                self.session, _ = open_session(self.path, "cpu", self._threads)
                 self.provider = "CPUExecutionProvider"
                 out = self.run(np.zeros((1, 3, h, w), np.float32))
             else:

@@ -31,7 +31,7 @@ from .image import LoadedImage
 from .model import Classifier
 from .prediction import Prediction, decide
 from .preprocess import model_input
-from .scope import Scope, header_and_pixels, verdict
+from .scope import IN_SCOPE, Scope, header_and_pixels, verdict
 
 Box = tuple[int, int, int, int]  # top, left, height, width in image pixels
 
@@ -45,7 +45,7 @@ class Prepared:
     box: Box  # the image region the model saw (the whole image unless cropped)
     lungs: object | None = None  # engine.lungs.LungField when a segmenter ran
     notes: tuple[str, ...] = ()
-    scope: Scope | None = None  # the evidence before the model (header, pixel statistics)
+    scope: Scope = IN_SCOPE  # the evidence before the model (header, pixel statistics); set by prepare
 
 
 def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
@@ -57,7 +57,7 @@ def lung_field(image: LoadedImage, classifier: Classifier) -> object | None:
     return segmenter.segment(image.pixels)
 
 
-_COMPUTE = object()
+COMPUTE = object()  # prepare(..., lungs=COMPUTE): run the lung-field step here
 
 
 def lung_fields(images: list[LoadedImage], classifier: Classifier) -> list[object | None]:
@@ -69,11 +69,11 @@ def lung_fields(images: list[LoadedImage], classifier: Classifier) -> list[objec
     return list(segmenter.segment_many([im.pixels for im in images]))
 
 
-def prepare(image: LoadedImage, classifier: Classifier, lungs: object = _COMPUTE) -> Prepared:
+def prepare(image: LoadedImage, classifier: Classifier, lungs: object = COMPUTE) -> Prepared:
     """Every step before the model: scope evidence, lung field, then the card's preprocessing.
     ``lungs``: the image's lung field when the caller already ran that step (``lung_fields``)."""
     before = header_and_pixels(image)
-    if lungs is _COMPUTE:
+    if lungs is COMPUTE:
         lungs = lung_field(image, classifier)
     mi = model_input(image.pixels, classifier.card, lungs)
     if not np.all(np.isfinite(mi.x)):  # the loader guarantees finite pixels; this guards the chain
@@ -91,9 +91,8 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
             "so no verdict is given. Check the image; if it looks normal, report it with the model name."
         )
     card = classifier.card
-    ood_card = getattr(card, "ood", None) or card.extra.get("ood") or {}
-    threshold = ood_card.get("threshold") if isinstance(ood_card, dict) else None
-    scope = verdict(prep.scope or header_and_pixels(prep.image), prep.lungs,
+    threshold = (card.ood or {}).get("threshold")
+    scope = verdict(prep.scope, prep.lungs,
                     None if ood is None else float(ood), None if threshold is None else float(threshold))
     call, flags = decide(card.labels, probs, card.operating_points) if scope.in_scope else ("", ())
     return Prediction(

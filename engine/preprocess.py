@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .card import ModelCard
+from .card import DEFAULT_CROP_MARGIN, ModelCard
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in image pixels
 
@@ -58,10 +58,9 @@ def normalize(gray: np.ndarray, card: ModelCard) -> np.ndarray:
 def card_preprocessing(card: ModelCard) -> dict[str, Any]:
     """The card's ``preprocessing`` settings with defaults filled in (a card written before
     the field existed means no crop and no intensity normalisation)."""
-    raw = getattr(card, "preprocessing", None)
-    if raw is None:
-        raw = (getattr(card, "extra", None) or {}).get("preprocessing") or {}
-    return {"crop": str(raw.get("crop", "none") or "none"), "crop_margin": float(raw.get("crop_margin", 0.1)),
+    raw = card.preprocessing  # validated and defaulted by engine.card
+    return {"crop": str(raw.get("crop", "none") or "none"),
+            "crop_margin": float(raw.get("crop_margin", DEFAULT_CROP_MARGIN)),
             "intensity": str(raw.get("intensity", "none") or "none"), "lung_model": raw.get("lung_model")}
 
 

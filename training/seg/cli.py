@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate_ext import write_json
 from .data import read_cases
 from .train import SegConfig, pick
 
@@ -35,9 +36,7 @@ def _set(cfg: SegConfig, pairs: list[str]) -> SegConfig:
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_json(obj, path)  # training.evaluate_ext's atomic JSON writer
 
 
 def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None,  # noqa: ANN001 - LungUNet

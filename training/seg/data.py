@@ -103,9 +103,10 @@ def augment_pair(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     m[0, 2] += rng.uniform(-cfg.translate, cfg.translate) * w
     m[1, 2] += rng.uniform(-cfg.translate, cfg.translate) * h
     fill = float(rng.choice([0.0, 0.0, float(np.median(img)), 1.0]))
-    out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
-    if fill == 0.0 and rng.random() < 0.5:
+    if fill == 0.0 and rng.random() < 0.5:  # the border mode is chosen first: one warp
         out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    else:
+        out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     msk = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     out = np.clip(out, 0.0, 1.0) ** rng.uniform(*cfg.gamma)
     mean = float(out.mean())
