@@ -94,10 +94,6 @@ class MainWindow(QMainWindow):
         return self.models.classifier
 
     @property
-    def model_path(self) -> str:
-        return self.models.path
-
-    @property
     def model_state(self) -> ModelState:
         return self.models.state
 
@@ -105,10 +101,6 @@ class MainWindow(QMainWindow):
     def model_reason(self) -> str:
         """What the model state means for the user ("" when READY)."""
         return self.models.reason
-
-    @property
-    def device(self) -> str:
-        return self.models.device
 
     @property
     def prediction(self) -> Prediction | None:

@@ -174,6 +174,10 @@ class AnalysisWorker(QObject):
                                                 cam_scale=heat.scale, evidence=heat.evidence))
         self._tags(req, image)
 
+    def _no_tags(self, req: OpenRequest, fmt: str) -> None:
+        what = {"png": "a PNG", "jpeg": "a JPEG"}.get(fmt, "not a DICOM")
+        self.tagsReady.emit(TagsReady(req.generation, req.path, (), f"This file is {what} image: it has no DICOM tags."))
+
     def _tags(self, req: OpenRequest, image: LoadedImage | None = None) -> None:
         if not req.want_tags or self._stale(req):
             return
@@ -181,9 +185,7 @@ class AnalysisWorker(QObject):
             if image.meta.format == "dicom":
                 self.tagsReady.emit(TagsReady(req.generation, req.path, tuple(image.tags), ""))
             else:
-                what = {"png": "a PNG", "jpeg": "a JPEG"}.get(image.meta.format, "not a DICOM")
-                self.tagsReady.emit(TagsReady(req.generation, req.path, (),
-                                              f"This file is {what} image: it has no DICOM tags."))
+                self._no_tags(req, image.meta.format)
             return
         # The image did not load: show what header there is (an error path, so a second read is fine).
         from engine.fileio import sniff_format
@@ -195,8 +197,7 @@ class AnalysisWorker(QObject):
             self.tagsReady.emit(TagsReady(req.generation, req.path, (), f"cannot read the file ({e.strerror})."))
             return
         if kind not in ("dicom", "dicom-raw"):
-            what = {"png": "a PNG", "jpeg": "a JPEG"}.get(kind or "", "not a DICOM")
-            self.tagsReady.emit(TagsReady(req.generation, req.path, (), f"This file is {what} image: it has no DICOM tags."))
+            self._no_tags(req, kind or "")
             return
         try:
             from engine.dicom import dicom_tags

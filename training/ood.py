@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,6 @@ OOD_OUTPUT = "ood"
 METHOD = ("mahalanobis: sqrt(min over classes of the squared Mahalanobis distance / feature dims) on the pooled "
           "features feeding the linear head; class means and one shared covariance (shrinkage 0.1) fitted on the "
           "training split")
-
-
-@dataclass
-class OodFit:
-    means: np.ndarray  # [C, K]
-    precision: np.ndarray  # [K, K]
-    threshold: float
-    report: dict
 
 
 def pooled_tensor(model: onnx.ModelProto) -> str:
@@ -59,34 +50,47 @@ def _with_output(model: onnx.ModelProto, name: str) -> bytes:
     return m.SerializeToString()
 
 
+class FeatureExtractor:
+    """One classifier and one session that also returns the pooled features: every image goes
+    through the engine's per-image path (``engine.prepare``) once, and gives its features and
+    the call's CAM peak together."""
+
+    def __init__(self, model_path: Path) -> None:
+        import onnxruntime as ort
+
+        self.clf = Classifier(model_path, device="cpu", warmup=False)
+        model = onnx.load(str(model_path))
+        self.name = pooled_tensor(model)
+        self.sess = ort.InferenceSession(_with_output(model, self.name), providers=["CPUExecutionProvider"])
+
+    def inputs(self, files: list[Path]) -> tuple[list[np.ndarray], list[str]]:
+        xs, kept = [], []
+        for f in files:
+            try:
+                xs.append(prepare(load_image(f), self.clf).x)
+            except Exception as e:  # noqa: BLE001 - a file the engine refuses is not a feature
+                print(f"  skipped {f.name}: {e}")
+                continue
+            kept.append(str(f))
+        return xs, kept
+
+    def run(self, files: list[Path], batch: int = 32) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(features [N, K] float64, the files kept, the call's CAM peak [N])."""
+        xs, kept = self.inputs(files)
+        feats, peaks = [], []
+        for i in range(0, len(xs), batch):
+            f, probs, cam = self.sess.run([self.name, "probs", "cam"], {"image": np.stack(xs[i : i + batch])})
+            feats.append(f.reshape(len(f), -1))
+            peaks.append(cam[np.arange(len(cam)), probs.argmax(1)].reshape(len(cam), -1).max(1))
+        if not feats:
+            return np.zeros((0, 0)), kept, np.zeros(0)
+        return np.concatenate(feats).astype(np.float64), kept, np.concatenate(peaks)
+
+
 def extract_features(model_path: Path, files: list[Path], batch: int = 32) -> tuple[np.ndarray, list[str]]:
     """Pooled features of ``files`` through the engine's per-image path; unreadable files skipped."""
-    import onnxruntime as ort
-
-    clf = Classifier(model_path, device="cpu", warmup=False)
-    model = onnx.load(str(model_path))
-    name = pooled_tensor(model)
-    sess = ort.InferenceSession(_with_output(model, name), providers=["CPUExecutionProvider"])
-    feats: list[np.ndarray] = []
-    kept: list[str] = []
-    xs: list[np.ndarray] = []
-
-    def flush() -> None:
-        if xs:
-            feats.append(sess.run([name], {"image": np.stack(xs)})[0].reshape(len(xs), -1))
-            xs.clear()
-
-    for f in files:
-        try:
-            xs.append(prepare(load_image(f), clf).x)
-        except Exception as e:  # noqa: BLE001 - a file the engine refuses is not a feature
-            print(f"  skipped {f.name}: {e}")
-            continue
-        kept.append(str(f))
-        if len(xs) == batch:
-            flush()
-    flush()
-    return (np.concatenate(feats).astype(np.float64) if feats else np.zeros((0, 0))), kept
+    feats, kept, _ = FeatureExtractor(model_path).run(files, batch)
+    return feats, kept
 
 
 def fit(train: np.ndarray, labels: np.ndarray, n_classes: int, shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -137,21 +141,12 @@ def add_ood_head(model: onnx.ModelProto, means: np.ndarray, precision: np.ndarra
     return model
 
 
-def cam_scale(model_path: Path, files: list[Path], quantile: float = 0.99) -> dict:
+def cam_scale(peaks: np.ndarray, quantile: float = 0.99) -> dict:
     """The model-wide Grad-CAM scale: the ``quantile`` of the call's CAM peak over validation
     images. Heatmaps divided by it mean the same across images and classes (1.0 = evidence as
     strong as on a typical-to-strong validation image)."""
-    clf = Classifier(model_path, device="cpu", warmup=False)
-    peaks = []
-    for f in files:
-        try:
-            x = prepare(load_image(f), clf).x
-        except Exception:  # noqa: BLE001
-            continue
-        out = clf.run(x[None])
-        peaks.append(float(out.cam[0, int(np.argmax(out.probs[0]))].max()))
     return {"scale": float(np.quantile(peaks, quantile)), "rule": f"quantile {quantile} of the call's CAM peak",
-            "n": len(peaks), "median_peak": float(np.median(peaks))}
+            "n": int(len(peaks)), "median_peak": float(np.median(peaks))}
 
 
 def _split_rows(split_file: Path) -> list[dict[str, str]]:
@@ -160,7 +155,7 @@ def _split_rows(split_file: Path) -> list[dict[str, str]]:
 
 
 def _spread(rows: list[dict[str, str]], limit: int, seed: int) -> list[dict[str, str]]:
-    """At most ``limit`` rows, drawn evenly over (label, source) strata with a fixed seed."""
+    """At most ``limit`` rows, drawn at random with a fixed seed (file order kept)."""
     if len(rows) <= limit:
         return rows
     rng = np.random.default_rng(seed)
@@ -173,14 +168,16 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
     """Fit the score, choose the threshold, write the graph and the card. Returns the report."""
     t0 = time.perf_counter()
     rows = _split_rows(split_file)
-    card = json.loads(Classifier(model_path, device="cpu", warmup=False).card.to_json())
+    ext = FeatureExtractor(model_path)
+    card = json.loads(ext.clf.card.to_json())
     labels = list(card["labels"])
     train = _spread([r for r in rows if r["split"] == "train" and r["label"] in labels], max_train, seed)
     val = _spread([r for r in rows if r["split"] == "val" and r["label"] in labels], max_val, seed)
-    f_train, kept_train = extract_features(model_path, [data / r["file"] for r in train])
-    y = np.array([labels.index(r["label"]) for r in train if str(data / r["file"]) in set(kept_train)])
+    f_train, kept_train, _ = ext.run([data / r["file"] for r in train])
+    kept = set(kept_train)
+    y = np.array([labels.index(r["label"]) for r in train if str(data / r["file"]) in kept])
     means, precision = fit(f_train, y, len(labels))
-    f_val, _ = extract_features(model_path, [data / r["file"] for r in val])
+    f_val, kept_val, val_peaks = ext.run([data / r["file"] for r in val])
     s_val = scores(f_val, means, precision)
     threshold = float(np.quantile(s_val, quantile))
     report: dict = {
@@ -193,11 +190,11 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
     if ood_dev is not None and (ood_dev / "manifest.csv").exists():
         with open(ood_dev / "manifest.csv", newline="", encoding="utf-8") as f:
             dev = [ood_dev / r["file"] for r in csv.DictReader(f)]
-        f_dev, _ = extract_features(model_path, dev)
+        f_dev, _, _ = ext.run(dev)
         s_dev = scores(f_dev, means, precision)
         report["ood_dev"] = {"n": int(len(s_dev)), "flagged": float(np.mean(s_dev > threshold)),
                              "median": float(np.median(s_dev))}
-    report["cam_scale"] = cam_scale(model_path, [data / r["file"] for r in val])
+    report["cam_scale"] = cam_scale(val_peaks)
     model = add_ood_head(onnx.load(str(model_path)), means, precision)
     card["cam_scale"] = report["cam_scale"]["scale"]
     card["ood"] = {"method": METHOD, "threshold": threshold, "output": OOD_OUTPUT,
@@ -211,9 +208,9 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
     onnx.save(model, str(target))
     # verify: the graph's score equals the numpy score on the same features
     check = Classifier(target, device="cpu", warmup=False)
-    xs = [prepare(load_image(data / r["file"]), check).x for r in val[:8]]
+    xs, _ = ext.inputs([Path(f) for f in kept_val[:8]])
     got = check.run(np.stack(xs)).ood
-    want = scores(extract_features(model_path, [data / r["file"] for r in val[:8]])[0], means, precision)
+    want = scores(f_val[:8], means, precision)
     report["graph_vs_numpy_max_abs_diff"] = float(np.max(np.abs(got - want)))
     if report["graph_vs_numpy_max_abs_diff"] > 1e-3 * max(1.0, float(np.max(want))):
         raise RuntimeError(f"in-graph OOD score differs from numpy by {report['graph_vs_numpy_max_abs_diff']:.3g}")
