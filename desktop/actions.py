@@ -58,6 +58,7 @@ class Actions:
                     analysis_toggle: QAction, tags_toggle: QAction) -> None:
         mb = win.menuBar()
         f = mb.addMenu("&File")
+        self.file_menu = f
         f.addActions([self.open, self.folder])
         f.addMenu(self.recent_menu)
         f.addSeparator()
@@ -67,6 +68,7 @@ class Actions:
         f.addSeparator()
         f.addAction(self.quit)
         v = mb.addMenu("&View")
+        self.view_menu = v
         d = display
         v.addActions([d.fit, d.actual, d.zoom_in, d.zoom_out])
         v.addSeparator()
@@ -95,6 +97,19 @@ class Actions:
         dev.addActions(list(self.devices.values()))
         h = mb.addMenu("&Help")
         h.addActions([self.shortcuts, self.about])
+
+    def place_compare_export(self, compare: Sequence[QAction], export: Sequence[QAction]) -> None:
+        """File > Export… after the recent files; View > Compare after the image navigation."""
+        self.file_menu.insertActions(self.batch, list(export))
+        self.file_menu.insertSeparator(self.batch)
+        sub = QMenu("&Compare", self.view_menu)
+        sub.addActions(list(compare))
+        acts = self.view_menu.actions()
+        after = acts[acts.index(self.next) + 1] if self.next in acts[:-1] else None
+        if after is not None:
+            self.view_menu.insertMenu(after, sub)
+        else:
+            self.view_menu.addMenu(sub)
 
     def build_toolbar(self, win: QMainWindow, display: DisplayController) -> QToolBar:
         tb = QToolBar("Main toolbar", win)

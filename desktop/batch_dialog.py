@@ -1,17 +1,15 @@
-"""Analyse a folder: the worker that drives ``engine.batch.analyze_folder`` and the
-window that shows progress (count, rate, ETA), cancels, lists the results and exports
-them through ``engine.report.write_report`` (atomic)."""
+"""Analyse a folder: the window that shows progress (count, rate, ETA), cancels, lists the
+results and exports them through ``engine.report.write_report`` (atomic). The work,
+``engine.batch.analyze_folder``, runs in its own process (``batch_process``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
-from PySide6.QtCore import QModelIndex, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QModelIndex, Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -28,24 +26,16 @@ from PySide6.QtWidgets import (
 )
 
 from engine import DISCLAIMER, Classifier
-from engine.batch import BatchRow, analyze_folder
+from engine.batch import BatchRow
 from engine.report import ModelInfo, write_report
 
+from .batch_process import BatchEnd, BatchWorker
 from .batch_view import ALL, ERRORS, OUT_OF_SCOPE, PATH_ROLE, BatchFilterProxy, BatchTableModel
 from .dialogs import Dialogs
-from .workers import background_priority, describe_error
+from .workers import describe_error
 
+__all__ = ["BatchDialog", "BatchEnd", "format_eta"]
 log = logging.getLogger(__name__)
-EMIT_INTERVAL = 0.1  # seconds: rows reach the GUI in chunks, at most ten times a second
-
-
-@dataclass(frozen=True)
-class BatchEnd:
-    done: int
-    total: int
-    cancelled: bool
-    seconds: float
-    error: str = ""  # the batch could not run at all (folder missing, empty, ...)
 
 
 def format_eta(seconds: float) -> str:
@@ -53,46 +43,6 @@ def format_eta(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-class BatchWorker(QObject):
-    rows = Signal(object)  # list[BatchRow]
-    progress = Signal(int, int, float)  # done, total, elapsed seconds
-    finished = Signal(object)  # BatchEnd
-
-    def __init__(self, folder: str, classifier: Classifier, batch_size: int = 16) -> None:
-        super().__init__()
-        self.folder = folder
-        self.classifier = classifier
-        self.batch_size = batch_size
-        self.cancel = threading.Event()  # set from the GUI thread; the engine checks it
-
-    @Slot()
-    def run(self) -> None:
-        background_priority()  # the engine's decoding threads, started from here, inherit it
-        t0 = time.perf_counter()
-        done = total = 0
-        try:
-            job = analyze_folder(self.folder, self.classifier, batch_size=self.batch_size, cancel=self.cancel)
-            total = job.total
-            self.progress.emit(0, total, 0.0)
-            chunk: list[BatchRow] = []
-            last = time.perf_counter()
-            for row in job:
-                chunk.append(row)
-                done = row.done
-                now = time.perf_counter()
-                if now - last >= EMIT_INTERVAL:
-                    self.rows.emit(chunk)
-                    self.progress.emit(done, total, now - t0)
-                    chunk, last = [], now
-            if chunk:
-                self.rows.emit(chunk)
-            self.progress.emit(done, total, time.perf_counter() - t0)
-        except Exception as e:  # noqa: BLE001 - errors are values
-            self.finished.emit(BatchEnd(done, total, self.cancel.is_set(), time.perf_counter() - t0, describe_error(e)))
-            return
-        self.finished.emit(BatchEnd(done, total, self.cancel.is_set() and done < total, time.perf_counter() - t0))
 
 
 class BatchDialog(QDialog):
@@ -126,7 +76,7 @@ class BatchDialog(QDialog):
         notice.setStyleSheet("color: #b00020; font-weight: bold;")
         self.bar = QProgressBar()
         self.bar.setRange(0, 0)
-        self.status = QLabel("Listing files…")
+        self.status = QLabel("Starting the batch (its own process: loading the model, listing the files)…")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         top = QHBoxLayout()
@@ -158,6 +108,10 @@ class BatchDialog(QDialog):
         self.filter = QComboBox()
         self.filter.addItems([ALL, ERRORS, OUT_OF_SCOPE, *card.labels])
         self.filter.currentTextChanged.connect(self.proxy.set_mode)
+        self.filter.currentTextChanged.connect(lambda _t: self._update_shown())
+        self.shown = QLabel("")
+        self.shown.setObjectName("batchShown")
+        self.shown.setToolTip("Rows shown by the filter / rows in the table")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.identifiers = QCheckBox("Include patient/study identifiers")
@@ -171,6 +125,7 @@ class BatchDialog(QDialog):
         filt = QHBoxLayout()
         filt.addWidget(QLabel("Show"))
         filt.addWidget(self.filter)
+        filt.addWidget(self.shown)
         filt.addStretch(1)
         bottom = QHBoxLayout()
         bottom.addWidget(self.identifiers)
@@ -194,6 +149,7 @@ class BatchDialog(QDialog):
         self.worker.rows.connect(self._on_rows)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
+        self._update_shown()
 
     def start(self) -> None:
         self._thread.start()
@@ -219,6 +175,7 @@ class BatchDialog(QDialog):
             else:
                 self._errors += 1
         self._update_summary()
+        self._update_shown()
 
     def _on_progress(self, done: int, total: int, elapsed: float) -> None:
         self.bar.setRange(0, max(total, 1))
@@ -243,6 +200,13 @@ class BatchDialog(QDialog):
         self.export_button.setEnabled(self.model.rowCount() > 0)
         self._update_summary()
         self.finished_batch.emit(end)
+
+    def _update_shown(self) -> None:
+        self.shown.setText(f"{self.proxy.rowCount()} / {self.model.rowCount()} shown")
+
+    def paths(self) -> list[str]:
+        """The files analysed so far, in file order (the study a clicked row opens in)."""
+        return [r.path for r in self.model.rows()]
 
     def _update_summary(self) -> None:
         counts = self._counts
@@ -288,7 +252,15 @@ class BatchDialog(QDialog):
         n = self.unexported()
         if not n:
             return True
-        what = "is still running" if self.running() else "has finished"
+        end = self.end
+        if self.running():
+            what = "is still running"
+        elif end is not None and end.cancelled:
+            what = f"was cancelled after {end.done} of {end.total} files"
+        elif end is not None and end.error:
+            what = "stopped with an error"
+        else:
+            what = "has finished"
         return self.dialogs.confirm(
             "Discard batch results?",
             f"The batch of {self.folder} {what}; {n} result(s) have not been exported to a CSV report. "

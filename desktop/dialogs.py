@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.dcm *.dicom *.DCM);;All files (*)"
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
@@ -35,6 +35,23 @@ class Dialogs:
     def text(self, title: str, label: str, default: str = "") -> str:
         text, ok = QInputDialog.getText(self.parent, title, label, text=default)
         return text.strip() if ok else ""
+
+    def save_file(self, title: str, suggested: str, name_filter: str, suffix: str) -> str:
+        """A path to write (``suffix``, e.g. ".png", added when missing); "" when cancelled."""
+        path, _ = QFileDialog.getSaveFileName(self.parent, title, suggested, name_filter)
+        if path and not path.lower().endswith(suffix):
+            path += suffix
+        return path
+
+    def choose(self, title: str, label: str, items: list[str]) -> str:
+        """One of ``items``; "" when cancelled."""
+        item, ok = QInputDialog.getItem(self.parent, title, label, items, 0, False)
+        return item if ok else ""
+
+    def password(self, title: str, label: str) -> str:
+        """A password or token, typed hidden; "" when cancelled."""
+        text, ok = QInputDialog.getText(self.parent, title, label, QLineEdit.EchoMode.Password)
+        return text if ok else ""
 
     def error(self, title: str, text: str) -> None:
         QMessageBox.warning(self.parent, title, text)

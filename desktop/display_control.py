@@ -27,9 +27,11 @@ from .core.windowing import (
     lung_contours,
     render,
 )
+from .core.wl_text import format_wl, window_text, wl_decimals
 from .image_view import ImageView
 
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
+ORIGINAL = "Original image"  # the file's own display of a PNG/JPEG ("DICOM default" only for DICOM)
 
 
 def action(parent: QObject, text: str, shortcut: str | QKeySequence | list | None = None, tip: str = "",
@@ -46,6 +48,22 @@ def action(parent: QObject, text: str, shortcut: str | QKeySequence | list | Non
     return a
 
 
+class WLSpinBox(QDoubleSpinBox):
+    """Writes its value as ``core.wl_text.format_wl`` does (no trailing zeros); blank when
+    there is no image (``clear_value``)."""
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802
+        return format_wl(value, self.decimals())
+
+    def clear_value(self) -> None:
+        self.setSpecialValueText(" ")
+        self.setValue(self.minimum())
+
+    def show_value(self, value: float) -> None:
+        self.setSpecialValueText("")
+        self.setValue(value)
+
+
 class WindowLevelBar(QWidget):
     """Preset selector and numeric centre/width entry."""
 
@@ -54,8 +72,8 @@ class WindowLevelBar(QWidget):
         self.preset = QComboBox()
         self.preset.setToolTip("Window/level preset (F2-F6)")
         self.preset.setMinimumContentsLength(14)
-        self.center = QDoubleSpinBox()
-        self.width = QDoubleSpinBox()
+        self.center = WLSpinBox()
+        self.width = WLSpinBox()
         for box, name in ((self.center, "Level (window centre)"), (self.width, "Window width")):
             box.setRange(-1e7, 1e7)
             box.setKeyboardTracking(False)
@@ -88,6 +106,7 @@ class DisplayController(QObject):
         self._evidence: tuple[float, ...] = ()
         self._cam_labels: tuple[str, ...] = ()
         self._cam_class = 0
+        self._is_dicom = True
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
@@ -150,9 +169,25 @@ class DisplayController(QObject):
         self.bar.setEnabled(on)
 
     # -- image ---------------------------------------------------------------------------
-    def set_source(self, src: DisplaySource) -> None:
-        """A new image: default window, no inversion, fitted, no overlay yet."""
+    def set_source(self, src: DisplaySource, is_dicom: bool = True, keep_view: bool = False) -> None:
+        """A new image: default window, no inversion, fitted, no overlay yet. ``is_dicom``:
+        its own display is called "DICOM default", else "Original image". ``keep_view``: the
+        same image again (e.g. analysed by another model or on another device): window,
+        inversion, zoom and pan stay as the user left them."""
+        if keep_view and self.src is not None and self.src.shape == src.shape:
+            self.src = src
+            self._heat = ()
+            self.view.set_image(gray_qimage(render(src, self.window, self.invert)), reset_view=False)
+            self.view.set_overlay(None)
+            self.set_lungs(None)
+            self._set_enabled(True)
+            self._sync_widgets()
+            return
         self.src = src
+        self._is_dicom = is_dicom
+        for a in self.preset_actions:
+            if a.data() == DEFAULT_PRESET:
+                a.setText(f"Preset: {self.preset_label(DEFAULT_PRESET)}")
         self.window = None
         self._heat = ()
         self.invert_action.blockSignals(True)
@@ -174,6 +209,11 @@ class DisplayController(QObject):
         self.lung_toggle.setEnabled(False)
         self.view.clear(message)
         self._set_enabled(False)
+        self._syncing = True
+        self._fill_presets()  # no image: no presets, no centre or width
+        self.bar.center.clear_value()
+        self.bar.width.clear_value()
+        self._syncing = False
         self.windowChanged.emit("")
 
     def effective_window(self) -> Window | None:
@@ -195,9 +235,15 @@ class DisplayController(QObject):
             self.invert_action.setChecked(self.invert)
         self._schedule()
 
+    def preset_label(self, name: str) -> str:
+        """What a preset is called for this image (the file's own display of a PNG/JPEG is
+        not a "DICOM default")."""
+        return ORIGINAL if name == DEFAULT_PRESET and not self._is_dicom else name
+
     def apply_preset(self, name: str) -> None:
         if self.src is None:
             return
+        name = DEFAULT_PRESET if name == ORIGINAL else name
         for p in self.user_presets:
             if f"User: {p.name}" == name:
                 self.set_window(p)
@@ -224,9 +270,10 @@ class DisplayController(QObject):
         self.bar.preset.clear()
         if self.src is not None:
             for name, _ in self.src.presets:
-                self.bar.preset.addItem(name)
-                self.bar.preset.setItemData(self.bar.preset.count() - 1, PRESET_HELP.get(name, "Stored in the file"),
-                                            Qt.ItemDataRole.ToolTipRole)
+                self.bar.preset.addItem(self.preset_label(name))
+                tip = "The image as stored in the file" if self.preset_label(name) == ORIGINAL else \
+                    PRESET_HELP.get(name, "Stored in the file")
+                self.bar.preset.setItemData(self.bar.preset.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
             for p in self.user_presets:
                 self.bar.preset.addItem(f"User: {p.name}")
             self.bar.preset.addItem("Custom")
@@ -267,18 +314,17 @@ class DisplayController(QObject):
             return
         self._syncing = True
         span = self.src.hi - self.src.lo
-        decimals = 1 if span >= 50 else 3 if span >= 1 else 5
+        decimals = wl_decimals(span)
         for box, val in ((self.bar.center, w.center), (self.bar.width, w.width)):
             box.setDecimals(decimals)
             box.setSingleStep(max(span / 100.0, 10 ** -decimals))
-            box.setValue(val)
+            box.show_value(val)
         name = self._current_preset_name()
-        self.bar.preset.setCurrentText(name)
+        self.bar.preset.setCurrentText(self.preset_label(name))
         for a in self.preset_actions:
             a.setChecked(a.data() == name)
         self._syncing = False
-        text = f"{name}: C {w.center:.{decimals}f} W {w.width:.{decimals}f}" + (" inverted" if self.invert else "")
-        self.windowChanged.emit(text)
+        self.windowChanged.emit(window_text(self.preset_label(name), w.center, w.width, span, self.invert))
 
     # -- rendering -----------------------------------------------------------------------
     def _schedule(self) -> None:

@@ -42,6 +42,7 @@ class ImageView(QGraphicsView):
     windowDragFinished = Signal()
     zoomChanged = Signal(float)  # current scale (1.0 = one image pixel per screen pixel)
     navigate = Signal(int)  # Up/Down on the image: previous/next image of the study
+    labelsPlaced = Signal()  # the banner and note were laid out (corner text follows them)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -136,6 +137,10 @@ class ImageView(QGraphicsView):
     def message(self) -> str:
         return self._message
 
+    def image_item(self) -> QGraphicsPixmapItem:
+        """The image's item: measurements and overlays are its children (image pixels)."""
+        return self._image_item
+
     def image_size(self) -> tuple[int, int]:
         pm = self._image_item.pixmap()
         return pm.width(), pm.height()
@@ -229,6 +234,7 @@ class ImageView(QGraphicsView):
         self._note.adjustSize()
         self._note.move(vp.left() + margin, vp.bottom() - margin - self._note.height())
         self._note.raise_()
+        self.labelsPlaced.emit()
 
     # -- zoom and pan --------------------------------------------------------------------
     def scale_factor(self) -> float:

@@ -17,14 +17,20 @@ from . import APP_NAME
 from .actions import Actions
 from .analysis_dock import AnalysisDock
 from .batch_dialog import BatchDialog
+from .compare import CompareMode
 from .core.messages import AnalysisDone, Failure, ImageReady, TagsReady
 from .core.model_state import ModelState
+from .corner_text import attach as attach_corner_text
 from .dialogs import Dialogs
 from .display_control import DisplayController
+from .export import Exporter
 from .image_view import ImageView
+from .measure_tools import attach as attach_measure_tools
 from .model_card import ModelCardDialog
 from .model_control import ModelControl
+from .pacs_control import PacsControl
 from .result_view import ResultView
+from .save_results import SaveResults
 from .settings import DEVICES, Settings
 from .shortcuts import ShortcutsDialog
 from .study import StudyController
@@ -50,6 +56,8 @@ class MainWindow(QMainWindow):
         self.dialogs = dialogs or Dialogs(self)
         device = device if device in DEVICES else self.settings.device
         self.current_path = ""
+        self._error_message = ""  # the last error shown in the status bar (cleared by the next image)
+        self._shown_path = ""  # the image on screen
         self.batch_dialogs: list[BatchDialog] = []
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
@@ -62,6 +70,7 @@ class MainWindow(QMainWindow):
                                          self.settings.overlay_opacity, self, lungs_visible=self.settings.lungs_visible)
         self.commands = Actions(self, device)  # not "actions": QWidget.actions() is a method
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.commands.card, self)
+        self.analysis.probs.bind_settings(self.settings)  # card order, or sorted: the user's choice, kept
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.models = ModelControl(self.service, self.settings, self.dialogs, self.analysis, self.commands, device, self)
         self.study = StudyController(self.service, self)
@@ -81,6 +90,13 @@ class MainWindow(QMainWindow):
         self._connect()
         self._connect_actions()
         self.results = ResultView(self.view, self.display, self.analysis, self.study, self.settings, self)
+        self.compare = CompareMode(self)  # View > Compare: two images side by side
+        self.exporter = Exporter(self)  # File > Export view as PNG / report as PDF
+        self.commands.place_compare_export(self.compare.actions(), [self.exporter.png, self.exporter.pdf])
+        self.measure = attach_measure_tools(self)  # distance, angle, Cobb: per-image, in the view's scene
+        self.corner = attach_corner_text(self)  # View > Corner text
+        self.pacs = PacsControl(self)  # File > Open from PACS, Send results, Receive studies; Settings > PACS
+        self.save_dicom = SaveResults(self)  # File > Save results as DICOM…
         geometry, state = self.settings.geometry(), self.settings.state()
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -164,7 +180,6 @@ class MainWindow(QMainWindow):
         if self.current_path:
             self._open_one(self.current_path)
         self.study.restart(self.classifier)
-        QTimer.singleShot(500, self.service.decoder.warm)  # DICOM decoding processes, off the start-up path
 
     def set_device(self, device: str) -> None:
         self.models.set_device(device)
@@ -183,6 +198,7 @@ class MainWindow(QMainWindow):
         self._show_study(self.study.set_study(paths), bool(paths))
 
     def _show_study(self, first: str, asked: bool) -> None:
+        self.statusBar().clearMessage()  # "Listing …" is over
         if first:
             self._open_one(first)
         elif asked:
@@ -207,7 +223,11 @@ class MainWindow(QMainWindow):
         self.service.open(path, self.classifier)
 
     def _on_image(self, r: ImageReady) -> None:
-        self.display.set_source(r.display)
+        if self.statusBar().currentMessage() == self._error_message:
+            self.statusBar().clearMessage()  # another image is shown: the last one's error is stale
+        same = r.path == self._shown_path  # the same image again (another model or device): keep zoom and W/L
+        self.display.set_source(r.display, r.image.meta.format == "dicom", keep_view=same)
+        self._shown_path = r.path
         self.tags.set_meta(r.image.meta)
         self.study.image_loaded(r.path, r.thumb, analysed=self.classifier is not None)
         if self.classifier is None:
@@ -224,13 +244,16 @@ class MainWindow(QMainWindow):
         name = os.path.basename(r.path)
         if r.stage == "load":
             self.display.clear(f"Cannot show {name}.\n\n{r.message}")
+            self._shown_path = ""
             self.analysis.probs.clear("No analysis: the image could not be opened.")
             self.analysis.idle(f"Cannot open {name}.")
             self.tags.set_message(r.message)
+            self.zoom_label.setText("")
         else:
             self.analysis.probs.clear(f"Analysis failed: {r.message}")
             self.analysis.idle(f"Analysis of {name} failed.")
         self.study.failed(r.path, r.message)
+        self._error_message = r.message
         self.statusBar().showMessage(r.message, 15000)
         self.analysisFinished.emit(r.path)
 
@@ -271,13 +294,18 @@ class MainWindow(QMainWindow):
         if not folder:
             return None
         dlg = BatchDialog(folder, self.classifier, self.dialogs, self)
-        dlg.openRequested.connect(self.open_file)
+        dlg.openRequested.connect(lambda p, d=dlg: self.open_batch_row(d, p))
         dlg.discarded.connect(lambda d=dlg: self._drop_batch_dialog(d))
         self.batch_dialogs.append(dlg)
         dlg.show()
         if start:
             dlg.start()
         return dlg
+
+    def open_batch_row(self, dlg: BatchDialog, path: str) -> None:
+        """A batch row opens in the batch's own study, never in the study that happens to be open."""
+        self._open_one(self.study.open_batch_row(path, dlg.paths(), dlg.folder))
+        self.statusBar().showMessage(self.study.last_message, 10000)
 
     def _drop_batch_dialog(self, dlg: BatchDialog) -> None:
         if dlg in self.batch_dialogs:
@@ -356,5 +384,7 @@ class MainWindow(QMainWindow):
             dlg.shutdown()
         self.study.shutdown()
         self.service.shutdown()
+        self.compare.shutdown()
+        self.pacs.shutdown()
         super().closeEvent(event)
 

@@ -21,6 +21,8 @@ from .dialogs import Dialogs
 from .settings import Settings
 from .workers import AnalysisService
 
+NO_CUDA = "No usable CUDA GPU: running on CPU"
+
 
 class ModelControl(QObject):
     changed = Signal()  # the model or its state settled: loaded, refused (old one kept), or none
@@ -42,6 +44,7 @@ class ModelControl(QObject):
         self.state = ModelState.LOADING
         self.reason = "Loading the model…"  # what the state means for the user ("" when READY)
         self._user_request = False
+        self._asked_device = ""  # a device the user chose in Analysis > Device, until its model loads
         self.label = QLabel("No model")  # the status bar's provider label
         self.label.setObjectName("providerLabel")
         service.modelReady.connect(self._on_model)
@@ -102,8 +105,15 @@ class ModelControl(QObject):
         self._set_state(ModelState.READY)
         self._show_info()
         self.commands.model_actions_enabled(True)
-        self.status.showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
-                                f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)
+        asked, self._asked_device = self._asked_device, ""
+        if asked == "cuda" and r.classifier.provider != "CUDAExecutionProvider":
+            note = r.classifier.provider_note or "onnxruntime found no CUDA device."
+            msg = f"{NO_CUDA}. {note}"
+            self.status.showMessage(msg, 20000)
+            self.dialogs.info("No usable CUDA GPU", msg)
+        else:
+            self.status.showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
+                                    f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)
         self.changed.emit()
         self.loaded.emit()
 
@@ -122,6 +132,7 @@ class ModelControl(QObject):
 
     def set_device(self, device: str) -> None:
         self.device = device
+        self._asked_device = device
         self.settings.device = device
         if self.path or self.classifier is not None:
             # the same model on another device: the remembered model choice stays as it is

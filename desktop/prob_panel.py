@@ -1,5 +1,7 @@
-"""The probability panel: a bar per class, sorted, the call highlighted, the flags marked,
-each class's operating point marked, and a visible note when the call's probability is low.
+"""The probability panel: a bar per class in the model card's order (so a class keeps its
+place from image to image; "Sort by probability" is an option, kept in the settings), the
+call highlighted, the flags marked, each class's operating point marked, and a visible note
+when the call's probability is low. Percentages never read 100.0% or 0.0% (">99.9%", "<0.1%").
 
 Out of scope (an image the model was not built for) there is no verdict: a banner says why,
 and the bars stay hidden behind "Show anyway (not valid for this image)"; shown anyway, they
@@ -11,7 +13,9 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from .core.messages import percent_text
 
 LOW_CONFIDENCE = 0.5
 CALL_COLOR = QColor(38, 132, 255)
@@ -35,7 +39,7 @@ class ProbBar(QWidget):
         self.call, self.flagged, self.invalid = call and not invalid, flagged and not invalid, invalid
         self.setMinimumHeight(36)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        tip = f"{label}: {prob * 100:.1f}%"
+        tip = f"{label}: {percent_text(prob)}"
         if self.call:
             tip += "\nThe call (the top class)."
         if op is not None:
@@ -53,7 +57,7 @@ class ProbBar(QWidget):
         return self.label + ("  (call)" if self.call else "") + ("  · flagged" if self.flagged else "")
 
     def text(self) -> str:
-        return f"{self.prob * 100:.1f}%"
+        return percent_text(self.prob)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(240, 36)
@@ -126,6 +130,12 @@ class ProbPanel(QWidget):
                                 "border: 1px solid #e0b100; border-radius: 3px; padding: 4px; }")
         self.legend = QLabel("Orange mark: the class's operating point.")
         self.legend.setStyleSheet("color: palette(mid);")
+        self.sort = QCheckBox("Sort by probability")
+        self.sort.setObjectName("sortProbs")
+        self.sort.setToolTip("Off: the classes keep the model card's order, so each stays in its place from image "
+                             "to image. On: highest probability first.")
+        self.sort.toggled.connect(self._redraw)
+        self._shown: tuple | None = None  # the arguments of the bars on screen (to redraw them sorted or not)
         self._layout.addWidget(self.message)
         self._layout.addWidget(self.banner)
         self._layout.addWidget(self.show_anyway, 0, Qt.AlignmentFlag.AlignLeft)
@@ -135,9 +145,25 @@ class ProbPanel(QWidget):
         self._layout.addLayout(self._bar_box)
         self._layout.addWidget(self.note)
         self._layout.addWidget(self.legend)
+        self._layout.addWidget(self.sort)
         self.clear("No image.")
 
+    def bind_settings(self, settings: object) -> None:
+        """Start from, and keep, the user's choice (``settings.sort_probs``, a ``Settings``)."""
+        self.sort.setChecked(bool(getattr(settings, "sort_probs", False)))
+        self.sort.toggled.connect(lambda on: setattr(settings, "sort_probs", bool(on)))
+
+    def _redraw(self) -> None:
+        if self._shown is not None:
+            args = self._shown
+            for b in self._bars:
+                self._bar_box.removeWidget(b)
+                b.deleteLater()
+            self._bars = []
+            self._add_bars(*args)
+
     def _remove_bars(self) -> None:
+        self._shown = None
         for b in self._bars:
             self._bar_box.removeWidget(b)
             b.deleteLater()
@@ -160,7 +186,10 @@ class ProbPanel(QWidget):
 
     def _add_bars(self, labels: Sequence[str], probs: Sequence[float], ops: dict[str, float], call: str,
                   flags: Sequence[str], invalid: bool) -> None:
-        order = sorted(range(len(labels)), key=lambda i: -float(probs[i]))
+        self._shown = (labels, probs, ops, call, flags, invalid)
+        order = list(range(len(labels)))
+        if self.sort.isChecked():
+            order.sort(key=lambda i: -float(probs[i]))
         for i in order:
             bar = ProbBar(labels[i], float(probs[i]), ops.get(labels[i]), labels[i] == call, labels[i] in flags,
                           invalid, self)

@@ -108,6 +108,32 @@ class Settings:
     def lungs_visible(self, v: bool) -> None:
         self.qs.setValue("display/lungs_visible", bool(v))
 
+    @property
+    def corner_text(self) -> bool:
+        return bool(self._get("display/corner_text", False, bool))
+
+    @corner_text.setter
+    def corner_text(self, v: bool) -> None:
+        self.qs.setValue("display/corner_text", bool(v))
+
+    @property
+    def show_identifiers(self) -> bool:
+        """Patient name, ID, age and sex on the image (corner text); off by default."""
+        return bool(self._get("privacy/show_identifiers", False, bool))
+
+    @show_identifiers.setter
+    def show_identifiers(self, v: bool) -> None:
+        self.qs.setValue("privacy/show_identifiers", bool(v))
+
+    @property
+    def sort_probs(self) -> bool:
+        """Probability bars sorted highest first (default: the model card's class order)."""
+        return bool(self._get("display/sort_probs", False, bool))
+
+    @sort_probs.setter
+    def sort_probs(self, v: bool) -> None:
+        self.qs.setValue("display/sort_probs", bool(v))
+
     def user_presets(self) -> list[Window]:
         """Window presets saved by the user (centre/width in the image's value units)."""
         try:

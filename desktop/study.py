@@ -93,8 +93,9 @@ class StudyController(QObject):
         files, message = expand(paths)
         return self.set_files(files, message)
 
-    def set_files(self, files: list[str], message: str) -> str:
-        """Make ``files`` the study; returns the first file ("" if none)."""
+    def set_files(self, files: list[str], message: str, current: str = "") -> str:
+        """Make ``files`` the study; returns the file the viewer opens: ``current`` if it is
+        one of them, else the first ("" if none)."""
         self.generation += 1  # a listing still running for an older request is now stale
         self.last_message = message
         if self.last_message:
@@ -102,9 +103,29 @@ class StudyController(QObject):
         if not files:
             return ""
         self.browser.set_paths(files)
-        self.done = {os.path.abspath(files[0])}  # the viewer opens it right away
+        first = current if current and self.browser.row_of(current) >= 0 else files[0]
+        self.done = {os.path.abspath(first)}  # the viewer opens it right away
         self._process()
-        return files[0]
+        return first
+
+    def open_batch_row(self, path: str, batch_files: list[str], folder: str) -> str:
+        """A batch result row was clicked: the image opens in its own study, the batch's
+        files (never added to an unrelated open study). Returns the file to open."""
+        if self.browser.row_of(path) >= 0 and {os.path.abspath(p) for p in self.browser.paths()} <= \
+                {os.path.abspath(p) for p in batch_files}:
+            return path  # the study is already this batch's: just move to the image
+        files = list(batch_files) or [path]
+        if path not in files:
+            files.append(path)
+        note = ""
+        if len(files) > MAX_STUDY_FILES:  # a window of the batch around the clicked row
+            i = files.index(path)
+            lo = max(0, min(i - MAX_STUDY_FILES // 2, len(files) - MAX_STUDY_FILES))
+            note = (f"the study browser lists {MAX_STUDY_FILES:,} of the batch's {len(files):,} files "
+                    f"(those around {os.path.basename(path)}).")
+            files = files[lo:lo + MAX_STUDY_FILES]
+        self.last_message = note or f"Study: the batch of {folder} ({len(files)} files)."
+        return self.set_files(files, note, current=path)
 
     def add(self, path: str) -> None:
         if self.browser.row_of(path) < 0:

@@ -1,5 +1,7 @@
 """The DICOM tag viewer: a searchable table of every data element, plus the image's
-display metadata. Patient identifiers appear here and nowhere else in the window."""
+summary (size, bit depth, how it is displayed, notes) for every format. Patient
+identifiers appear here and nowhere else in the window. A PNG or JPEG has no tags: the
+table and the search are hidden and the dock shrinks to the summary."""
 
 from __future__ import annotations
 
@@ -59,6 +61,10 @@ class TagDock(QDockWidget):
         self.search.setPlaceholderText("Search tags: name, keyword, (gggg,eeee) or value")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self._filter)
+        self.no_match = QLabel("")
+        self.no_match.setObjectName("noTagMatch")
+        self.no_match.setWordWrap(True)
+        self.no_match.setVisible(False)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -82,21 +88,43 @@ class TagDock(QDockWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.info)
         lay.addWidget(self.search)
+        lay.addWidget(self.no_match)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.note)
         self.setWidget(body)
+        self._summary = ""
 
     def clear(self, message: str = "No image.") -> None:
+        self._summary = ""
         self.info.setText(message)
         self.table.setRowCount(0)
+        self.no_match.setVisible(False)
 
     def set_meta(self, meta: ImageMeta) -> None:
-        self.info.setText(meta_summary(meta))
+        """The image's summary, for every format; a PNG/JPEG shows no tag table."""
+        self._summary = meta_summary(meta)
+        self.info.setText(self._summary)
+        self._show_table(meta.format == "dicom")
 
     def set_message(self, message: str) -> None:
         self.info.setText(message)
 
+    def summary(self) -> str:
+        return self._summary
+
+    def _show_table(self, on: bool) -> None:
+        for w in (self.search, self.table, self.note):
+            w.setVisible(on)
+        self.no_match.setVisible(on and bool(self.no_match.text()))
+        body = self.widget()
+        if on:
+            body.setMaximumHeight(16777215)
+        else:  # just the summary: the study list above gets the room
+            body.setMaximumHeight(max(60, self.info.heightForWidth(max(120, self.info.width())) + 16))
+
     def set_rows(self, rows: Sequence, message: str = "") -> None:  # rows: engine.dicom.TagRow
+        if rows:
+            self._show_table(True)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
         for r, row in enumerate(rows):
@@ -110,8 +138,8 @@ class TagDock(QDockWidget):
                 self.table.setItem(r, c, item)
             self.table.item(r, 0).setData(Qt.ItemDataRole.UserRole, bool(row.identifying))
             self.table.item(r, 1).setData(Qt.ItemDataRole.UserRole, row.keyword)
-        if message:
-            self.info.setText(message)
+        if message:  # e.g. "This file is a JPEG image: it has no DICOM tags." after its summary
+            self.info.setText(f"{self._summary}\n{message}" if self._summary else message)
         self._filter(self.search.text())
 
     def _filter(self, text: str) -> None:
@@ -124,6 +152,10 @@ class TagDock(QDockWidget):
                 (self.table.item(r, c).text() if self.table.item(r, c) else "") for c in range(len(COLUMNS))
             ) + str(self.table.item(r, 1).data(Qt.ItemDataRole.UserRole) or "")
             self.table.setRowHidden(r, needle not in hay.lower().replace(" ", ""))
+        shown = sum(not self.table.isRowHidden(r) for r in range(self.table.rowCount()))
+        none = bool(needle) and self.table.rowCount() > 0 and shown == 0
+        self.no_match.setText(f"No tag matches “{text.strip()}”." if none else "")
+        self.no_match.setVisible(none)
 
     def visible_rows(self) -> list[tuple[str, str, str, str]]:
         out = []

@@ -303,6 +303,8 @@ class AnalysisService(QObject):
         self._worker.modelReady.connect(self._on_model)
         self._study_worker.itemDone.connect(self._on_study_item)
         self._study_worker.finished.connect(self._on_study_finished)
+        self._model_loading = False
+        self.decoder.warm_async()  # the DICOM decoding processes start now, not on the first file
 
     def _fresh(self, result: object) -> bool:
         if getattr(result, "generation", None) != self.generation.value:
@@ -334,6 +336,8 @@ class AnalysisService(QObject):
     # -- requests (GUI thread) ---------------------------------------------------------
     def open(self, path: str, classifier: Classifier | None, want_tags: bool = True) -> int:
         gen = self.generation.next()
+        if self._model_loading:  # the open waits behind the model: decode the file meanwhile
+            self.decoder.prefetch(path)
         self.busy.begin()  # before the study worker can pick its next file
         self._open.emit(OpenRequest(gen, path, classifier, want_tags))
         return gen
@@ -343,6 +347,7 @@ class AnalysisService(QObject):
 
     def load_model(self, path: str, device: str) -> int:
         gen = self.model_generation.next()
+        self._model_loading = True
         self._load.emit(ModelRequest(gen, path, device))
         return gen
 
@@ -358,6 +363,7 @@ class AnalysisService(QObject):
     @Slot(object)
     def _on_model(self, r: ModelReady) -> None:
         if r.generation == self.model_generation.value:
+            self._model_loading = False
             self.modelReady.emit(r)
 
     @Slot(object)

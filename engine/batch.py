@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -141,6 +141,8 @@ class BatchJob(Iterator[BatchRow]):
         self.total = len(files)
         self.skipped = list(skipped or [])  # files whose names are not image names (not analysed)
         self._rows = rows
+        self.run_options: dict[str, object] = {}  # what the report's sidecar records beyond the CLI's options
+        self.interrupted_note = ""  # what a Ctrl+C keeps (a distributed run's journal), for the CLI to print
 
     def __iter__(self) -> BatchJob:
         return self
@@ -152,6 +154,9 @@ class BatchJob(Iterator[BatchRow]):
         close = getattr(self._rows, "close", None)
         if close is not None:
             close()
+
+    def report_written(self) -> None:
+        """Called once the report is on disk (a distributed job then drops its journal)."""
 
 
 def analyze_folder(
@@ -183,22 +188,30 @@ def analyze_folder(
     root = _check_folder(folder)
     skipped: list[Path] = []
     if files is None:
-        found, unreadable = _scan(root, skipped)
-        if exclude:
-            skip = {os.path.abspath(p) for p in exclude}
-            found = [p for p in found if os.path.abspath(p) not in skip]
-        if not found and not unreadable:
-            raise FolderError(
-                f"no image files in {printable(str(root))}"
-                + (f" ({len(skipped)} other file(s) skipped)" if skipped else "")
-                + ". Choose a folder that holds PNG, JPEG or DICOM images."
-            )
-        files = sorted(found + unreadable, key=_sort_key(root))
+        files, skipped = list_folder(root, exclude)
     elif not files:
         raise FolderError(f"no files to analyse in {printable(str(root))}.")
     files = list(files)
     return BatchJob(files, _run(root, files, classifier, batch_size, workers or default_workers(), cancel, progress,
                                 keep_predictions, max_pixels), skipped)
+
+
+def list_folder(folder: str | os.PathLike[str], exclude: tuple[Path, ...] = ()) -> tuple[list[Path], list[Path]]:
+    """(files a batch of ``folder`` analyses, in its order; files skipped for their names).
+    ``FolderError`` for a missing, unreadable or empty folder."""
+    root = _check_folder(folder)
+    skipped: list[Path] = []
+    found, unreadable = _scan(root, skipped)
+    if exclude:
+        skip = {os.path.abspath(p) for p in exclude}
+        found = [p for p in found if os.path.abspath(p) not in skip]
+    if not found and not unreadable:
+        raise FolderError(
+            f"no image files in {printable(str(root))}"
+            + (f" ({len(skipped)} other file(s) skipped)" if skipped else "")
+            + ". Choose a folder that holds PNG, JPEG or DICOM images."
+        )
+    return sorted(found + unreadable, key=_sort_key(root)), skipped
 
 
 def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
@@ -248,10 +261,120 @@ def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
 
 
 
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return printable(path.relative_to(root).as_posix())
+    except ValueError:
+        return printable(str(path))
+
+
+def _row_for(d: _Decoded, out: Prediction | str, root: Path, total: int, labels: tuple[str, ...],
+             keep: bool) -> BatchRow:
+    base = {"index": d.index, "total": total, "path": str(d.path), "rel_path": _rel(root, d.path)}
+    if isinstance(out, str):
+        return BatchRow(**base, status="error", error=out)
+    mr = d.meta_row or {}
+    sc = out.scope
+    return BatchRow(
+        **base, status="ok" if sc.in_scope else OUT_OF_SCOPE, label=out.call, flags=out.flags,
+        probs={lab: float(p) for lab, p in zip(labels, out.probs, strict=True)},
+        scope=sc.label, scope_reason=sc.reason, ood_score=sc.ood_score,
+        prediction=out if keep else None, **mr,
+    )
+
+
+def _conclude_one(d: _Decoded, o: object, i: int, classifier: Classifier) -> Prediction | str:
+    try:
+        return conclude(d.prep, classifier, o.logits[i], o.probs[i], o.cam[i], ood_of(o, i))  # type: ignore[arg-type, attr-defined]
+    except BaseException as e:  # noqa: BLE001
+        if _fatal(e):
+            raise
+        return _error_text(e, d.path)
+
+
+def _infer(items: list[_Decoded], classifier: Classifier) -> list[Prediction | str]:
+    """Batched inference, then each row concluded; if a batch fails, retry one by one so
+    only the bad file errs."""
+    if len(items) > 1:
+        try:
+            o = classifier.run(np.stack([d.prep.x for d in items]))  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001, S110 - isolate the failing image below
+            pass
+        else:
+            return [_conclude_one(d, o, i, classifier) for i, d in enumerate(items)]
+    results: list[Prediction | str] = []
+    for d in items:
+        try:
+            o = classifier.run(d.prep.x[None])  # type: ignore[union-attr]
+        except Exception as e:  # noqa: BLE001
+            results.append(printable(f"{d.path.name}: the model failed on this image ({type(e).__name__}: {e})."))
+        else:
+            results.append(_conclude_one(d, o, 0, classifier))
+    return results
+
+
+def _finish_chunk(chunk: list[_Decoded], root: Path, total: int, classifier: Classifier, keep: bool) -> list[BatchRow]:
+    """The rows of one chunk of decoded files: lung fields batched, ``prepare`` per file, the model
+    batched, ``conclude`` per row. The one per-chunk step of every driver (``_run``, ``analyze_files``)."""
+    _prepare_chunk(chunk, classifier)
+    good = [d for d in chunk if d.prep is not None]
+    results: dict[int, Prediction | str] = {}
+    if good:
+        outs = _infer(good, classifier)
+        results = {d.index: o for d, o in zip(good, outs, strict=True)}
+    rows = []
+    for d in chunk:
+        rows.append(_row_for(d, results.get(d.index, d.error), root, total, classifier.labels, keep))
+        d.prep = None
+    return rows
+
+
+def analyze_files(
+    root: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    classifier: Classifier,
+    *,
+    indices: Sequence[int] | None = None,
+    total: int | None = None,
+    batch_size: int = 16,
+    workers: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    keep_predictions: bool = False,
+) -> list[BatchRow]:
+    """The per-chunk function: the rows of ``paths``, in their order, by the same steps as
+    ``analyze_folder`` (decode, lung fields batched, ``prepare``, the model batched by
+    ``batch_size``, ``conclude``). ``indices`` are the files' positions in the whole listing
+    (default 0..n-1) and ``total`` its length, so rows computed anywhere (a Dask worker, a
+    resumed run) slot into one report. A chunk that starts at a multiple of ``batch_size`` of
+    the listing gives rows bit-identical to ``analyze_folder``'s (same model batches).
+    ``workers`` > 1 decodes in that many threads. A bad file becomes its error row."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    base = Path(root)
+    files = [Path(p) for p in paths]
+    where = list(range(len(files))) if indices is None else [int(i) for i in indices]
+    if len(where) != len(files):
+        raise ValueError(f"{len(where)} indices for {len(files)} paths")
+    n = len(files) if total is None else total
+    rows: list[BatchRow] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode") if workers > 1 else None
+    try:
+        for s in range(0, len(files), batch_size):
+            part = list(zip(where[s:s + batch_size], files[s:s + batch_size], strict=True))
+            if pool is None:
+                decoded = [_decode(i, p, max_pixels) for i, p in part]
+            else:
+                decoded = list(pool.map(lambda ip: _decode(ip[0], ip[1], max_pixels), part))
+            rows += _finish_chunk(decoded, base, n, classifier, keep_predictions)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return rows
+
+
 def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
          progress: Progress, keep: bool, max_pixels: int) -> Iterator[BatchRow]:
     total = len(files)
-    labels = classifier.labels
     prefetch = batch_size * 2 + workers  # decoded items waiting at most: bounded memory
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode")
     pending: deque[Future[_Decoded]] = deque()
@@ -262,53 +385,6 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
         while next_submit < total and len(pending) < prefetch:
             pending.append(pool.submit(_decode, next_submit, files[next_submit], max_pixels))
             next_submit += 1
-
-    def rel(path: Path) -> str:
-        try:
-            return printable(path.relative_to(root).as_posix())
-        except ValueError:
-            return printable(str(path))
-
-    def row_for(d: _Decoded, out: Prediction | str) -> BatchRow:
-        base = {"index": d.index, "total": total, "path": str(d.path), "rel_path": rel(d.path)}
-        if isinstance(out, str):
-            return BatchRow(**base, status="error", error=out)
-        mr = d.meta_row or {}
-        sc = out.scope
-        return BatchRow(
-            **base, status="ok" if sc.in_scope else OUT_OF_SCOPE, label=out.call, flags=out.flags,
-            probs={lab: float(p) for lab, p in zip(labels, out.probs, strict=True)},
-            scope=sc.label, scope_reason=sc.reason, ood_score=sc.ood_score,
-            prediction=out if keep else None, **mr,
-        )
-
-    def conclude_one(d: _Decoded, o: object, i: int) -> Prediction | str:
-        try:
-            return conclude(d.prep, classifier, o.logits[i], o.probs[i], o.cam[i], ood_of(o, i))  # type: ignore[arg-type, attr-defined]
-        except BaseException as e:  # noqa: BLE001
-            if _fatal(e):
-                raise
-            return _error_text(e, d.path)
-
-    def infer(items: list[_Decoded]) -> list[Prediction | str]:
-        """Batched inference, then each row concluded; if a batch fails, retry one by one so
-        only the bad file errs."""
-        if len(items) > 1:
-            try:
-                o = classifier.run(np.stack([d.prep.x for d in items]))  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001, S110 - isolate the failing image below
-                pass
-            else:
-                return [conclude_one(d, o, i) for i, d in enumerate(items)]
-        results: list[Prediction | str] = []
-        for d in items:
-            try:
-                o = classifier.run(d.prep.x[None])  # type: ignore[union-attr]
-            except Exception as e:  # noqa: BLE001
-                results.append(printable(f"{d.path.name}: the model failed on this image ({type(e).__name__}: {e})."))
-            else:
-                results.append(conclude_one(d, o, 0))
-        return results
 
     def wait(fut: Future[_Decoded]) -> _Decoded | None:
         while True:
@@ -332,15 +408,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
                 pending.popleft()
                 chunk.append(d)
                 fill()  # keep the decoders busy while this batch is collected and run
-            _prepare_chunk(chunk, classifier)
-            good = [d for d in chunk if d.prep is not None]
-            results: dict[int, Prediction | str] = {}
-            if good:
-                outs = infer(good)
-                results = {d.index: o for d, o in zip(good, outs, strict=True)}
-            for d in chunk:
-                row = row_for(d, results.get(d.index, d.error))
-                d.prep = None
+            for row in _finish_chunk(chunk, root, total, classifier, keep):
                 if _is_cancelled(cancel):
                     return
                 if progress is not None:

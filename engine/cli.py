@@ -19,8 +19,10 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .batch import BatchJob, BatchRow, FolderError, analyze_folder, printable
+from .batch import BatchJob, BatchRow, printable
+from .batch_cli import add_cluster_arguments, open_job
 from .card import DISCLAIMER
+from .dask_batch import ClusterError
 from .errors import ModelError, RadLensError
 from .model import DEVICES, Classifier, default_model_path
 from .report import sidecar_path, write_report
@@ -33,7 +35,10 @@ EXIT_CODES = f"""exit status:
   {EXIT_SOME_FAILED}    the report is written, but some files could not be analysed (see its 'error' column)
   {EXIT_NOTHING_RAN}    nothing could run: bad arguments, no usable model, missing/unreadable/empty folder
   {EXIT_REPORT_FAILED}    the report could not be written
+  4    --dicomweb --store-results: the report is written, but results could not all be stored on the PACS
   {EXIT_INTERRUPTED}  interrupted; no report is written
+With --dicomweb, 1 also means a study could not be fully retrieved, and 2 that nothing could be retrieved
+(server down, timeout, refused credentials, unknown study: the message says which).
 """
 
 
@@ -44,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"(header on the first line) with a provenance JSON beside it. {DISCLAIMER}.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("folder", metavar="FOLDER", help="folder to analyse (searched recursively)")
+    p.add_argument("folder", metavar="FOLDER", nargs="?", help="folder to analyse (searched recursively), or @LIST: a text file "
+                   "with one image path per line")
     p.add_argument("-o", "--output", required=True, metavar="REPORT.csv", help="CSV report to write")
     p.add_argument("--model", metavar="PATH", help=f"RadLens .onnx model (default: {default_model_path()})")
     p.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default: auto = GPU if usable)")
@@ -56,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per inference batch (default: 16)")
     p.add_argument("--workers", type=int, default=0, metavar="N", help="decoding threads (default: one per core, max 4)")
     p.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    p.add_argument("--dicom-results", metavar="DIR", help="also write each analysed DICOM image's results as DICOM "
+                   "(a Structured Report and a heatmap secondary capture, in the image's study) to DIR")
+    add_cluster_arguments(p)
+    from .pacs.cli_source import add_arguments as add_pacs_arguments  # --dicomweb URL --study/--query
+
+    add_pacs_arguments(p)
     return p
 
 
@@ -65,6 +77,11 @@ def _err(msg: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .pacs import cli_source as pacs_cli
+
+    if (problem := pacs_cli.check_args(args)) is not None:
+        _err(problem)
+        return EXIT_NOTHING_RAN
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # odd tags are not our user's problem
     if args.batch_size < 1:
         _err(f"--batch-size must be at least 1, got {args.batch_size}.")
@@ -82,11 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelError as e:
         _err(f"{e} Pass --model PATH to a RadLens .onnx model.")
         return EXIT_NOTHING_RAN
+    pacs = None
+    if args.dicomweb:  # retrieve into the cache; args.folder becomes an @LIST of the retrieved images
+        try:
+            pacs = pacs_cli.fetch(args)
+        except pacs_cli.PacsCliError as e:
+            _err(str(e))
+            return e.exit_code
+    dicom_results = _dicom_results(args.dicom_results, classifier)
+    if dicom_results is False:
+        return EXIT_NOTHING_RAN
     cancel = threading.Event()
     try:
-        rows: BatchJob = analyze_folder(args.folder, classifier, batch_size=args.batch_size, workers=args.workers or None,
-                              cancel=cancel, exclude=(out,))
-    except FolderError as e:
+        rows: BatchJob = open_job(args, classifier, cancel, out)  # a folder or @LIST; local or --dask
+    except RadLensError as e:
         _err(str(e))
         return EXIT_NOTHING_RAN
 
@@ -124,19 +150,32 @@ def main(argv: Sequence[str] | None = None) -> int:
            "provider": classifier.provider, "provider_note": classifier.provider_note,
            "batch_size": args.batch_size, "model_file": printable(str(model_path)),
            "skipped_non_image_names": len(rows.skipped)}
+    run.update(rows.run_options)
+    if pacs is not None:
+        run.update(pacs.run_info())
     try:
-        written = write_report(out, tracked(rows), classifier, include_identifiers=args.include_identifiers, run=run,
+        report_rows = dicom_results.rows(tracked(rows), run) if dicom_results else tracked(rows)
+        written = write_report(out, report_rows, classifier, include_identifiers=args.include_identifiers, run=run,
                                out_of_scope_probs=args.analyse_out_of_scope)
     except KeyboardInterrupt:
         cancel.set()
+        rows.close()
         print("\nInterrupted: no report was written.", file=sys.stderr)
+        if rows.interrupted_note:
+            print(rows.interrupted_note, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ClusterError as e:  # a distributed run stopped: no scheduler, a worker without the model, two models
+        _err(str(e))
+        if rows.interrupted_note:
+            print(rows.interrupted_note, file=sys.stderr)
+        return EXIT_NOTHING_RAN
     except RadLensError as e:
         _err(str(e))
         return EXIT_REPORT_FAILED
     except OSError as e:
         _err(f"the report could not be written to {printable(str(out))} ({e.strerror or e}). Choose a writable location.")
         return EXIT_REPORT_FAILED
+    rows.report_written()
     elapsed = time.perf_counter() - start
 
     ok = sum(counts.values())
@@ -169,8 +208,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  ... and {len(errors) - 5} more.")
     print(f"Report: {printable(str(out))}" + (" (with patient/study identifiers)" if args.include_identifiers else ""))
     print(f"Provenance: {printable(str(sidecar_path(out)))}")
+    if dicom_results:
+        print(dicom_results.describe())
+    if pacs is not None and (pacs_code := pacs.finish(dicom_results.written if args.store_results and dicom_results
+                                                      else None)):
+        print(f"{DISCLAIMER}.")
+        return pacs_code
     print(f"{DISCLAIMER}.")
-    return EXIT_SOME_FAILED if errors else EXIT_OK
+    return EXIT_SOME_FAILED if errors or (dicom_results and dicom_results.failed) else EXIT_OK
+
+
+def _dicom_results(folder: str | None, classifier: Classifier):  # noqa: ANN202 - BatchResults | None | False
+    """``--dicom-results DIR``: the writer (its folder created), None without the option, False
+    (after the message) when the folder cannot be created."""
+    if not folder:
+        return None
+    from .dicom_results import BatchResults
+
+    writer = BatchResults(Path(folder), classifier)
+    try:
+        writer.prepare()
+    except RadLensError as e:
+        _err(str(e))
+        return False
+    return writer
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from .dicom_header import PIXEL_KEYWORDS, int_value, pixel_spacing, tag_rows
+from .dicom_header import PIXEL_KEYWORDS, int_value, magnification_factor, spacing_pair, tag_rows
 from .dicom_pipeline import (
     apply_modality,
     apply_palette_color,
@@ -227,12 +227,16 @@ def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_
     pixels, window, source = apply_voi(values, ds, path, notes, windows)
     pixels, inverted = apply_presentation_inversion(pixels, ds)
     bits_stored = int_value(path, ds, "BitsStored", stored_bits, minimum=1)
-    spacing = pixel_spacing(ds, notes)
+    spacing = spacing_pair(ds, "PixelSpacing", notes)
+    imager_spacing = spacing_pair(ds, "ImagerPixelSpacing", notes)
+    ermf = magnification_factor(ds, notes)
     meta = ImageMeta(
         colourfulness=chroma,
         path=str(path), format="dicom", width=int(arr.shape[1]), height=int(arr.shape[0]),
         modality=_text(ds, "Modality"), photometric=photometric, bits_stored=bits_stored,
         transfer_syntax=str(ts), transfer_syntax_name=ts.name, pixel_spacing=spacing,
+        imager_pixel_spacing=imager_spacing, magnification_factor=ermf,
+        spacing_calibration_type=_text(ds, "PixelSpacingCalibrationType").strip().upper(),
         view_position=_text(ds, "ViewPosition"), body_part=_text(ds, "BodyPartExamined"),
         description=" | ".join(dict.fromkeys(t for k in ("StudyDescription", "SeriesDescription", "ProtocolName")
                                              if (t := _text(ds, k).strip()))),

@@ -148,21 +148,33 @@ def float_value(path: Path, ds: Dataset, keyword: str, default: float) -> float:
     return number
 
 
-def pixel_spacing(ds: Dataset, notes: list[str]) -> tuple[float, float] | None:
-    """Pixel Spacing, else Imager Pixel Spacing, in mm. Spacing is not part of the display:
-    an unreadable value is left out with a note rather than refusing the image."""
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(keyword)
-        if value is None or value == "":
-            continue
-        items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
-        try:
-            row, col = (float(v) for v in items)
-            if all(math.isfinite(v) and v > 0 for v in (row, col)):
-                return row, col
-        except (TypeError, ValueError):
-            pass
-        notes.append(f"{keyword} {short(str(value))} unreadable (two positive numbers expected): ignored")
+def spacing_pair(ds: Dataset, keyword: str, notes: list[str]) -> tuple[float, float] | None:
+    """A (row, column) spacing in mm (Pixel Spacing, Imager Pixel Spacing). Spacing is not
+    part of the display: an unreadable value is left out with a note rather than refusing
+    the image."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+    try:
+        row, col = (float(v) for v in items)
+        if all(math.isfinite(v) and v > 0 for v in (row, col)):
+            return row, col
+    except (TypeError, ValueError):
+        pass
+    notes.append(f"{keyword} {short(str(value))} unreadable (two positive numbers expected): ignored")
+    return None
+
+
+def magnification_factor(ds: Dataset, notes: list[str]) -> float | None:
+    """Estimated Radiographic Magnification Factor (0018,1114), SID/SOD; None when absent or
+    not a number of at least 1 (noted)."""
+    value, number = _number(ds, "EstimatedRadiographicMagnificationFactor")
+    if number is None:
+        return None
+    if math.isfinite(number) and number >= 1.0:
+        return number
+    notes.append(f"EstimatedRadiographicMagnificationFactor {short(str(value))} unusable (1 or more expected): ignored")
     return None
 
 

@@ -45,7 +45,10 @@ class ImageMeta:
     bits_stored: int = 8
     transfer_syntax: str = ""
     transfer_syntax_name: str = ""
-    pixel_spacing: tuple[float, float] | None = None
+    pixel_spacing: tuple[float, float] | None = None  # Pixel Spacing (0028,0030), mm: (row, column) spacing
+    imager_pixel_spacing: tuple[float, float] | None = None  # Imager Pixel Spacing (0018,1164): at the detector
+    spacing_calibration_type: str = ""  # Pixel Spacing Calibration Type (0028,0A02): GEOMETRY, FIDUCIAL or ""
+    magnification_factor: float | None = None  # Estimated Radiographic Magnification Factor (0018,1114)
     view_position: str = ""
     body_part: str = ""
     description: str = ""  # Study / Series Description and Protocol Name, " | "-joined (scope evidence)

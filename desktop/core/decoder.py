@@ -3,10 +3,15 @@
 The pylibjpeg decoders (JPEG 2000, JPEG-LS, JPEG) hold Python's GIL for the whole decode:
 about 150 ms for a 2k x 2k chest radiograph on this machine. In a worker *thread* that
 freezes the GUI thread just as long. So DICOM files are decoded in a small process pool
-(spawned on first use, shared by the viewer's workers); PNG and JPEG stay in the
-calling thread because OpenCV releases the GIL while it decodes. If the pool cannot be
-used (no multiprocessing in this environment, a crashed child) decoding falls back to
-the calling thread: slower to feel, never wrong.
+(started in the background at launch by ``warm_async``, shared by the viewer's workers);
+PNG and JPEG stay in the calling thread because OpenCV releases the GIL while it decodes.
+If the pool cannot be used (no multiprocessing in this environment, a crashed child)
+decoding falls back to the calling thread: slower to feel, never wrong.
+
+``prefetch(path)`` starts a DICOM decode at once (the file given on the command line is
+decoded while the model loads); ``load`` then waits for it instead of decoding again. The
+last few decodes are kept (keyed by path, size and modification time), so opening the
+same file twice in a row (before and after the model loaded) decodes it once.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from engine import CorruptImageError, LoadedImage, load_image
@@ -24,6 +30,7 @@ from engine.io import sniff_format
 
 log = logging.getLogger(__name__)
 WORKERS = 2
+RECENT = 2  # decodes kept for a second look (a 2k x 2k radiograph: about 32 MB each)
 
 
 def _watch_parent(parent: int) -> None:
@@ -65,6 +72,8 @@ class Decoder:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._worked = False  # the pool has returned at least one result
+        self._warming: threading.Thread | None = None
+        self._recent: OrderedDict[tuple[str, int, int], Future[LoadedImage]] = OrderedDict()
 
     def _get_pool(self) -> ProcessPoolExecutor | None:
         with self._lock:
@@ -78,26 +87,67 @@ class Decoder:
             return self._pool
 
     def warm(self) -> None:
-        """Start the pool in the background (call once the window is up)."""
+        """Start the pool's processes and import the DICOM decoders in them (blocks while
+        the processes are spawned: call ``warm_async`` from the GUI thread)."""
         pool = self._get_pool()
         if pool is not None:
             for _ in range(self.workers):
                 pool.submit(_warm)
 
-    def load(self, path: str) -> LoadedImage:
-        """``engine.load_image(path)``; DICOM decoded in a child process."""
+    def warm_async(self) -> threading.Thread | None:
+        """``warm`` in a background thread, once (at launch, so the first DICOM opened,
+        e.g. by a double-click, does not wait for the processes to start)."""
+        with self._lock:
+            if self._warming is not None or not self.use_processes:
+                return self._warming
+            self._warming = threading.Thread(target=self.warm, name="radlens-decoder-warm", daemon=True)
+        self._warming.start()
+        return self._warming
+
+    def prefetch(self, path: str) -> None:
+        """Start decoding ``path`` now if it is a DICOM (in a short-lived thread: spawning a
+        pool process must not block the caller); ``load(path)`` picks the result up."""
+        threading.Thread(target=self._submit, args=(path,), name="radlens-prefetch", daemon=True).start()
+
+    def _submit(self, path: str) -> tuple[Future[LoadedImage], ProcessPoolExecutor] | None:
+        """The pool's future for ``path`` (a recent one if the file is unchanged), or None
+        when the file is not a DICOM or there is no pool."""
         try:
             with open(path, "rb") as f:
                 kind = sniff_format(f.read(132))
+            st = os.stat(path)
         except OSError:
-            kind = None  # let load_image raise its own, user-facing error
+            return None  # let load_image raise its own, user-facing error
         pool = self._get_pool() if kind in ("dicom", "dicom-raw") else None
         if pool is None:
-            return load_image(path)
+            return None
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            fut = self._recent.get(key)
+            if fut is not None:
+                self._recent.move_to_end(key)
+                return fut, pool
         try:
-            image = pool.submit(_load, path).result()
+            fut = pool.submit(_load, path)  # outside the lock: it may spawn a process
+        except RuntimeError:  # the pool was shut down or broke meanwhile
+            return None
+        with self._lock:
+            self._recent[key] = fut
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+        return fut, pool
+
+    def load(self, path: str) -> LoadedImage:
+        """``engine.load_image(path)``; DICOM decoded in a child process."""
+        submitted = self._submit(path)
+        if submitted is None:
+            return load_image(path)
+        fut, pool = submitted
+        try:
+            image = fut.result()
         except BrokenProcessPool:
             with self._lock:
+                self._recent.clear()  # every future of the dead pool is broken
                 if self._pool is pool:
                     self._pool = None
             if not self._worked:  # the pool never worked here: an environment problem
@@ -114,6 +164,7 @@ class Decoder:
     def shutdown(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            self._recent.clear()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -103,9 +103,20 @@ class StudyItem:
         return self.scope == "out"
 
 
+def percent_text(p: float, sign: bool = True) -> str:
+    """A probability as the views write it: one decimal, and never "100.0%" or "0.0%" (the
+    model is never certain): ">99.9%" and "<0.1%" at the ends."""
+    pct = "%" if sign else ""
+    if p >= 0.9995:
+        return f">99.9{pct}"
+    if p < 0.0005:
+        return f"<0.1{pct}"
+    return f"{p * 100:.1f}{pct}"
+
+
 def call_text(call: str, prob: float, flags: tuple[str, ...]) -> str:
     """The decision as every view words it (engine.prediction.DECISION_RULE): the call is
     the top class; flags are the classes at or above their operating points."""
     flagged = f"flagged (at or above the operating point): {', '.join(flags)}" if flags else \
         "no class at or above its operating point"
-    return f"call {call} {prob * 100:.1f}%; {flagged}."
+    return f"call {call} {percent_text(prob)}; {flagged}."

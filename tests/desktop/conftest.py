@@ -38,6 +38,10 @@ class FakeDialogs:
         self.infos: list[tuple[str, str]] = []
         self.confirms: list[bool] = []  # answers to confirm(); True (go ahead) when empty
         self.asked: list[tuple[str, str]] = []
+        self.save_paths: list[str] = []  # answers to save_file() (export); "" (cancel) when empty
+        self.saved_asked: list[tuple[str, str]] = []
+        self.choices: list[str] = []  # answers to choose(); "" (cancel) when empty
+        self.choices_offered: list[list[str]] = []
 
     def open_files(self, folder: str) -> list[str]:
         return self.files.pop(0) if self.files else []
@@ -53,6 +57,14 @@ class FakeDialogs:
 
     def text(self, title: str, label: str, default: str = "") -> str:
         return self.texts.pop(0) if self.texts else ""
+
+    def save_file(self, title: str, suggested: str, name_filter: str, suffix: str) -> str:
+        self.saved_asked.append((title, suggested))
+        return self.save_paths.pop(0) if self.save_paths else ""
+
+    def choose(self, title: str, label: str, items: list[str]) -> str:
+        self.choices_offered.append(list(items))
+        return self.choices.pop(0) if self.choices else ""
 
     def error(self, title: str, text: str) -> None:
         self.errors.append((title, text))

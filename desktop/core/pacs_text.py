@@ -1,0 +1,183 @@
+"""What the PACS screens say and check, without Qt: search criteria from the form, the
+rows of the results table, the server form's checks, the send confirmation, and the
+messages after a retrieve, a send or a received study."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+AUTH_KINDS = ("none", "basic", "bearer")
+AUTH_NAMES = {"none": "No authentication", "basic": "User name and password", "bearer": "Bearer token"}
+STUDY_COLUMNS = ("Patient", "Patient ID", "Date", "Modality", "Description", "Accession", "Series")
+SERIES_COLUMNS = ("Series", "", "", "Modality", "Description", "", "Images")
+
+
+def person_name(pn: object) -> str:
+    """A DICOM person name ("Doe^John^^Dr") as people write it ("Doe, John")."""
+    text = str(pn or "").split("=")[0]  # alphabetic group only
+    parts = [p.strip() for p in text.split("^")]
+    family, given = (parts + ["", ""])[:2]
+    if family and given:
+        return f"{family}, {given}"
+    return family or given
+
+
+def show_date(da: object) -> str:
+    """A DICOM date (YYYYMMDD) as YYYY-MM-DD; anything else as it came."""
+    s = str(da or "").strip()
+    return f"{s[:4]}-{s[4:6]}-{s[6:8]}" if re.fullmatch(r"\d{8}", s) else s
+
+
+def parse_date(text: str) -> str:
+    """A date typed as YYYY-MM-DD, YYYY/MM/DD or YYYYMMDD -> YYYYMMDD ("" for nothing).
+    Raises ValueError saying what to type."""
+    s = text.strip()
+    if not s:
+        return ""
+    digits = re.sub(r"[-/.]", "", s)
+    if re.fullmatch(r"\d{8}", digits):
+        try:
+            date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+            return digits
+        except ValueError:
+            pass
+    raise ValueError(f"'{s}' is not a date: type it as YYYY-MM-DD (for example 2024-03-31).")
+
+
+@dataclass(frozen=True)
+class SearchForm:
+    """The Open from PACS search fields, as typed."""
+
+    patient_id: str = ""
+    patient_name: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    modality: str = ""
+    accession: str = ""
+
+    def criteria(self) -> dict[str, str]:
+        """Keyword arguments for ``PacsClient.search_studies`` (dates as YYYYMMDD).
+        Raises ValueError with a message for the user when a field is not valid."""
+        d_from, d_to = parse_date(self.date_from), parse_date(self.date_to)
+        if d_from and d_to and d_from > d_to:
+            raise ValueError(f"The date range ends ({show_date(d_to)}) before it starts ({show_date(d_from)}): "
+                             "swap the two dates.")
+        modality = self.modality.strip().upper()
+        if modality and not re.fullmatch(r"[A-Z0-9]{1,16}", modality):
+            raise ValueError(f"'{self.modality.strip()}' is not a DICOM modality code: use letters such as CR, DX or CT.")
+        return {"patient_id": self.patient_id.strip(), "patient_name": self.patient_name.strip(),
+                "date_from": d_from, "date_to": d_to, "modality": modality, "accession": self.accession.strip()}
+
+    def describe(self) -> str:
+        c = {k: v for k, v in self.criteria().items() if v}
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()) or "no criteria (every study)"
+
+
+def _get(obj: object, *names: str, default: object = "") -> object:
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v not in (None, ""):
+            return v
+    return default
+
+
+def _text(v: object) -> str:
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return "/".join(str(x) for x in v if x)
+    return str(v) if v is not None else ""
+
+
+def study_row(s: object) -> tuple[str, ...]:
+    """The results table's cells for one study summary (``STUDY_COLUMNS``)."""
+    n = _get(s, "n_series", "num_series", "series_count", default="")
+    return (person_name(_get(s, "patient_name")), _text(_get(s, "patient_id")), show_date(_get(s, "study_date", "date")),
+            _text(_get(s, "modalities", "modality")), _text(_get(s, "description", "study_description")),
+            _text(_get(s, "accession", "accession_number")), str(n) if n != "" else "")
+
+
+def series_row(s: object) -> tuple[str, ...]:
+    """The cells of one series under its study (``SERIES_COLUMNS``)."""
+    number = _text(_get(s, "series_number", "number"))
+    n = _get(s, "n_instances", "num_instances", "instance_count", default="")
+    return (f"Series {number}".strip(), "", "", _text(_get(s, "modality")),
+            _text(_get(s, "description", "series_description")), "", str(n) if n != "" else "")
+
+
+def study_label(s: object) -> str:
+    """A short name for a study in messages: patient, date and description."""
+    bits = [person_name(_get(s, "patient_name")) or _text(_get(s, "patient_id")),
+            show_date(_get(s, "study_date", "date")), _text(_get(s, "description", "study_description"))]
+    return " ".join(b for b in bits if b) or _text(_get(s, "study_uid", "study_instance_uid"))
+
+
+# -- servers ------------------------------------------------------------------------------
+def server_problem(problem: str | None, name: str, taken: Iterable[str] = ()) -> str:
+    """What is wrong with a server form ("" when nothing is): ``ServerConfig.problem()``'s
+    answer, or a name another server already has."""
+    if problem:
+        return problem
+    if name.strip() in set(taken):
+        return f"There is already a server called '{name.strip()}': choose another name."
+    return ""
+
+
+def server_title(name: str, url: str) -> str:
+    return f"{name} at {url}"
+
+
+def secret_label(auth: str) -> str:
+    return "Token" if auth == "bearer" else "Password"
+
+
+# -- sending ------------------------------------------------------------------------------
+def confirm_send_text(kinds: Sequence[str], sources: Sequence[str], server: str, url: str) -> str:
+    """'Send 2 objects (SR, SC) for chest.dcm to Orthanc-test at http://…?'"""
+    n = len(kinds)
+    unique: list[str] = []
+    for k in kinds:
+        if k not in unique:
+            unique.append(k)
+    what = f"{n} object{'s' if n != 1 else ''} ({', '.join(unique)})" if n else "no objects"
+    if len(sources) == 1:
+        src = sources[0]
+    else:
+        src = f"{len(sources)} images"
+    return (f"Send {what} for {src} to {server_title(server, url)}?\n\n"
+            "They become part of the patient's study on that server. Research use only, not for diagnosis.")
+
+
+def send_outcome_text(stored: int, failed: int, server: str, message: str = "") -> str:
+    if failed == 0 and stored:
+        return f"Sent {stored} object{'s' if stored != 1 else ''} to {server}."
+    head = f"{server} stored {stored} of {stored + failed} objects; {failed} failed."
+    return f"{head} {message}".strip() + " Check the server's connection and try again; nothing was deleted."
+
+
+# -- retrieving and receiving -------------------------------------------------------------------
+def retrieve_outcome_text(n_files: int, total: int, complete: bool, cancelled: bool, message: str = "") -> str:
+    """What a retrieve got, for the status bar or a message box."""
+    if complete:
+        return f"Retrieved {n_files} image{'s' if n_files != 1 else ''}."
+    got = f"{n_files} of {total}" if total else f"{n_files}"
+    what = "Retrieve cancelled" if cancelled else "Retrieve failed"
+    tail = (" No partial file was kept; the complete images are in the cache and can be opened."
+            if n_files else " Nothing was kept.")
+    why = f" {message.strip()}" if message and message.strip() else ""
+    return f"{what}: {got} image{'s' if (total or n_files) != 1 else ''} fetched.{why}{tail}"
+
+
+def received_text(label: str, n_images: int) -> str:
+    return f"Received study {label} ({n_images} image{'s' if n_images != 1 else ''})"
+
+
+def receiver_settings_error(ae_title: str, port: int) -> str:
+    """What is wrong with the receiver's AE title and port ("" when nothing is)."""
+    ae = ae_title.strip()
+    if not ae or len(ae) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in ae):
+        return "The AE title must be 1 to 16 plain characters (letters, digits, spaces), for example RADLENS."
+    if not 1 <= int(port) <= 65535:
+        return f"Port {port} is not a TCP port: choose one between 1024 and 65535 (104 needs administrator rights)."
+    return ""

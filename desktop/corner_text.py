@@ -1,0 +1,166 @@
+"""Corner text over the image view (View > Corner text, T): modality, view, study date,
+image size and spacing, W/L, zoom and the model's call; patient name, ID, age and sex only
+with View > Show patient identifiers (a setting, off by default). The lines are
+``core.corner_info``'s; here they are labels over the view's corners (children of the view,
+like its banner, transparent to the mouse), updated on every W/L, zoom, image, result and
+error. ``CornerText.lines()`` gives what is shown (for exporters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtWidgets import QLabel, QMainWindow, QMenu
+
+from engine import ImageMeta, Prediction
+from engine.image import TagRow
+
+from .core.corner_info import CornerLines, ai_line, corner_lines
+from .core.messages import AnalysisDone, Failure, ImageReady
+from .display_control import action
+from .image_view import ImageView
+from .settings import Settings
+
+STYLE = ("QLabel { color: #f0f0f0; background: rgba(0, 0, 0, 120); border-radius: 3px; padding: 2px 5px; "
+         "font-weight: bold; }")
+CORNERS = ("top_left", "top_right", "bottom_right")
+
+
+class CornerText(QObject):
+    def __init__(self, view: ImageView, settings: Settings, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.view, self.settings = view, settings
+        self.meta: ImageMeta | None = None
+        self.tags: Sequence[TagRow] = ()
+        self.window_text = ""
+        self.zoom: float | None = None
+        self.ai = ""
+        self.labels: dict[str, QLabel] = {}
+        for corner in CORNERS:
+            label = QLabel(view)
+            label.setObjectName(f"corner_{corner}")
+            label.setStyleSheet(STYLE)
+            label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight if corner.endswith("right") else Qt.AlignmentFlag.AlignLeft)
+            label.setVisible(False)
+            self.labels[corner] = label
+        self.toggle = action(self, "&Corner text", "T", "Modality, view, date, size, W/L, zoom and the AI call "
+                             "at the corners of the image", checkable=True)
+        self.toggle.setChecked(settings.corner_text)
+        self.toggle.toggled.connect(self._on_toggle)
+        self.identifiers = action(self, "Show patient &identifiers on the image", None,
+                                  "Patient name, ID, age and sex in the corner text (the rows the tag viewer "
+                                  "highlights as identifying)", checkable=True)
+        self.identifiers.setChecked(settings.show_identifiers)
+        self.identifiers.toggled.connect(self._on_identifiers)
+        view.installEventFilter(self)
+        view.labelsPlaced.connect(self._place)
+        view.zoomChanged.connect(self.set_zoom)
+
+    # -- state ---------------------------------------------------------------------------
+    def set_image(self, meta: ImageMeta, tags: Sequence[TagRow] = (), ai: str = "") -> None:
+        self.meta, self.tags, self.ai = meta, tuple(tags), ai
+        self.zoom = self.view.scale_factor()
+        self.refresh()
+
+    def clear(self) -> None:
+        """No image (an error, or nothing open): no values at all."""
+        self.meta, self.tags, self.window_text, self.zoom, self.ai = None, (), "", None, ""
+        self.refresh()
+
+    def set_window_text(self, text: str) -> None:
+        self.window_text = text
+        self.refresh()
+
+    def set_zoom(self, scale: float) -> None:
+        self.zoom = scale if self.view.has_image() else None
+        self.refresh()
+
+    def set_prediction(self, prediction: Prediction | None, status: str = "") -> None:
+        self.ai = ai_line(prediction, status)
+        self.refresh()
+
+    def lines(self) -> CornerLines:
+        """What the corners say now (empty when the corner text is off)."""
+        if not self.toggle.isChecked():
+            return CornerLines()
+        return corner_lines(self.meta, self.tags, window=self.window_text, zoom=self.zoom, ai=self.ai,
+                            identifiers=self.identifiers.isChecked())
+
+    def refresh(self) -> None:
+        lines = self.lines()
+        for corner, label in self.labels.items():
+            text = "\n".join(getattr(lines, corner))
+            label.setText(text)
+            label.setVisible(bool(text))
+        self._place()
+
+    def _on_toggle(self, on: bool) -> None:
+        self.settings.corner_text = on
+        self.refresh()
+
+    def _on_identifiers(self, on: bool) -> None:
+        self.settings.show_identifiers = on
+        self.refresh()
+
+    # -- layout --------------------------------------------------------------------------
+    def _place(self) -> None:
+        vp = self.view.viewport().geometry()
+        margin = 8
+        banner = self.view.findChild(QLabel, "viewBanner")
+        top = vp.top() + margin
+        if banner is not None and not banner.isHidden():
+            top = banner.geometry().bottom() + margin
+        for corner, label in self.labels.items():
+            if label.isHidden():
+                continue
+            widest = max(80, vp.width() // 2 - 2 * margin)
+            label.setWordWrap(False)
+            label.setMinimumWidth(0)
+            label.setMaximumWidth(16777215)
+            label.adjustSize()
+            if label.width() > widest:
+                label.setWordWrap(True)
+                label.setFixedWidth(widest)
+                label.adjustSize()
+            x = vp.left() + margin if corner.endswith("left") else vp.right() - margin - label.width()
+            y = top if corner.startswith("top") else vp.bottom() - margin - label.height()
+            label.move(x, y)
+            label.raise_()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if obj is self.view and event.type() == QEvent.Type.Resize:
+            self._place()
+        return False
+
+
+def attach(win: QMainWindow) -> CornerText:
+    """Corner text on the window's view (``win``: the ``MainWindow``), following its images,
+    results, W/L and zoom; the toggles go in the View menu."""
+    c = CornerText(win.view, win.settings, win)  # type: ignore[attr-defined]
+    s = win.service  # type: ignore[attr-defined]
+
+    def image(r: ImageReady) -> None:
+        busy = win.classifier is not None  # type: ignore[attr-defined]
+        c.set_image(r.image.meta, r.image.tags, ai_line(None, "analysing…") if busy else "")
+
+    def analysed(r: AnalysisDone) -> None:
+        c.set_prediction(r.prediction)
+
+    def failed(r: Failure) -> None:
+        if r.stage == "load":
+            c.clear()
+        else:
+            c.set_prediction(None, "analysis failed")
+
+    s.imageReady.connect(image)
+    s.analysed.connect(analysed)
+    s.failed.connect(failed)
+    win.display.windowChanged.connect(c.set_window_text)  # type: ignore[attr-defined]
+    view_menu = next((a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == "View"), None)
+    if isinstance(view_menu, QMenu):
+        view_menu.addSeparator()
+        view_menu.addActions([c.toggle, c.identifiers])
+    c.refresh()
+    return c

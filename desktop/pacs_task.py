@@ -1,0 +1,87 @@
+"""One PACS job (search, series list, retrieve, store, test) off the GUI thread. The job
+is a plain function ``fn(progress, cancel)`` (Orange3's habit): it reports progress with
+``progress(done, total)`` and checks ``cancel`` (a threading.Event); the thread only runs
+it and hands back its result, or a message, by queued signals."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from engine import RadLensError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int | None], None]  # done, total (None: not known)
+Job = Callable[[Progress, threading.Event], object]
+
+
+def error_text(e: BaseException) -> str:
+    """What the user is told about a failed job: the engine's own message for the errors
+    it names (PacsError is a RadLensError), else a bug report hint."""
+    if isinstance(e, (RadLensError, OSError)):
+        return str(e)
+    log.error("unexpected error in a PACS job", exc_info=e)
+    return f"unexpected error ({type(e).__name__}: {e}). Details are in the log file; please report it."
+
+
+class TaskThread(QThread):
+    """Runs one job; ``succeeded(result)`` or ``failed(message, kind)`` arrive on the GUI thread."""
+
+    progressed = Signal(int, object)  # done, total or None
+    succeeded = Signal(object)
+    failed = Signal(str, str)
+
+    def __init__(self, job: Job, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.job = job
+        self.cancel = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:  # the worker thread
+        try:
+            result = self.job(self.progressed.emit, self.cancel)
+        except BaseException as e:  # noqa: BLE001 - every failure becomes a message, never a dead thread
+            self.error = e
+            self.failed.emit(error_text(e), str(getattr(e, "kind", "")))
+            return
+        self.succeeded.emit(result)
+
+
+class Tasks(QObject):
+    """The jobs a screen started; keeps each thread alive until it finished and stops
+    them all on ``shutdown``."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.running: list[TaskThread] = []
+
+    def start(self, job: Job, on_done: Callable[[object], None], on_failed: Callable[[str, str], None],
+              on_progress: Progress | None = None) -> TaskThread:
+        t = TaskThread(job, self)
+        t.succeeded.connect(on_done)
+        t.failed.connect(on_failed)
+        if on_progress is not None:
+            t.progressed.connect(on_progress)
+        t.finished.connect(lambda: self._drop(t))
+        self.running.append(t)
+        t.start()
+        return t
+
+    def _drop(self, t: TaskThread) -> None:
+        if t in self.running:
+            self.running.remove(t)
+        t.deleteLater()
+
+    def busy(self) -> bool:
+        return any(t.isRunning() for t in self.running)
+
+    def shutdown(self, wait_ms: int = 5000) -> None:
+        for t in list(self.running):
+            t.cancel.set()
+        for t in list(self.running):
+            if not t.wait(wait_ms):
+                log.warning("a PACS job did not stop within %d ms", wait_ms)

@@ -1,0 +1,72 @@
+"""``radlens-batch``'s input and run options beyond one folder on one machine: a list file
+(``@LIST``), a Dask cluster (``--dask``, ``--chunk``, ``--resume``, ``--worker-model``,
+``--retries``) and Parquet partitions (``--parquet``). ``engine.cli`` calls ``open_job`` in
+place of ``analyze_folder``; the job it returns is driven exactly like a local one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .batch import BatchJob, Cancel, analyze_folder
+from .dask_batch import ClusterError, DaskJob, analyze_on_dask
+from .fileio import printable
+from .filelist import open_source
+from .journal import journal_path
+from .model import Classifier
+from .parquet_out import ParquetParts
+from .report import ModelInfo
+
+DEFAULT_CHUNK = 32
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distributed batch on Dask (docs/scale.md)")
+    g.add_argument("--dask", metavar="ADDRESS", help="run on a Dask cluster: a scheduler address (tcp://host:8786) "
+                   "whose workers see the files and the model, or local:N for N worker processes on this machine")
+    g.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, metavar="K",
+                   help=f"files per Dask task (default: {DEFAULT_CHUNK}; a multiple of --batch-size gives rows "
+                        "bit-identical to a local run)")
+    g.add_argument("--resume", action="store_true",
+                   help="finish an interrupted --dask run from its journal (REPORT.csv.journal): only the files it "
+                        "has not analysed run")
+    g.add_argument("--worker-model", metavar="PATH",
+                   help="the model file as the workers see it (default: the --model path); its SHA-256 must match")
+    g.add_argument("--retries", type=int, metavar="N",
+                   help="with --dask local:N: worker deaths a task survives before its files run one by one and a "
+                        "file that still kills its worker becomes an error row (default: Dask's, 3)")
+    g.add_argument("--parquet", metavar="DIR", help="also write the report as Parquet partitions in DIR")
+
+
+def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, out: Path) -> BatchJob:
+    """The job ``radlens-batch`` drives: a local batch, or a distributed one with ``--dask``.
+    Raises a ``RadLensError`` (nothing ran) for a bad source, option, journal or cluster."""
+    if args.chunk < 1:
+        raise ClusterError(f"--chunk must be at least 1, got {args.chunk}.")
+    if args.retries is not None and args.retries < 0:
+        raise ClusterError(f"--retries must be 0 or more, got {args.retries}.")
+    if (args.resume or args.worker_model or args.retries is not None) and not args.dask:
+        raise ClusterError("--resume, --worker-model and --retries belong to a distributed run; add --dask "
+                           "ADDRESS or --dask local:N.")
+    source = open_source(args.folder, exclude=(out,))
+    job: BatchJob
+    if args.dask:
+        job = analyze_on_dask(source, classifier, args.dask, chunk=args.chunk, batch_size=args.batch_size,
+                              journal=journal_path(out), resume=args.resume, worker_model=args.worker_model,
+                              device=args.device, allowed_failures=args.retries, cancel=cancel)
+        st = job.run_options["dask"]
+        print(printable(f"Dask: {st['scheduler']}, {st['workers_at_start']} worker(s); tasks of {args.chunk} files; "
+                        f"a task survives {st['allowed_failures']} worker death(s); journal {st['journal']}"))
+        if isinstance(job, DaskJob) and job.resumed:
+            print(f"Resuming: {job.resumed} of {job.total} file(s) already analysed; {job.total - job.resumed} to go.")
+    else:
+        job = analyze_folder(source.root, classifier, batch_size=args.batch_size, workers=args.workers or None,
+                             cancel=cancel, files=source.files)
+        job.skipped = source.skipped
+    job.run_options.update(source.describe())
+    if args.parquet:
+        parts = ParquetParts(args.parquet, ModelInfo.from_classifier(classifier), args.include_identifiers,
+                             args.analyse_out_of_scope)
+        job._rows = parts.tee(job._rows)
+        job.run_options["parquet"] = printable(str(Path(args.parquet).resolve()))
+    return job

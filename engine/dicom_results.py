@@ -1,0 +1,256 @@
+"""RadLens results as DICOM objects, written with highdicom (see docs/dicom-results.md).
+
+For one analysed DICOM image, ``results_for`` gives two new instances in the source's study:
+
+- a Structured Report (Comprehensive 3D SR, TID 1500 Measurement Report; ``engine.dicom_sr``): the
+  call, each class's probability with its operating point, the flags, the scope verdict, the
+  notice "Research use only, not for diagnosis", the model (name, version, SHA-256) and a
+  reference to the source image's SOP instance; VerificationFlag UNVERIFIED;
+- a Secondary Capture (``engine.dicom_sc``): the displayed image with the Grad-CAM heatmap
+  blended in and the notice burned in as a banner, in a new derived series.
+
+Patient and study attributes are copied from the source; every new UID is generated.
+``write_results`` writes them atomically, named by their SOP Instance UID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+
+from .batch import BatchRow
+from .errors import RadLensError
+from .fileio import printable
+from .image import LoadedImage
+from .model import Classifier
+from .prediction import Prediction
+
+__all__ = ["BatchResults", "DicomResultsError", "read_source_header", "results_for", "write_results"]
+
+# Identify the source instance and its study: without them the results cannot join the study.
+REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+# Type 2 patient/study attributes highdicom copies from the source: present (maybe empty) in ours.
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+class DicomResultsError(RadLensError):
+    """DICOM results cannot be made or written for this image (not DICOM, header lacking, disk)."""
+
+
+def _name(path: str) -> str:
+    return printable(path.replace("\\", "/").rsplit("/", 1)[-1])
+
+
+def read_source_header(image: LoadedImage) -> Dataset:
+    """The source file's header (no pixel data), checked to be the image that was analysed
+    and to hold the attributes the results need."""
+    meta = image.meta
+    name = _name(meta.path)
+    if meta.format != "dicom":
+        raise DicomResultsError(
+            f"{name} is a {meta.format.upper() or 'non-DICOM'} file, not DICOM: results as DICOM (SR and secondary "
+            "capture) join the source image's patient and study, which only a DICOM image has. Use the CSV report "
+            "for this image, or open the DICOM original.")
+    try:
+        try:
+            ds = pydicom.dcmread(meta.path, stop_before_pixels=True)
+        except InvalidDicomError:  # no preamble: the loader read it with force too
+            ds = pydicom.dcmread(meta.path, stop_before_pixels=True, force=True)
+    except Exception as e:  # noqa: BLE001 - any reader failure: the file changed since it was analysed
+        raise DicomResultsError(
+            f"{name}: its DICOM header cannot be read again ({type(e).__name__}: {str(e)[:200]}). The file may have "
+            "been moved or changed since it was analysed; open and analyse it again.") from None
+    missing = [k for k in REQUIRED if not str(ds.get(k, "") or "").strip()]
+    if missing:
+        raise DicomResultsError(
+            f"{name}: the DICOM header lacks {', '.join(missing)}, so results cannot reference the image or join "
+            "its study. Results as DICOM need an image with its study, series and instance UIDs (re-export it "
+            "from the PACS or modality); the CSV report still works.")
+    bad = [f"{k} {printable(str(ds.get(k)))}" for k in REQUIRED if not UID(str(ds.get(k))).is_valid]
+    if bad:
+        raise DicomResultsError(
+            f"{name}: the DICOM header has invalid UIDs ({'; '.join(bad)}), so results referencing this image "
+            "would be invalid DICOM that a PACS may refuse. Have the source system re-export it with valid UIDs; "
+            "the CSV report still works.")
+    analysed = meta.identifiers.sop_instance_uid
+    if analysed and str(ds.SOPInstanceUID) != analysed:
+        raise DicomResultsError(
+            f"{name} now holds another image (SOP Instance UID {ds.SOPInstanceUID}, analysed {analysed}): "
+            "it changed since it was analysed. Open and analyse it again.")
+    return ds
+
+
+def _evidence(header: Dataset) -> Dataset:
+    """The source header as the results copy it: the Type 2 patient/study attributes present
+    (empty when the source lacks them), and a value that is not valid DICOM for its VR (an
+    ACR-NEMA date "1993.02.24", a Patient's Age "81") left out, so the copies stay valid."""
+    ev = Dataset()
+    ev.update(header)
+    for elem in list(ev):
+        if elem.VR == "SQ" or elem.keyword in REQUIRED or not _invalid(elem):
+            continue
+        if elem.keyword in TYPE2:
+            setattr(ev, elem.keyword, "")
+        else:
+            del ev[elem.tag]
+    for kw in TYPE2:
+        if kw not in ev or ev[kw].value is None:
+            setattr(ev, kw, "")
+    return ev
+
+
+def _invalid(elem: DataElement) -> bool:
+    import pydicom.config
+    from pydicom.valuerep import validate_value
+
+    values = elem.value if isinstance(elem.value, (list, tuple, MultiValue)) else [elem.value]
+    try:
+        for v in values:
+            if v is not None and v != "":
+                validate_value(elem.VR, v, pydicom.config.RAISE)
+    except (ValueError, TypeError):
+        return True
+    return False
+
+
+def results_for(image: LoadedImage, prediction: Prediction, classifier: Classifier) -> list[Dataset]:
+    """[SR, SC] for one analysed DICOM image; ``DicomResultsError`` with a clear message when
+    the source is not DICOM or lacks the attributes the results need."""
+    from .dicom_sc import build_sc
+    from .dicom_sr import build_sr
+
+    if prediction.image is not image and prediction.path != image.meta.path:
+        raise DicomResultsError(f"{_name(image.meta.path)}: the prediction is for another file "
+                                f"({_name(prediction.path)}); analyse this image first.")
+    evidence = _evidence(read_source_header(image))
+    try:
+        sc = build_sc(evidence, image, prediction, classifier)
+        sr = build_sr(evidence, prediction, classifier)
+    except (ValueError, TypeError, AttributeError) as e:  # highdicom refuses a header value
+        raise DicomResultsError(
+            f"{_name(image.meta.path)}: results as DICOM could not be built from this file's header "
+            f"({type(e).__name__}: {str(e)[:200]}). The CSV report still works; please report the file.") from None
+    return [sr, sc]
+
+
+def file_name(ds: Dataset) -> str:
+    """The file name of a result: its SOP Instance UID."""
+    return f"{ds.SOPInstanceUID}.dcm"
+
+
+def write_results(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
+    """Write each dataset to ``out_dir/<SOPInstanceUID>.dcm`` (the folder is created). All are
+    written to temp files first and then renamed, so a failure leaves no partial file."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DicomResultsError(f"cannot create the folder for DICOM results {printable(str(out_dir))} "
+                                f"({e.strerror or e}). Choose a writable folder.") from None
+    temps: list[tuple[str, Path]] = []
+    try:
+        for ds in datasets:
+            target = out_dir / file_name(ds)
+            tmp = str(out_dir / f".{target.name}.{secrets.token_hex(4)}.tmp")
+            temps.append((tmp, target))
+            with open(tmp, "xb") as f:
+                ds.save_as(f, enforce_file_format=True)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    except OSError as e:
+        raise DicomResultsError(f"cannot write DICOM results to {printable(str(out_dir))} ({e.strerror or e}). "
+                                "Choose a writable folder with free space.") from None
+    finally:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return [target for _, target in temps]
+
+
+class BatchResults:
+    """``radlens-batch --dicom-results DIR``: writes the SR and SC of each analysed DICOM row as
+    the rows go by (``rows`` wraps the batch; rows need their ``prediction``). Rows from other
+    formats are skipped and counted, never an error; a DICOM row whose results cannot be made
+    (header lacking, disk) is counted with its message and the batch goes on. ``summary()`` is
+    what the report's provenance JSON records."""
+
+    def __init__(self, out_dir: Path, classifier: Classifier) -> None:
+        self.out_dir = Path(out_dir)
+        self.classifier = classifier
+        self.written: list[Path] = []
+        self.images = 0  # DICOM images whose results were written
+        self.skipped_not_dicom = 0
+        self.not_analysed = 0  # error rows: nothing to report
+        self.failed: list[str] = []  # "rel_path: message"
+        self.reanalysed = 0  # rows without a kept prediction, analysed again for their results
+
+    def prepare(self) -> None:
+        """Create the folder up front, so a bad path fails before the batch runs."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DicomResultsError(f"cannot create the folder for DICOM results {printable(str(self.out_dir))} "
+                                    f"({e.strerror or e}). Choose a writable --dicom-results folder.") from None
+
+    def rows(self, rows: Iterable[BatchRow], record: dict[str, object] | None = None) -> Iterator[BatchRow]:
+        """The rows, each after its results are written; at the end ``record["dicom_results"]``
+        (the run options the report's JSON holds) gets ``summary()``."""
+        for row in rows:
+            self.add(row)
+            yield row
+        if record is not None:
+            record["dicom_results"] = self.summary()
+
+    def add(self, row: BatchRow) -> None:
+        if not row.analysed:
+            self.not_analysed += 1
+            return
+        if row.format != "dicom":
+            self.skipped_not_dicom += 1
+            return
+        try:
+            pred = row.prediction or self._analyse_again(row.path)
+            self.written += write_results(results_for(pred.image, pred, self.classifier), self.out_dir)
+            self.images += 1
+        except RadLensError as e:
+            self.failed.append(printable(f"{row.rel_path}: {e}"))
+
+    def _analyse_again(self, path: str) -> Prediction:
+        """The row's prediction when the batch kept none (a Dask run, a resumed journal): the
+        per-image job run once more on the file (at batch size 1)."""
+        from .io import load_image
+        from .pipeline import classify
+
+        self.reanalysed += 1
+        return classify(load_image(path), self.classifier)
+
+    def summary(self) -> dict[str, object]:
+        return {"folder": printable(str(self.out_dir.resolve())), "images": self.images, "files": len(self.written),
+                "skipped_not_dicom": self.skipped_not_dicom, "analysed_again": self.reanalysed,
+                "failed": len(self.failed),
+                "failures": self.failed[:50]}
+
+    def describe(self) -> str:
+        """The CLI's closing lines about the DICOM results."""
+        lines = [f"DICOM results: {len(self.written)} file(s) (SR + secondary capture) for {self.images} DICOM "
+                 f"image(s) in {printable(str(self.out_dir))}"
+                 + (f"; {self.skipped_not_dicom} non-DICOM image(s) skipped" if self.skipped_not_dicom else "") + "."]
+        if self.failed:
+            lines.append(f"{len(self.failed)} DICOM image(s) got no DICOM results:")
+            lines += [f"  {f}" for f in self.failed[:5]]
+            if len(self.failed) > 5:
+                lines.append(f"  ... and {len(self.failed) - 5} more (see the report's JSON).")
+        return "\n".join(lines)

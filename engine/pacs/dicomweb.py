@@ -1,0 +1,268 @@
+"""DICOMweb client (QIDO-RS search, WADO-RS retrieve, STOW-RS store) on top of ``dicomweb-client``.
+
+Every failure is a ``PacsError`` whose ``kind`` says what went wrong (see ``PACS_ERROR_KINDS``)
+and whose message says what to do. Retrieved instances land atomically in
+``<cache_dir>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``. Thread use: one ``PacsClient`` per
+thread (it holds a ``requests`` session); ``cancel`` may be set from any thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from ..fileio import printable
+from .cache import study_folder
+from .errors import PACS_ERROR_KINDS, PacsError
+from .http import make_session, translate
+from .retrieve import Progress, RetrieveResult, stream_to_cache
+from .servers import ServerConfig
+from .summaries import (
+    SERIES_FIELDS,
+    STUDY_FIELDS,
+    SeriesSummary,
+    StudySummary,
+    check_uid,
+    matches,
+    parse_series,
+    parse_studies,
+    study_filters,
+    wire_filters,
+)
+
+__all__ = ["PACS_ERROR_KINDS", "PacsClient", "PacsError", "RetrieveResult", "SeriesSummary", "StoreResult",
+           "StudySummary"]
+
+ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # the stored bytes, no transcoding (lossy stays as it was)
+STOW_BATCH = 16  # instances per STOW-RS request
+
+
+def read_part(part: bytes) -> Dataset:
+    """One instance of a WADO-RS answer. Servers asked for any transfer syntax send what they
+    were given, which may lack the DICOM preamble (as pydicom's CR-MONO1-10-chest.dcm does)."""
+    try:
+        return dcmread(BytesIO(part))
+    except InvalidDicomError:
+        ds = dcmread(BytesIO(part), force=True)
+        if "SOPInstanceUID" not in ds:
+            raise ValueError("a part of the answer is not a DICOM instance") from None
+        return ds
+
+
+class _Client(DICOMwebClient):
+    """dicomweb-client, reading each retrieved part with ``read_part``."""
+
+    def _http_get_multipart_application_dicom(self, url: str, media_types: tuple | None = None,  # type: ignore[override]
+                                              params: dict | None = None, stream: bool = False) -> Iterator[Dataset]:
+        accept = 'multipart/related; type="application/dicom"'
+        if media_types and any(isinstance(m, tuple) and m[1:] == ("*",) for m in media_types):
+            accept += "; transfer-syntax=*"
+        response = self._http_get(url, params=params, headers={"Accept": accept}, stream=stream)
+        if response.headers.get("Content-Type", "").startswith("application/dicom"):
+            return iter([read_part(response.content)])
+        return (read_part(part) for part in self._decode_multipart_message(response, stream=stream))
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What a STOW-RS store did: instances the server accepted and refused, and a sentence to show."""
+
+    stored: int
+    failed: int
+    message: str
+
+
+class PacsClient:
+    """A connection to one DICOMweb server. ``secret`` is the password (basic) or token (bearer)."""
+
+    def __init__(self, server: ServerConfig, secret: str | None = None) -> None:
+        problem = server.problem()
+        if problem:
+            raise PacsError("invalid", f"The settings of server {printable(server.name)!r} are not usable: {problem}")
+        if server.auth != "none" and not secret:
+            what = "password" if server.auth == "basic" else "access token"
+            raise PacsError("unauthorized", f"{printable(server.name)} needs a {what}, and none was given. Enter it "
+                                            "when asked, or store it in the server settings.")
+        self.server = server
+        self._session = make_session(server, secret)
+        timeout = float(server.timeout_s)
+        try:
+            self._client = _Client(server.url.strip().rstrip("/"), session=self._session,
+                                          timeout=(min(timeout, 10.0), timeout))
+        except ValueError as e:
+            raise PacsError("invalid", f"The URL of {printable(server.name)} ({printable(server.url)}) is not "
+                                       f"usable: {e}. Fix it in the server settings.") from None
+        # fail fast and clearly: no silent exponential back-off (up to a minute) on 503/504
+        self._client.set_http_retry_params(retry=False)
+        self._client.set_chunk_size(1 << 20)
+
+    @property
+    def name(self) -> str:
+        return printable(self.server.name)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> PacsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[[], object], missing: str = "") -> object:
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - every transport failure becomes a PacsError
+            raise translate(self.server, e, what, missing) from None
+
+    # QIDO-RS -------------------------------------------------------------------------------
+
+    def search_studies(self, patient_id: str | None = None, patient_name: str | None = None,
+                       date_from: dt.date | str | None = None, date_to: dt.date | str | None = None,
+                       modality: str | None = None, accession: str | None = None,
+                       limit: int = 100) -> list[StudySummary]:
+        """Studies matching every filter given (none given: the server's most recent ``limit``)."""
+        filters = study_filters(patient_id, patient_name, date_from, date_to, modality, accession)
+        payload = self._call("the study search", lambda: self._client.search_for_studies(
+            search_filters=wire_filters(filters), fields=list(STUDY_FIELDS), limit=max(1, int(limit))))
+        return [s for s in parse_studies(payload, self.name) if matches(filters, s)]
+
+    def find_study(self, study_uid: str) -> StudySummary:
+        """The study with this UID; ``PacsError('not_found')`` when the server has none."""
+        uid = check_uid(study_uid, "Study Instance UID")
+        payload = self._call("the study search", lambda: self._client.search_for_studies(
+            search_filters={"StudyInstanceUID": uid}, fields=list(STUDY_FIELDS)))
+        found = [s for s in parse_studies(payload, self.name) if s.study_uid == uid]
+        if not found:
+            raise PacsError("not_found", f"{self.name} has no study {uid}. Check the UID, or search for the study "
+                                         "by patient or accession number.")
+        return found[0]
+
+    def search_series(self, study_uid: str) -> list[SeriesSummary]:
+        """The series of one study, by series number."""
+        uid = check_uid(study_uid, "Study Instance UID")
+        payload = self._call("the series search", lambda: self._client.search_for_series(
+            study_instance_uid=uid, fields=list(SERIES_FIELDS)), missing=f"study {uid}")
+        return parse_series(payload, uid, self.name)
+
+    # WADO-RS -------------------------------------------------------------------------------
+
+    def _expected(self, study_uid: str, series_uid: str | None) -> int | None:
+        if series_uid is None:
+            return self.find_study(study_uid).n_instances
+        for s in self.search_series(study_uid):
+            if s.series_uid == series_uid:
+                return s.n_instances
+        raise PacsError("not_found", f"{self.name} has no series {series_uid} in study {study_uid}. Check the UIDs "
+                                     "or search the study's series again.")
+
+    def _instances(self, study_uid: str, series_uid: str | None, what: str) -> Iterator[Dataset]:
+        def get(media_types: tuple[tuple[str, str], ...] | None) -> Iterator[Dataset]:
+            if series_uid is None:
+                return self._client.iter_study(study_uid, media_types=media_types)
+            return self._client.iter_series(study_uid, series_uid, media_types=media_types)
+
+        missing = f"series {series_uid}" if series_uid else f"study {study_uid}"
+        try:
+            return get(ANY_TRANSFER_SYNTAX)
+        except requests.HTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status not in (400, 406):
+                raise translate(self.server, e, what, missing) from None
+        except Exception as e:  # noqa: BLE001
+            raise translate(self.server, e, what, missing) from None
+        # the server cannot send "any transfer syntax": ask for its default (explicit VR little endian)
+        return self._call(what, lambda: get(None), missing)  # type: ignore[return-value]
+
+    def retrieve(self, study_uid: str, cache_dir: str | os.PathLike[str], series_uid: str | None = None,
+                 progress: Progress = None, cancel: threading.Event | None = None) -> RetrieveResult:
+        """Fetch a study (or one of its series) into ``cache_dir/<StudyInstanceUID>/``, instance by
+        instance, each written atomically. ``progress(done, total)`` is called after each instance
+        (``total`` from the server's search, None when it does not say). A cancel or a failure
+        part-way raises ``PacsError`` (kind ``cancelled`` or ``partial``) whose ``result`` lists
+        what was fetched; no half-written file is left and files already in the cache stay."""
+        study = check_uid(study_uid, "Study Instance UID")
+        series = check_uid(series_uid, "Series Instance UID") if series_uid else None
+        what = f"series {series} of study {study}" if series else f"study {study}"
+        folder = study_folder(cache_dir, study)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PacsError("invalid", f"Cannot create the cache folder {printable(str(folder))} "
+                                       f"({e.strerror or e}). Choose a writable cache folder.") from None
+        if cancel is not None and cancel.is_set():
+            raise PacsError("cancelled", f"Retrieve of {what} cancelled before it started; nothing was fetched.",
+                            result=RetrieveResult(folder, (), False, "Nothing was fetched."))
+        expected = self._expected(study, series)
+        instances = self._instances(study, series, f"the retrieve of {what}")
+        return stream_to_cache(instances, folder, study, what=what, source=self.name, expected=expected,
+                               progress=progress, cancel=cancel,
+                               translate=lambda e: translate(self.server, e, f"the retrieve of {what}"))
+
+    # STOW-RS -------------------------------------------------------------------------------
+
+    def store(self, datasets: Sequence[Dataset]) -> StoreResult:
+        """Send ``datasets`` to the server (STOW-RS, ``STOW_BATCH`` per request). The result counts
+        the instances the server accepted and refused; a transport failure raises ``PacsError``
+        whose message says how many were stored before it."""
+        items = list(datasets)
+        for ds in items:
+            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                raise PacsError("invalid", "A dataset to store has no SOP Class or SOP Instance UID; nothing was "
+                                           "sent. This is a bug in the code that made it.")
+        stored, failed, reasons = 0, 0, []
+        for start in range(0, len(items), STOW_BATCH):
+            batch = items[start:start + STOW_BATCH]
+            try:
+                answer = self._client.store_instances(batch)
+            except requests.HTTPError as e:
+                answer = _stow_failure_answer(e)
+                if answer is None:
+                    err = translate(self.server, e, "storing results")
+                    raise PacsError(err.kind, f"{err} {stored} instance(s) were stored before this.",
+                                    status=err.status) from None
+            except Exception as e:  # noqa: BLE001
+                err = translate(self.server, e, "storing results")
+                raise PacsError(err.kind, f"{err} {stored} instance(s) were stored before this.",
+                                status=err.status) from None
+            ok = len(answer.get("ReferencedSOPSequence", []))
+            bad = answer.get("FailedSOPSequence", [])
+            if not ok and not bad and "ReferencedSOPSequence" not in answer:
+                ok = len(batch)  # an empty 200 answer: the server accepted the request as a whole
+            stored += ok
+            failed += len(bad)
+            reasons += [f"{printable(str(x.get('ReferencedSOPInstanceUID', '?')))} (reason "
+                        f"{x.get('FailureReason', '?')})" for x in bad]
+        message = f"{stored} of {len(items)} instance(s) stored on {self.name}."
+        if failed:
+            message += (f" {failed} refused: {', '.join(reasons[:3])}{' ...' if len(reasons) > 3 else ''}. "
+                        "Ask the PACS administrator whether it accepts these SOP classes.")
+        return StoreResult(stored, failed, message)
+
+
+def _stow_failure_answer(exc: requests.HTTPError) -> Dataset | None:
+    """The STOW-RS answer inside an HTTP 409/4xx, when it lists the failed instances (PS3.18 10.5.3)."""
+    response = exc.response
+    if response is None or response.status_code not in (202, 400, 409):
+        return None
+    try:
+        answer = Dataset.from_json(response.json())
+    except Exception:  # noqa: BLE001 - no parseable answer: treat as a plain HTTP error
+        return None
+    return answer if "FailedSOPSequence" in answer else None
+
+
+def instances_in(folder: Path) -> list[Path]:
+    """The cached instance files of one study folder (not temporary files)."""
+    return sorted(p for p in folder.glob("*.dcm") if p.is_file()) if folder.is_dir() else []

@@ -1,0 +1,46 @@
+"""The one error type of the PACS code. ``kind`` says what went wrong, the message what to do."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import RadLensError
+
+if TYPE_CHECKING:
+    from .retrieve import RetrieveResult
+
+PacsErrorKind = Literal["unreachable", "timeout", "unauthorized", "forbidden", "not_found", "malformed", "partial",
+                        "cancelled", "server", "invalid"]
+
+#: every ``PacsError.kind``, with what it means
+PACS_ERROR_KINDS: dict[str, str] = {
+    "unreachable": "no connection: server down, wrong host or port, DNS or TLS failure",
+    "timeout": "the server accepted the connection but did not answer in time",
+    "unauthorized": "HTTP 401: no or wrong user name, password or token",
+    "forbidden": "HTTP 403: the account may not do this",
+    "not_found": "HTTP 404, or a search found nothing: unknown study or series, or a wrong DICOMweb path",
+    "malformed": "the answer is not valid DICOMweb (bad JSON, bad multipart, unreadable DICOM)",
+    "partial": "the transfer stopped part-way; what was fetched is kept and listed",
+    "cancelled": "the user cancelled part-way; what was fetched is kept and listed",
+    "server": "the server answered with another error (HTTP 4xx/5xx)",
+    "invalid": "bad input on our side (a URL, a UID, a setting) before anything was sent",
+}
+
+
+class PacsError(RadLensError):
+    """A PACS operation failed. ``kind`` is one of ``PACS_ERROR_KINDS``; ``status`` the HTTP status
+    when there was one; ``result`` the ``RetrieveResult`` of what was fetched before a partial or
+    cancelled retrieve (``complete`` is False), else None."""
+
+    def __init__(self, kind: PacsErrorKind, message: str, *, status: int | None = None,
+                 result: RetrieveResult | None = None) -> None:
+        if kind not in PACS_ERROR_KINDS:
+            raise ValueError(f"unknown PacsError kind {kind!r}")
+        super().__init__(message)
+        self.kind: PacsErrorKind = kind
+        self.status = status
+        self.result = result
+
+    @property
+    def message(self) -> str:
+        return str(self)
