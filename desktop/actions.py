@@ -92,6 +92,7 @@ class Actions:
         an = mb.addMenu("&Analysis")
         an.addActions([d.cam_toggle, d.cam_next, d.cam_less, d.cam_more])
         an.addSeparator()
+        an.addAction(self.batch)  # also under File: where people look for it
         an.addAction(self.card)
         dev = an.addMenu("&Device")
         dev.addActions(list(self.devices.values()))

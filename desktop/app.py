@@ -26,6 +26,7 @@ from .qtapp import make_app
 
 log = logging.getLogger("radlens")
 SELF_TEST_FLAGS = ("--self-test", "--startup-time", "--write-expected")
+XCB_MISSING = 3  # exit status: the X11 system libraries Qt needs are not installed
 
 
 def window_size(text: str) -> tuple[int, int]:
@@ -183,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_self_test(argv)
     args = build_parser().parse_args(argv)
+    from .core.system_libs import check_xcb
+
+    problem = check_xcb()  # Linux/X11: say which system packages are missing before Qt aborts
+    if problem:
+        print(problem, file=sys.stderr)
+        return XCB_MISSING
     app = make_app([])
     log_path = setup_logging()
     reporter = ErrorReporter(log_path, parent=app)

@@ -13,8 +13,6 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
-from engine import Window
-
 from .core.compare_link import ViewPlace, centre_for, map_window, place_of, same_window, scale_for
 from .core.messages import AnalysisDone, Failure, ImageReady
 from .core.report_text import call_sentence, probs_summary
@@ -262,11 +260,16 @@ class CompareMode(QObject):
         s.analysed.connect(self._on_analysed)
         s.failed.connect(self._on_failed)
         win.analysisFinished.connect(lambda _p: self.refresh_left())
+        win.models.loaded.connect(self._reanalyse)  # another model or device: the right side again too
         for view, display in ((win.view, d), (self.other_view, self.other)):
             view.zoomChanged.connect(lambda _s, v=view: self._view_moved(v))
             view.horizontalScrollBar().valueChanged.connect(lambda _v, v=view: self._view_moved(v))
             view.verticalScrollBar().valueChanged.connect(lambda _v, v=view: self._view_moved(v))
             display.windowChanged.connect(lambda _t, c=display: self._window_moved(c))
+
+    def _reanalyse(self) -> None:
+        if self.active and self.other_path:
+            self.enter(self.other_path)
 
     # -- the two sides' results ----------------------------------------------------------
     def refresh_left(self) -> None:
@@ -392,7 +395,3 @@ class CompareMode(QObject):
             dst.flush()
         finally:
             self._syncing = False
-
-    def window_of(self, side: str) -> Window | None:
-        """The effective window of "left" or "right" (for tests and the status bar)."""
-        return (self.win.display if side == "left" else self.other).effective_window()

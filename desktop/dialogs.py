@@ -33,8 +33,17 @@ class Dialogs:
         return path
 
     def text(self, title: str, label: str, default: str = "") -> str:
-        text, ok = QInputDialog.getText(self.parent, title, label, text=default)
-        return text.strip() if ok else ""
+        """A line of text; the dialog is sized so its title and label are never cut off."""
+        dlg = QInputDialog(self.parent)
+        dlg.setWindowTitle(title)
+        dlg.setLabelText(label)
+        dlg.setTextValue(default)
+        fm = dlg.fontMetrics()
+        width = max(320, fm.horizontalAdvance(title) + 160, fm.horizontalAdvance(label) + 60)
+        for edit in dlg.findChildren(QLineEdit):  # the dialog's layout sizes it from its contents
+            edit.setMinimumWidth(width - 40)
+        ok = dlg.exec() == QInputDialog.DialogCode.Accepted
+        return dlg.textValue().strip() if ok else ""
 
     def save_file(self, title: str, suggested: str, name_filter: str, suffix: str) -> str:
         """A path to write (``suffix``, e.g. ".png", added when missing); "" when cancelled."""

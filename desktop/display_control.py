@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QWidget
 
 from engine import Window
 from engine.cam import NEGLIGIBLE_EVIDENCE
@@ -27,8 +27,9 @@ from .core.windowing import (
     lung_contours,
     render,
 )
-from .core.wl_text import format_wl, window_text, wl_decimals
+from .core.wl_text import window_text, wl_decimals
 from .image_view import ImageView
+from .wl_bar import WindowLevelBar
 
 PRESET_KEYS = ("F2", "F3", "F4", "F5", "F6")
 ORIGINAL = "Original image"  # the file's own display of a PNG/JPEG ("DICOM default" only for DICOM)
@@ -48,50 +49,9 @@ def action(parent: QObject, text: str, shortcut: str | QKeySequence | list | Non
     return a
 
 
-class WLSpinBox(QDoubleSpinBox):
-    """Writes its value as ``core.wl_text.format_wl`` does (no trailing zeros); blank when
-    there is no image (``clear_value``)."""
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802
-        return format_wl(value, self.decimals())
-
-    def clear_value(self) -> None:
-        self.setSpecialValueText(" ")
-        self.setValue(self.minimum())
-
-    def show_value(self, value: float) -> None:
-        self.setSpecialValueText("")
-        self.setValue(value)
-
-
-class WindowLevelBar(QWidget):
-    """Preset selector and numeric centre/width entry."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.preset = QComboBox()
-        self.preset.setToolTip("Window/level preset (F2-F6)")
-        self.preset.setMinimumContentsLength(14)
-        self.center = WLSpinBox()
-        self.width = WLSpinBox()
-        for box, name in ((self.center, "Level (window centre)"), (self.width, "Window width")):
-            box.setRange(-1e7, 1e7)
-            box.setKeyboardTracking(False)
-            box.setToolTip(f"{name}; type a value and press Enter. Right-drag on the image also changes it.")
-            box.setMinimumWidth(90)
-        self.width.setMinimum(1e-6)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(4, 0, 4, 0)
-        lay.addWidget(QLabel("W/L"))
-        lay.addWidget(self.preset)
-        lay.addWidget(QLabel("C"))
-        lay.addWidget(self.center)
-        lay.addWidget(QLabel("W"))
-        lay.addWidget(self.width)
-
-
 class DisplayController(QObject):
     windowChanged = Signal(str)  # a short description for the status bar
+    imageShown = Signal(bool)  # an image is on screen (True) or none (False): image controls follow it
 
     def __init__(self, view: ImageView, user_presets: list[Window], cam_visible: bool, opacity: float,
                  parent: QObject | None = None, lungs_visible: bool = False) -> None:
@@ -164,9 +124,15 @@ class DisplayController(QObject):
                              self.numeric, *self.preset_actions]
 
     def _set_enabled(self, on: bool) -> None:
-        for a in self.view_actions:
+        for a in (*self.view_actions, self.cam_toggle, self.cam_next, self.cam_less, self.cam_more):
             a.setEnabled(on)
         self.bar.setEnabled(on)
+        self.imageShown.emit(on)
+
+    def bind_image_controls(self, widget: QWidget) -> None:
+        """``widget`` (e.g. the Grad-CAM controls) is enabled only while an image is shown."""
+        widget.setEnabled(self.src is not None)
+        self.imageShown.connect(widget.setEnabled)
 
     # -- image ---------------------------------------------------------------------------
     def set_source(self, src: DisplaySource, is_dicom: bool = True, keep_view: bool = False) -> None:
@@ -174,6 +140,10 @@ class DisplayController(QObject):
         its own display is called "DICOM default", else "Original image". ``keep_view``: the
         same image again (e.g. analysed by another model or on another device): window,
         inversion, zoom and pan stay as the user left them."""
+        self._is_dicom = is_dicom
+        for a in self.preset_actions:
+            if a.data() == DEFAULT_PRESET:
+                a.setText(f"Preset: {self.preset_label(DEFAULT_PRESET)}")
         if keep_view and self.src is not None and self.src.shape == src.shape:
             self.src = src
             self._heat = ()
@@ -184,10 +154,6 @@ class DisplayController(QObject):
             self._sync_widgets()
             return
         self.src = src
-        self._is_dicom = is_dicom
-        for a in self.preset_actions:
-            if a.data() == DEFAULT_PRESET:
-                a.setText(f"Preset: {self.preset_label(DEFAULT_PRESET)}")
         self.window = None
         self._heat = ()
         self.invert_action.blockSignals(True)

@@ -83,6 +83,7 @@ def _picture(page: Page, img: QImage | None, box: QRectF, caption: str, empty: s
         p.setFont(_font(9))
         p.setPen(QColor(210, 210, 210))
         p.drawText(box.adjusted(4 * MM, 4 * MM, -4 * MM, -4 * MM), Qt.AlignmentFlag.AlignCenter | WRAP, empty)
+        return  # the box says it: no caption
     p.setFont(_font(8))
     p.setPen(GREY)
     p.drawText(QRectF(box.left(), box.bottom() + 1 * MM, box.width(), 9 * MM), LEFT | WRAP, caption)

@@ -23,6 +23,7 @@ from .core.model_state import ModelState
 from .corner_text import attach as attach_corner_text
 from .dialogs import Dialogs
 from .display_control import DisplayController
+from .dock_layout import DockFitter
 from .export import Exporter
 from .image_view import ImageView
 from .measure_tools import attach as attach_measure_tools
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.commands = Actions(self, device)  # not "actions": QWidget.actions() is a method
         self.analysis = AnalysisDock(self.display.cam_toggle, self.settings.overlay_opacity, self.commands.card, self)
         self.analysis.probs.bind_settings(self.settings)  # card order, or sorted: the user's choice, kept
+        self.display.bind_image_controls(self.analysis.cam)  # no image: no Grad-CAM controls
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.analysis)
         self.models = ModelControl(self.service, self.settings, self.dialogs, self.analysis, self.commands, device, self)
         self.study = StudyController(self.service, self)
@@ -81,7 +83,8 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.tags)
         self.splitDockWidget(self.study.dock, self.tags, Qt.Orientation.Vertical)
         self.resizeDocks([self.study.dock, self.analysis], [380, 340], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.study.dock, self.tags], [300, 500], Qt.Orientation.Vertical)
+        self.resizeDocks([self.study.dock, self.tags], [520, 280], Qt.Orientation.Vertical)
+        self.dock_fit = DockFitter(self, self.study.dock, self.analysis)  # a small window: the image keeps most of it
         self.study.fileActivated.connect(self._open_one)
         self.commands.build_menus(self, self.display, self.study.dock.toggleViewAction(),
                                  self.analysis.toggleViewAction(), self.tags.toggleViewAction())
@@ -296,6 +299,7 @@ class MainWindow(QMainWindow):
         dlg = BatchDialog(folder, self.classifier, self.dialogs, self)
         dlg.openRequested.connect(lambda p, d=dlg: self.open_batch_row(d, p))
         dlg.discarded.connect(lambda d=dlg: self._drop_batch_dialog(d))
+        self.pacs.attach_batch(dlg)  # "Send results to PACS…" once it has finished
         self.batch_dialogs.append(dlg)
         dlg.show()
         if start:

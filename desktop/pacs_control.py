@@ -1,22 +1,23 @@
 """The window's PACS commands: File > Open from PACS… (Ctrl+Alt+P: Ctrl+Shift+P is View >
 Compare with previous), File > Send results to PACS…, File > Receive studies and Open
-received study, Settings > PACS servers…. The
-window makes one ``PacsControl`` and calls ``shutdown`` when it closes; the screens are
+received study, Settings > PACS servers…, and the batch window's "Send results to PACS…".
+The window makes one ``PacsControl`` and calls ``shutdown`` when it closes; the screens are
 ``pacs_dialog``, ``pacs_send``, ``pacs_settings`` and ``receiver_control``."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMainWindow, QMenu
+from PySide6.QtWidgets import QDialog, QHBoxLayout, QMainWindow, QMenu, QPushButton
 
 from engine.pacs.servers import ServerConfig, ServersFileError
 
 from .display_control import action
 from .pacs_dialog import OpenFromPacsDialog
 from .pacs_prefs import PacsPrefs
-from .pacs_send import SendItem, SendJob, send_results
+from .pacs_send import SendItem, SendJob, batch_items, send_results
 from .pacs_settings import PacsServersDialog
+from .pacs_task import delete_when_idle
 from .receiver_control import ReceiverControl
 
 
@@ -43,6 +44,8 @@ class PacsControl(QObject):
         self.send_action.triggered.connect(self.send_current)
         self.servers_action.triggered.connect(self.servers_dialog)
         self.dialog: OpenFromPacsDialog | None = None
+        self.settings_dialog: PacsServersDialog | None = None
+        self.closing: list[OpenFromPacsDialog] = []  # closed, a request still running
         self.jobs: list[SendJob] = []
         self._place()
         self.receiver.restore()
@@ -89,6 +92,9 @@ class PacsControl(QObject):
     def servers_dialog(self) -> PacsServersDialog:
         dlg = PacsServersDialog(self.prefs, self.dialogs, self.win)
         dlg.setModal(True)
+        dlg.saved.connect(lambda: self.dialog.reload_servers() if self.dialog is not None else None)
+        dlg.finished.connect(lambda *_: delete_when_idle(dlg, dlg.tasks))
+        self.settings_dialog = dlg
         dlg.show()
         return dlg
 
@@ -108,7 +114,9 @@ class PacsControl(QObject):
     def _dialog_closed(self, dlg: OpenFromPacsDialog) -> None:
         if self.dialog is dlg:
             self.dialog = None
-        dlg.deleteLater()
+        self.closing.append(dlg)
+        dlg.tasks.idle.connect(lambda: self.closing.remove(dlg) if dlg in self.closing else None)
+        delete_when_idle(dlg, dlg.tasks)
 
     # -- send ------------------------------------------------------------------------------------
     def send_current(self) -> SendJob | None:
@@ -120,14 +128,51 @@ class PacsControl(QObject):
         server = self.choose_server()
         if server is None:
             return None
-        job = send_results(self.win, server, [SendItem(pred.path, clf, pred)], self.dialogs)
+        return self._track(send_results(self.win, server, [SendItem(pred.path, clf, pred)], self.dialogs))
+
+    def attach_batch(self, dlg: QDialog) -> QPushButton | None:
+        """A "Send results to PACS…" button in a batch window, next to its export button; it
+        sends the SR and SC of every analysed DICOM file once the batch has finished."""
+        export = getattr(dlg, "export_button", None)
+        row = next((lay for lay in dlg.findChildren(QHBoxLayout) if export is not None and lay.indexOf(export) >= 0),
+                   None)
+        if row is None or not hasattr(dlg, "finished_batch"):
+            return None
+        button = QPushButton("Send results to PACS…")
+        button.setToolTip("Store the SR and heatmap capture of every analysed DICOM file on a PACS, after asking")
+        button.setEnabled(False)
+        row.insertWidget(row.indexOf(export), button)
+        dlg.finished_batch.connect(lambda *_: button.setEnabled(bool(self.batch_paths(dlg))))
+        button.clicked.connect(lambda: self.send_batch(dlg))
+        return button
+
+    @staticmethod
+    def batch_paths(dlg: QDialog) -> list[str]:
+        """The batch's analysed DICOM files (in scope or not: the SR records the scope verdict)."""
+        return [r.path for r in dlg.model.rows() if r.status in ("ok", "out_of_scope") and r.format == "dicom"]
+
+    def send_batch(self, dlg: QDialog) -> SendJob | None:
+        paths = self.batch_paths(dlg)
+        server = self.choose_server() if paths else None
+        if server is None:
+            return None
+        return self._track(send_results(self.win, server, batch_items(paths, dlg.classifier), self.dialogs))
+
+    def _track(self, job: SendJob) -> SendJob:
         self.jobs.append(job)
         job.finished.connect(lambda *_: self.jobs.remove(job) if job in self.jobs else None)
         return job
 
     def shutdown(self) -> None:
+        """The window closes: cancel what runs and wait for its threads."""
         if self.dialog is not None:
             self.dialog.done(0)
+        for dlg in [*self.closing, self.settings_dialog]:
+            try:
+                if dlg is not None:
+                    dlg.tasks.shutdown()
+            except RuntimeError:  # already deleted
+                pass
         for job in list(self.jobs):
             job.shutdown()
         self.receiver.shutdown()

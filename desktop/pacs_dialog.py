@@ -30,6 +30,7 @@ from engine import DISCLAIMER
 from engine.pacs.servers import ServerConfig, ServersFileError
 
 from .core import pacs_secrets as secrets
+from .core.pacs_files import viewable
 from .core.pacs_text import (
     STUDY_COLUMNS,
     SearchForm,
@@ -48,34 +49,6 @@ UID_ROLE = Qt.ItemDataRole.UserRole
 SERIES_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def _number(ds: object, keyword: str) -> int:
-    try:
-        return int(ds.get(keyword) or 0)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return 0
-
-
-def viewable(paths: list[str]) -> tuple[list[str], int]:
-    """The retrieved files that hold an image, originals first (then derived ones such as a
-    heatmap capture), by series and instance number; and how many hold none (a report)."""
-    import pydicom
-
-    keyed = []
-    others = 0
-    for p in paths:
-        try:
-            ds = pydicom.dcmread(p, stop_before_pixels=True)
-        except Exception:  # noqa: BLE001 - unreadable now: the viewer will say so when it opens it
-            keyed.append(((1, 0, 0), p))
-            continue
-        if "Rows" not in ds:
-            others += 1
-            continue
-        derived = "DERIVED" in [str(v).upper() for v in (ds.get("ImageType") or [])]
-        keyed.append(((int(derived), _number(ds, "SeriesNumber"), _number(ds, "InstanceNumber")), p))
-    return [p for _, p in sorted(keyed, key=lambda kp: kp[0])], others
-
-
 def client_for(server: ServerConfig, secret: str):  # noqa: ANN201 - engine.pacs.dicomweb.PacsClient
     from engine.pacs.dicomweb import PacsClient
 
@@ -87,6 +60,7 @@ class OpenFromPacsDialog(QDialog):
     searched = Signal(int)  # studies listed (-1: the search failed)
     seriesListed = Signal(str)  # study UID whose series are listed
     retrieveEnded = Signal(bool, str)  # complete, the message shown
+    retrieveProgress = Signal(int, object)  # images fetched, images expected (None: not known)
 
     def __init__(self, prefs: PacsPrefs, dialogs: Dialogs, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -99,6 +73,7 @@ class OpenFromPacsDialog(QDialog):
         self._total = 0  # images the running retrieve expects (from its progress)
         self._was_cancelled = False
         self._series_uid: str | None = None
+        self.listing = 0  # bumped by each search result: older series answers are dropped
         self.server = QComboBox()
         self.fields = {k: QLineEdit() for k in ("patient_id", "patient_name", "date_from", "date_to", "modality",
                                                 "accession")}
@@ -161,6 +136,10 @@ class OpenFromPacsDialog(QDialog):
         main.addLayout(bottom)
         main.addWidget(disclaimer)
 
+    def reload_servers(self) -> None:
+        """The server list again (after Settings > PACS servers… changed it)."""
+        self._fill_servers()
+
     def _fill_servers(self) -> None:
         try:
             servers = self.prefs.servers()
@@ -214,6 +193,7 @@ class OpenFromPacsDialog(QDialog):
 
     def _listed(self, server: ServerConfig, found: list) -> None:
         self.search_button.setEnabled(True)
+        self.listing += 1  # series requests for the rows about to go are now stale
         self.tree.clear()
         self.studies.clear()
         for s in found:
@@ -235,7 +215,8 @@ class OpenFromPacsDialog(QDialog):
         self._failed(server, kind)
         self.search_button.setEnabled(True)
         self.status.setText(f"Search failed: {message}")
-        self.dialogs.error("Search failed", f"{server.name} ({server.url}): {message}")
+        if self.isVisible():
+            self.dialogs.error("Search failed", f"{server.name} ({server.url}): {message}")
         self.searched.emit(-1)
 
     # -- series ----------------------------------------------------------------------------------
@@ -246,7 +227,7 @@ class OpenFromPacsDialog(QDialog):
         secret = self._secret(server) if server else None
         if server is None or secret is None:
             return
-        uid = str(item.data(0, UID_ROLE))
+        uid, listing = str(item.data(0, UID_ROLE)), self.listing
         item.setData(0, SERIES_ROLE, "loading")
 
         def job(progress: Progress, cancel: threading.Event) -> list:
@@ -254,12 +235,15 @@ class OpenFromPacsDialog(QDialog):
 
         def failed(msg: str, kind: str) -> None:
             self._failed(server, kind)
-            item.setData(0, SERIES_ROLE, None)
-            self.status.setText(f"Cannot list the series of this study: {msg}")
+            if listing == self.listing:
+                item.setData(0, SERIES_ROLE, None)
+                self.status.setText(f"Cannot list the series of this study: {msg}")
 
-        self.tasks.start(job, lambda found: self._series(item, uid, found), failed)
+        self.tasks.start(job, lambda found: self._series(item, uid, found, listing), failed)
 
-    def _series(self, item: QTreeWidgetItem, uid: str, found: list) -> None:
+    def _series(self, item: QTreeWidgetItem, uid: str, found: list, listing: int) -> None:
+        if listing != self.listing:  # a newer search replaced the rows
+            return
         item.setData(0, SERIES_ROLE, None)
         for s in found:
             child = QTreeWidgetItem(list(series_row(s)))
@@ -314,6 +298,7 @@ class OpenFromPacsDialog(QDialog):
                                            self._progress)
 
     def _progress(self, done: int, total: int | None) -> None:
+        self.retrieveProgress.emit(done, total)
         if total:
             self._total = total
             self.progress.setRange(0, total)
@@ -371,10 +356,9 @@ class OpenFromPacsDialog(QDialog):
     def _report_incomplete(self, msg: str) -> None:
         self.status.setText(msg)
         self.retrieveEnded.emit(False, msg)
-        self.dialogs.error("Study not opened", msg)
+        if self.isVisible():  # closed while it ran: the user already walked away
+            self.dialogs.error("Study not opened", msg)
 
-    def done(self, result: int) -> None:  # noqa: D102 - closing stops what is still running
-        if self.retrieving is not None:
-            self.retrieving.cancel.set()
-        self.tasks.shutdown(10000)
+    def done(self, result: int) -> None:  # noqa: D102 - closing cancels what is still running, without waiting
+        self.tasks.cancel_all()
         super().done(result)

@@ -57,6 +57,7 @@ class PacsServersDialog(QDialog):
     def __init__(self, prefs: PacsPrefs, dialogs: Dialogs, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("PACS servers")
+        self.resize(900, 520)
         self.prefs, self.dialogs = prefs, dialogs
         try:
             self.servers: list[ServerConfig] = prefs.servers()
@@ -171,12 +172,12 @@ class PacsServersDialog(QDialog):
         if auth == "none":
             self.secret_note.setText("")
             return
-        where = ("It is kept in the OS keyring." if secrets.keyring_available() else
-                 "No OS keyring on this computer: it is kept in memory and asked for once per run.")
+        where = ("Kept in the OS keyring." if secrets.keyring_available() else
+                 "No OS keyring here: kept in memory, asked for once per run.")
         row = self.list.currentRow()
         known = 0 <= row < len(self.servers) and bool(secrets.known_secret(self.servers[row]))
         self.secret.setPlaceholderText("(kept; type to change)" if known else "")
-        self.secret_note.setText(f"{secret_label(auth)}: never written to the settings file. {where}")
+        self.secret_note.setText(f"Never written to a file. {where}")
 
     def add_server(self) -> None:
         base, n = "New server", 1
@@ -282,7 +283,7 @@ class PacsServersDialog(QDialog):
     def done(self, result: int) -> None:  # noqa: D102 - closing saves the receiver settings
         if not self.save_receiver():
             return
-        self.tasks.shutdown(2000)
+        self.tasks.cancel_all()
         self.prefs.settings.sync()
         super().done(result)
 

@@ -53,7 +53,9 @@ class TaskThread(QThread):
 
 class Tasks(QObject):
     """The jobs a screen started; keeps each thread alive until it finished and stops
-    them all on ``shutdown``."""
+    them all on ``shutdown``. ``idle`` is emitted when the last running job has ended."""
+
+    idle = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -75,13 +77,29 @@ class Tasks(QObject):
         if t in self.running:
             self.running.remove(t)
         t.deleteLater()
+        if not self.running:
+            self.idle.emit()
+
+    def cancel_all(self) -> None:
+        for t in self.running:
+            t.cancel.set()
 
     def busy(self) -> bool:
         return any(t.isRunning() for t in self.running)
 
     def shutdown(self, wait_ms: int = 5000) -> None:
-        for t in list(self.running):
-            t.cancel.set()
+        """Cancel every job and wait for its thread (when the application quits)."""
+        self.cancel_all()
         for t in list(self.running):
             if not t.wait(wait_ms):
                 log.warning("a PACS job did not stop within %d ms", wait_ms)
+
+
+def delete_when_idle(obj: QObject, tasks: Tasks) -> None:
+    """Delete a closed screen now, or once its last job has ended (a request that is still
+    waiting on a server cannot be interrupted; its thread must not be destroyed while it runs)."""
+    tasks.cancel_all()
+    if tasks.busy():
+        tasks.idle.connect(obj.deleteLater)
+    else:
+        obj.deleteLater()

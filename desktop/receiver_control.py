@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
@@ -16,10 +17,12 @@ from PySide6.QtWidgets import QMainWindow
 
 from engine import RadLensError
 
+from .core.pacs_files import viewable
 from .core.pacs_text import received_text, receiver_settings_error
 from .dialogs import Dialogs
 from .display_control import action
 from .pacs_prefs import PacsPrefs
+from .pacs_task import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class ReceiverControl(QObject):
         self.receiver = None  # engine.pacs.receiver.StoreReceiver while running
         self.studies: dict[str, ReceivedStudy] = {}
         self.latest = ""
+        self.tasks = Tasks(self)
         self.toggle = action(win, "Receive &studies", None,
                              "Listen for studies pushed by a PACS (DICOM C-STORE; AE title and port in "
                              "Settings > PACS servers)", checkable=True)
@@ -136,9 +140,23 @@ class ReceiverControl(QObject):
         self.studyUpdated.emit(study_uid, len(s.paths))
 
     def open_received(self) -> None:
+        """Open the latest received study: its image files, originals first (read off the GUI thread)."""
         s = self.studies.get(self.latest)
-        if s is not None:
-            self.win.open_paths([s.folder])
+        if s is None:
+            return
+        paths = sorted(str(p) for p in Path(s.folder).glob("*.dcm"))
+
+        def opened(out: object) -> None:
+            images, others = out  # type: ignore[misc]
+            if images:
+                self.win.open_paths(images)
+            else:
+                self.dialogs.error("Nothing to show", f"The study received from the PACS ({s.label}) holds no image "
+                                   f"({others} report(s) or other objects), so there is nothing to open.")
+
+        self.tasks.start(lambda progress, cancel: viewable(paths), opened,
+                         lambda msg, kind: self.dialogs.error("Cannot open the received study", msg))
 
     def shutdown(self) -> None:
         self._stop()
+        self.tasks.shutdown()

@@ -61,3 +61,20 @@ class ShortcutsDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(table)
         lay.addWidget(buttons)
+        self._fit_to_content()
+
+    def _fit_to_content(self) -> None:
+        """Wide enough for the longest action and shortcut (nothing cut off), as tall as the
+        rows need, within the screen."""
+        t = self.table
+        fm = t.fontMetrics()
+        pad = 3 * fm.horizontalAdvance("M")
+        names = max((fm.horizontalAdvance(n) for n, _ in self.rows), default=200) + pad
+        keys = max((fm.horizontalAdvance(k) for _, k in self.rows), default=80) + pad
+        keys = max(keys, fm.horizontalAdvance("Shortcut") + pad)
+        t.horizontalHeader().setMinimumSectionSize(min(names, keys))
+        t.setMinimumWidth(names + keys + t.verticalScrollBar().sizeHint().width() + 2 * t.frameWidth() + 4)
+        rows_h = t.horizontalHeader().sizeHint().height() + len(self.rows) * t.verticalHeader().defaultSectionSize()
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        max_h = int(screen.height() * 0.85) if screen is not None else 800
+        self.resize(t.minimumWidth() + 24, min(max_h, rows_h + 2 * t.frameWidth() + 70))

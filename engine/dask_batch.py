@@ -204,7 +204,8 @@ class DaskJob(BatchJob):
 
     def _submit(self, task: _Task, ac: Any) -> None:
         idx = task.indices
-        key = f"radlens-{self._run_id}-{idx[0]}-{len(idx)}-{task.attempt}"
+        self._seq += 1  # a key is never reused: a released key submitted again could come back cancelled
+        key = f"radlens-{self._run_id}-{self._seq}-{idx[0]}-{len(idx)}"
         fut = self.client.submit(analyze_chunk, self.worker_model, self.device, self.threads, str(self.source.root),
                                  [str(self.files[i]) for i in idx], idx, self.total, self.batch_size,
                                  self.max_pixels, key=key, pure=False, priority=task.priority)
@@ -238,7 +239,7 @@ class DaskJob(BatchJob):
         if isinstance(exc, ModelError):
             raise ClusterError(f"a worker could not load the model: {exc} Every worker must see the model file; "
                                "pass --worker-model PATH with its path on the workers.")
-        if fut.status == "cancelled" and task.attempt < 3:  # cancelled by the scheduler (a restart): again
+        if fut.status not in ("error", "finished") and task.attempt < 3:  # lost with its worker, or cancelled: again
             todo.appendleft(_Task(task.indices, task.attempt + 1, task.priority, task.alone))
             return []
         if isinstance(exc, KilledWorker):
@@ -260,7 +261,7 @@ class DaskJob(BatchJob):
                                        f"({attempts} attempts), so it was not analysed. The file may crash its "
                                        "decoder; check it on its own.")]
         if exc is None:
-            exc = RuntimeError("the task was cancelled by the cluster")
+            exc = RuntimeError(f"the cluster lost this file's result {task.attempt + 1} times ({fut.status})")
         return [self._error_row(i, _error_text(exc, self.files[i]))]
 
     def _refill(self, todo: deque[Any], ac: Any) -> None:
@@ -276,7 +277,7 @@ class DaskJob(BatchJob):
     def _drive(self, done: dict[int, BatchRow]) -> Iterator[BatchRow]:
         from distributed import as_completed
 
-        self._run_id = uuid.uuid4().hex[:8]
+        self._run_id, self._seq = uuid.uuid4().hex[:8], 0
         buffer = dict(done)
         todo: deque[_Task] = deque(self._chunks([i for i in range(self.total) if i not in done]))
         ac = as_completed()

@@ -30,6 +30,7 @@ from engine.io import sniff_format
 
 log = logging.getLogger(__name__)
 WORKERS = 2
+DECODER_NICE = 5
 RECENT = 2  # decodes kept for a second look (a 2k x 2k radiograph: about 32 MB each)
 
 
@@ -45,6 +46,10 @@ def _watch_parent(parent: int) -> None:
                 os._exit(0)
 
     threading.Thread(target=watch, name="radlens-parent-watch", daemon=True).start()
+    try:
+        os.nice(DECODER_NICE)  # the viewer's GUI thread gets a core first
+    except (AttributeError, OSError):
+        pass
 
 
 def _quiet() -> None:
@@ -100,9 +105,15 @@ class Decoder:
         with self._lock:
             if self._warming is not None or not self.use_processes:
                 return self._warming
-            self._warming = threading.Thread(target=self.warm, name="radlens-decoder-warm", daemon=True)
+            self._warming = threading.Thread(target=self._warm_quietly, name="radlens-decoder-warm", daemon=True)
         self._warming.start()
         return self._warming
+
+    def _warm_quietly(self) -> None:
+        try:
+            self.warm()
+        except Exception as e:  # noqa: BLE001 - no pool now: the first DICOM starts it, or decodes in a thread
+            log.warning("could not start the decoding processes in the background: %s", e)
 
     def prefetch(self, path: str) -> None:
         """Start decoding ``path`` now if it is a DICOM (in a short-lived thread: spawning a

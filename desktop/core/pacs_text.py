@@ -12,7 +12,6 @@ from datetime import date
 AUTH_KINDS = ("none", "basic", "bearer")
 AUTH_NAMES = {"none": "No authentication", "basic": "User name and password", "bearer": "Bearer token"}
 STUDY_COLUMNS = ("Patient", "Patient ID", "Date", "Modality", "Description", "Accession", "Series")
-SERIES_COLUMNS = ("Series", "", "", "Modality", "Description", "", "Images")
 
 
 def person_name(pn: object) -> str:
@@ -99,11 +98,12 @@ def study_row(s: object) -> tuple[str, ...]:
 
 
 def series_row(s: object) -> tuple[str, ...]:
-    """The cells of one series under its study (``SERIES_COLUMNS``)."""
+    """The cells of one series under its study (number, modality, description, images)."""
     number = _text(_get(s, "series_number", "number"))
     n = _get(s, "n_instances", "num_instances", "instance_count", default="")
+    images = f"{n} image{'s' if n != 1 else ''}" if isinstance(n, int) else ""
     return (f"Series {number}".strip(), "", "", _text(_get(s, "modality")),
-            _text(_get(s, "description", "series_description")), "", str(n) if n != "" else "")
+            _text(_get(s, "description", "series_description")), "", images)
 
 
 def study_label(s: object) -> str:

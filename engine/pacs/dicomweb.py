@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..fileio import printable
-from .cache import study_folder
+from .cache import remove_stale_parts, study_folder
 from .errors import PACS_ERROR_KINDS, PacsError
 from .http import make_session, translate
 from .retrieve import Progress, RetrieveResult, stream_to_cache
@@ -48,20 +48,43 @@ ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # the stored bytes, no tran
 STOW_BATCH = 16  # instances per STOW-RS request
 
 
+RAW = "radlens_raw_part"  # attribute of a retrieved dataset: the bytes it was read from
+
+
 def read_part(part: bytes) -> Dataset:
-    """One instance of a WADO-RS answer. Servers asked for any transfer syntax send what they
-    were given, which may lack the DICOM preamble (as pydicom's CR-MONO1-10-chest.dcm does)."""
+    """One instance of a WADO-RS answer, with its bytes as ``getattr(ds, RAW)``. Servers asked
+    for any transfer syntax send what they were given, which may lack the DICOM preamble (as
+    pydicom's CR-MONO1-10-chest.dcm does)."""
     try:
-        return dcmread(BytesIO(part))
+        ds = dcmread(BytesIO(part))
     except InvalidDicomError:
         ds = dcmread(BytesIO(part), force=True)
         if "SOPInstanceUID" not in ds:
             raise ValueError("a part of the answer is not a DICOM instance") from None
-        return ds
+    object.__setattr__(ds, RAW, bytes(part))
+    return ds
 
 
 class _Client(DICOMwebClient):
-    """dicomweb-client, reading each retrieved part with ``read_part``."""
+    """dicomweb-client, reading each retrieved part with ``read_part`` and checking ``cancel``
+    between the chunks of a streamed answer (so a cancel does not wait for a large instance)."""
+
+    cancel: threading.Event | None = None
+
+    def _decode_multipart_message(self, response: requests.Response, stream: bool) -> Iterator[bytes]:
+        cancel = self.cancel
+        if cancel is not None and stream:
+            chunks = response.iter_content
+
+            def checked(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[bytes]:
+                for chunk in chunks(chunk_size=chunk_size, decode_unicode=decode_unicode):
+                    if cancel.is_set():
+                        response.close()
+                        raise PacsError("cancelled", "Retrieve cancelled.")
+                    yield chunk
+
+            response.iter_content = checked  # type: ignore[method-assign]
+        return super()._decode_multipart_message(response, stream)
 
     def _http_get_multipart_application_dicom(self, url: str, media_types: tuple | None = None,  # type: ignore[override]
                                               params: dict | None = None, stream: bool = False) -> Iterator[Dataset]:
@@ -105,7 +128,7 @@ class PacsClient:
                                        f"usable: {e}. Fix it in the server settings.") from None
         # fail fast and clearly: no silent exponential back-off (up to a minute) on 503/504
         self._client.set_http_retry_params(retry=False)
-        self._client.set_chunk_size(1 << 20)
+        self._client.set_chunk_size(1 << 18)  # 256 KiB: a cancel is seen within one chunk
 
     @property
     def name(self) -> str:
@@ -201,14 +224,19 @@ class PacsClient:
         except OSError as e:
             raise PacsError("invalid", f"Cannot create the cache folder {printable(str(folder))} "
                                        f"({e.strerror or e}). Choose a writable cache folder.") from None
+        remove_stale_parts(folder)  # left by a process killed mid-write (kill -9, power cut)
         if cancel is not None and cancel.is_set():
             raise PacsError("cancelled", f"Retrieve of {what} cancelled before it started; nothing was fetched.",
                             result=RetrieveResult(folder, (), False, "Nothing was fetched."))
         expected = self._expected(study, series)
-        instances = self._instances(study, series, f"the retrieve of {what}")
-        return stream_to_cache(instances, folder, study, what=what, source=self.name, expected=expected,
-                               progress=progress, cancel=cancel,
-                               translate=lambda e: translate(self.server, e, f"the retrieve of {what}"))
+        self._client.cancel = cancel
+        try:
+            instances = self._instances(study, series, f"the retrieve of {what}")
+            return stream_to_cache(instances, folder, study, what=what, source=self.name, expected=expected,
+                                   progress=progress, cancel=cancel,
+                                   translate=lambda e: translate(self.server, e, f"the retrieve of {what}"))
+        finally:
+            self._client.cancel = None
 
     # STOW-RS -------------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import requests
+import urllib3
 from pydicom.errors import InvalidDicomError
 
 from ..fileio import printable
@@ -30,11 +32,21 @@ class _Session(requests.Session):
             prepared.url = base + "?" + _ESCAPE_RE.sub(lambda m: _UNESCAPE[m.group(0).upper()], query)
         return prepared
 
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override ``session.verify = False``
+        # (psf/requests#3829); a server set not to verify TLS must not be verified.
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False:
+            settings["verify"] = False
+        return settings
+
 
 def make_session(server: ServerConfig, secret: str | None) -> requests.Session:
     """A session that authenticates as ``server`` says and verifies TLS unless told not to."""
     session = _Session()
     session.verify = bool(server.verify_tls)
+    if not server.verify_tls:  # the user chose this for this server; say it once (CLI/GUI), not per request
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     session.headers["User-Agent"] = "RadLens (research use only, not for diagnosis)"
     if server.auth == "basic":
         session.auth = (server.username, secret or "")
@@ -66,7 +78,7 @@ def http_error(server: ServerConfig, exc: requests.HTTPError, what: str, missing
     response = exc.response
     status = response.status_code if response is not None else None
     body = _body(response)
-    said = f" The server said: {body}" if body else ""
+    said = f' The server said: "{body}".' if body else ""
     name = printable(server.name)
     if status == 401:
         how = {"basic": f"the user name ({printable(server.username)}) and password",

@@ -107,7 +107,7 @@ def stream_to_cache(
                 raise PacsError("partial" if "cut short" in problem else "malformed",
                                 f"{source} sent instance {sop} of {what}, but {problem}.")
             try:
-                path = write_instance(ds, folder)
+                path = write_instance(ds, folder, getattr(ds, "radlens_raw_part", None))
             except OSError as e:
                 raise PacsError("invalid", f"Cannot write to the cache folder {printable(str(folder))} "
                                            f"({e.strerror or e}). Free disk space or choose another cache "
@@ -120,11 +120,12 @@ def stream_to_cache(
                 close = getattr(instances, "close", None)
                 if close:
                     close()
-                raise PacsError("cancelled", f"Retrieve cancelled: {so_far()}. Retrieve again to fetch the rest.")
+                raise PacsError("cancelled", "Retrieve cancelled.")
     except PacsError as e:
         if e.kind in ("cancelled", "partial") or paths:
             kind = e.kind if e.kind in ("cancelled", "partial") else "partial"
-            text = str(e) if e.kind == "cancelled" else f"{e} {so_far()}; retrieve again for the rest."
+            text = (f"Retrieve cancelled: {so_far()}. Retrieve again to fetch the rest." if e.kind == "cancelled"
+                    else f"{e} {so_far()}; retrieve again for the rest.")
             raise PacsError(kind, text, status=e.status, result=result(False, text)) from None
         raise
     except Exception as e:  # noqa: BLE001 - transport and parse failures become PacsErrors

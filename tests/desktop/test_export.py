@@ -5,6 +5,7 @@ writes and clear errors. The report's words (Qt-free) are tested here too."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from datetime import datetime
@@ -169,3 +170,27 @@ def test_report_text_from_a_real_prediction(bundled: Classifier, cxr_samples, di
     assert probs_summary(p).count("%") == len(p.labels)
     no = build_report("x.png", None, bundled.card, bundled.sha256, datetime(2026, 1, 2), no_analysis_reason="no model")
     assert no.rows == () and no.call == "No analysis: no model" and "not judged" in no.scope
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from desktop.core.atomic_file import ExportError, atomic_write
+
+    target = tmp_path / "report.pdf"
+    target.write_bytes(b"the previous report")
+
+    def half_written(tmp: str) -> bool:
+        Path(tmp).write_bytes(b"%PDF-1.4 trunc")
+        return False  # what QImage.save / QPainter.end say when the disk fills
+
+    with pytest.raises(ExportError, match="could not be written"):
+        atomic_write(str(target), half_written, "PDF")
+    assert target.read_bytes() == b"the previous report" and [p.name for p in tmp_path.iterdir()] == ["report.pdf"]
+    atomic_write(str(target), lambda tmp: Path(tmp).write_bytes(b"new"), "PDF")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["report.pdf"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

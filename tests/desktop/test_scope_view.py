@@ -70,7 +70,7 @@ def test_out_of_scope_shows_banner_and_no_verdict(window, open_wait, ct_path: Pa
     # the explicit request: bars and heatmap, marked NOT VALID, and still no call
     probs.show_anyway.click()
     assert probs.shown_anyway()
-    assert [lab for lab, _ in probs.bars()] == [lab for lab, _ in pred.ranked()]
+    assert [lab for lab, _ in probs.bars()] == list(pred.labels)  # the card's order
     assert probs.call_bar() == "" and probs.flagged_bars() == []
     assert all(b.invalid and "(call)" not in b.title() for b in probs.bar_widgets())
     assert not probs.invalid.isHidden() and "NOT VALID for this image" in probs.invalid.text()
@@ -122,8 +122,8 @@ def test_bars_show_the_given_call_and_flags(qtbot) -> None:
     qtbot.addWidget(panel)
     panel.set_prediction(["a", "b", "c"], [0.3, 0.6, 0.1], {"a": 0.25, "b": 0.5, "c": 0.5}, call="b",
                          flags=("b", "a"))
-    assert panel.call_bar() == "b" and panel.flagged_bars() == ["b", "a"]
-    assert [b.title() for b in panel.bar_widgets()] == ["b  (call)  · flagged", "a  · flagged", "c"]
+    assert panel.call_bar() == "b" and panel.flagged_bars() == ["a", "b"]
+    assert [b.title() for b in panel.bar_widgets()] == ["a  · flagged", "b  (call)  · flagged", "c"]
     assert not panel.low_confidence_shown()
     panel.set_out_of_scope("the image is blank.", ["a", "b"], [0.9, 0.1])
     assert panel.bars() == [] and panel.banner.text() == "Not analysed: the image is blank."

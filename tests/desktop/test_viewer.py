@@ -12,6 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from desktop.convert import qimage_array
+from desktop.core.messages import percent_text
 from engine import DISCLAIMER, analyze
 
 DICOM_FILES = ["CR-MONO1-10-chest.dcm", "CR-ModalitySequenceLUT.dcm", "RG1_J2KI.dcm", "RG2_JPLY.dcm",
@@ -59,13 +60,14 @@ def test_png_bars_show_engine_probabilities(window, open_wait, png_path: Path) -
     open_wait(window, png_path)
     expected = analyze(png_path, window.classifier)
     bars = window.analysis.probs.bars()
-    assert [lab for lab, _ in bars] == [lab for lab, _ in expected.ranked()]  # sorted, highest first
-    for (lab, p), (lab2, q) in zip(bars, expected.ranked(), strict=True):
-        assert lab == lab2 and p == pytest.approx(q, abs=1e-6)
+    assert [lab for lab, _ in bars] == list(expected.labels)  # the model card's order (sorting is an option)
+    for (lab, p), q in zip(bars, expected.probs, strict=True):
+        assert p == pytest.approx(float(q), abs=1e-6)
     widgets = window.analysis.probs.bar_widgets()
-    assert widgets[0].call and not any(w.call for w in widgets[1:])  # the call (the top class) highlighted
-    assert widgets[0].label == expected.call and "(call)" in widgets[0].title()
-    assert widgets[0].text() == f"{expected.top_prob * 100:.1f}%"
+    calls = [w for w in widgets if w.call]
+    assert len(calls) == 1 and calls[0].label == expected.call  # the call (the top class) highlighted
+    assert "(call)" in calls[0].title()
+    assert calls[0].text() == percent_text(expected.top_prob)
     ops = expected.operating_points
     assert all(w.op == pytest.approx(ops[w.label]) for w in widgets)  # operating points marked
     assert window.analysis.probs.low_confidence_shown() == (expected.top_prob < 0.5)
@@ -79,7 +81,9 @@ def test_low_confidence_note(qtbot) -> None:
     panel = ProbPanel()
     qtbot.addWidget(panel)
     panel.set_prediction(["a", "b", "c"], [0.2, 0.45, 0.35], {"a": 0.3})
-    assert [lab for lab, _ in panel.bars()] == ["b", "c", "a"]
+    assert [lab for lab, _ in panel.bars()] == ["a", "b", "c"]  # the card's order by default
+    panel.sort.setChecked(True)
+    assert [lab for lab, _ in panel.bars()] == ["b", "c", "a"]  # on request, highest first
     assert panel.low_confidence_shown() and "45%" in panel.note.text()
     panel.set_prediction(["a", "b"], [0.9, 0.1])
     assert not panel.low_confidence_shown()

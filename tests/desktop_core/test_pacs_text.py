@@ -54,7 +54,7 @@ def test_rows_from_the_engines_summaries() -> None:
                      description="Chest PA", modalities=("CR", "SR"), n_series=2)
     assert study_row(s) == ("Doe, Jane", "P1", "2024-01-05", "CR/SR", "Chest PA", "A7", "2")
     se = SeriesSummary("1.2.3.4", "1.2.3", modality="CR", number=3, description="PA", n_instances=1)
-    assert series_row(se) == ("Series 3", "", "", "CR", "PA", "", "1")
+    assert series_row(se) == ("Series 3", "", "", "CR", "PA", "", "1 image")
     assert person_name("") == "" and person_name("SMITH") == "SMITH"
 
 

@@ -191,7 +191,6 @@ def test_poisoned_file_becomes_error_row(small: Source, classifier, cluster: str
             admin.run(_unpoison)
     assert [r.index for r in rows] == list(range(N_SMALL))
     bad = [r for r in rows if r.status == "error"]
-    print("BAD", [(r.rel_path, r.error) for r in bad], job.stats)
     assert [r.rel_path for r in bad] == [POISON]
     # 2 attempts (allowed-failures 1) in its task, alone in a task, then alone on the drained cluster
     assert "the worker process died while analysing this file (6 attempts)" in bad[0].error

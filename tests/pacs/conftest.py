@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -133,6 +134,7 @@ class Orthanc:
         self.log = root / "orthanc.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([exe, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+        _RUNNING.append(self)
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.dicomweb = f"{self.url}/dicom-web"
         self.session = requests.Session()
@@ -161,14 +163,22 @@ class Orthanc:
         return ServerConfig(name=f"Orthanc {self.http_port}", url=self.dicomweb, **kw)  # type: ignore[arg-type]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        """Stop this Orthanc and every other one still running: each takes about 3 s to shut
+        down, so they are all told at once (terminate; kill after 10 s)."""
         self.session.close()
+        running = [o for o in _RUNNING if o.proc.poll() is None]
+        for o in running:
+            o.proc.terminate()
+        for o in running:
+            try:
+                o.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                o.proc.kill()
+                o.proc.wait(timeout=10)
+        self.proc.wait(timeout=10)
+
+
+_RUNNING: list[Orthanc] = []
 
 
 @pytest.fixture(scope="session")
@@ -252,11 +262,12 @@ Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 @pytest.fixture
 def http_stub() -> Iterator[Callable[[Handler], str]]:
-    """``start(handler)`` serves every GET/POST with ``handler(request)`` on a free port; returns
-    the DICOMweb URL. Used for answers a real server gives only when broken."""
+    """``start(handler, tls=None)`` serves every GET/POST with ``handler(request)`` on a free port
+    (HTTPS with an ``ssl.SSLContext``); returns the DICOMweb URL. Used for answers a real server
+    gives only when broken."""
     servers: list[http.server.ThreadingHTTPServer] = []
 
-    def start(handler: Handler) -> str:
+    def start(handler: Handler, tls: ssl.SSLContext | None = None) -> str:
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -270,9 +281,11 @@ def http_stub() -> Iterator[Callable[[Handler], str]]:
 
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        if tls is not None:
+            srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}/dicom-web"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{srv.server_address[1]}/dicom-web"
 
     yield start
     for srv in servers:

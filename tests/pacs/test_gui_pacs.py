@@ -226,10 +226,13 @@ def test_retrieve_shows_progress_opens_the_study_and_the_model_analyses_it(qtbot
     assert search(qtbot, dlg, patient_id=DX_PATIENT) == 1
     select_patient(dlg, DX_PATIENT)
     progress: list[tuple[int, object]] = []
+    dlg.retrieveProgress.connect(lambda d, t: progress.append((d, t)))
     with qtbot.waitSignal(win.analysisFinished, timeout=60000) as opened:
         qtbot.mouseClick(dlg.retrieve_button, Qt.MouseButton.LeftButton)
-        assert dlg.progress.isVisible() and dlg.cancel_button.isEnabled()
-        dlg.retrieving.progressed.connect(lambda d, t: progress.append((d, t)))
+        assert dlg.progress.isVisible() and dlg.cancel_button.isEnabled() and not dlg.retrieve_button.isEnabled()
+    files = sorted(win.pacs.prefs.cache_dir.glob("*/*.dcm"))
+    assert progress and progress[-1] == (len(files), len(files))  # counted up to the server's number
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
     path = Path(opened.args[0])
     assert path.parent.parent == win.pacs.prefs.cache_dir and path.suffix == ".dcm"
     assert pydicom.dcmread(path, stop_before_pixels=True).PatientID == DX_PATIENT
@@ -251,7 +254,7 @@ def test_cancel_mid_retrieve_keeps_no_half_file_and_says_what_was_fetched(qtbot,
 
     def hold(done: int, total: object) -> None:  # the retrieve's thread: wait for the user's click
         if done == 2:
-            clicked.wait(20)
+            assert clicked.wait(20)
 
     def click(done: int, total: object) -> None:  # the GUI thread
         if done == 2 and not clicked.is_set():
@@ -260,8 +263,8 @@ def test_cancel_mid_retrieve_keeps_no_half_file_and_says_what_was_fetched(qtbot,
 
     with qtbot.waitSignal(dlg.retrieveEnded, timeout=60000) as ended:
         qtbot.mouseClick(dlg.retrieve_button, Qt.MouseButton.LeftButton)
+        dlg.retrieving.progressed.connect(click)  # first: queued before ``hold`` blocks the emit
         dlg.retrieving.progressed.connect(hold, Qt.ConnectionType.DirectConnection)
-        dlg.retrieving.progressed.connect(click)
     complete, message = ended.args
     assert not complete
     folder = win.pacs.prefs.cache_dir / study_uid
@@ -319,6 +322,31 @@ def test_send_results_after_confirmation_stores_sr_and_sc(qtbot, make_window, an
     assert len(classes & SR_CLASSES) == 1 and any(c.startswith(SC_PREFIX) for c in classes)
 
 
+def test_a_finished_batch_sends_the_results_of_its_dicom_files(qtbot, make_window, answers, server, rest,
+                                                               chest_dcm: Path, png_path: Path) -> None:
+    from PySide6.QtWidgets import QPushButton
+
+    folder = chest_dcm.parent / "batch"
+    folder.mkdir()
+    shutil.copy(chest_dcm, folder / "chest.dcm")
+    shutil.copy(png_path, folder / "chest.png")  # not DICOM: analysed, but nothing to send for it
+    win = make_window([server])
+    dlg = win.batch_dialog(str(folder))
+    button = next(b for b in dlg.findChildren(QPushButton) if b.text() == "Send results to PACS…")
+    assert not button.isEnabled()  # not before the batch has finished
+    qtbot.waitUntil(lambda: dlg.end is not None, timeout=120000)
+    assert button.isEnabled()
+    before = orthanc_instances(rest)
+    answers.confirms = [True]
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(answers.infos or answers.errors), timeout=60000)
+    assert answers.errors == [] and answers.infos[-1] == ("Results sent", "Sent 2 objects to Orthanc-test.")
+    assert answers.asked[-1][1].startswith(f"Send 2 objects (SR, SC) for chest.dcm to Orthanc-test at {server.url}?")
+    assert len(orthanc_instances(rest) - before) == 2
+    dlg.close_confirmed = True
+    dlg.close()
+
+
 def test_refusing_the_confirmation_sends_nothing(qtbot, make_window, answers, server, rest, chest_dcm) -> None:
     win = make_window([server])
     open_and_analyse(qtbot, win, chest_dcm)
@@ -349,6 +377,23 @@ def test_a_server_that_is_down_gives_messages_not_crashes(qtbot, make_window, an
     assert win.isVisible() and win.prediction is not None  # earlier work is still there
 
 
+def test_a_server_that_never_answers_times_out_and_closing_does_not_wait(qtbot, make_window, answers,
+                                                                         silent_server: str) -> None:
+    silent = ServerConfig("Silent-PACS", silent_server, timeout_s=1)
+    win = make_window([silent], model=False)
+    dlg = win.pacs.open_dialog()
+    assert search(qtbot, dlg) == -1
+    assert answers.errors[-1][0] == "Search failed" and "did not answer within 1 s" in answers.errors[-1][1]
+    # a search still waiting on the server when the dialog closes: the window is not held up, nothing crashes
+    qtbot.mouseClick(dlg.search_button, Qt.MouseButton.LeftButton)
+    tasks = dlg.tasks
+    dlg.close()
+    assert win.pacs.dialog is None and tasks.busy()  # closed at once, the request still running
+    qtbot.waitUntil(lambda: not win.pacs.closing, timeout=15000)  # it ended; the dialog went with it
+    assert len(answers.errors) == 1  # no message from a dialog the user closed
+    assert win.pacs.open_dialog().isVisible()
+
+
 # -- receive studies ---------------------------------------------------------------------------
 def test_receive_toggle_gets_a_study_pushed_by_orthanc(qtbot, make_window, server, rest, receiver_port) -> None:
     win = make_window([server])
@@ -365,12 +410,18 @@ def test_receive_toggle_gets_a_study_pushed_by_orthanc(qtbot, make_window, serve
                              timeout=30)
         push.raise_for_status()
     uid, n = got.args
-    assert n == 1 and "Received study" in win.statusBar().currentMessage()
+    pushed = len(requests.get(f"{rest}/studies/{study}/instances", timeout=10).json())
+    qtbot.waitUntil(lambda: len(rx.studies[uid].paths) == pushed, timeout=10000)  # every instance, counted
+    message = win.statusBar().currentMessage()
+    assert message.startswith("Received study Covid0000") and f"({pushed} image" in message
     folder = win.pacs.prefs.cache_dir / uid
+    assert not leftover_parts(folder) and len(list(folder.glob("*.dcm"))) == pushed
     assert str(folder) in win.settings.recent_files() and rx.open_latest.isEnabled()
     with qtbot.waitSignal(win.analysisFinished, timeout=60000) as opened:
         rx.open_latest.trigger()
-    assert Path(opened.args[0]).parent == folder and win.prediction is not None
+    shown = Path(opened.args[0])
+    assert shown.parent == folder and pydicom.dcmread(shown, stop_before_pixels=True).Modality == "DX"
+    assert win.prediction is not None and win.prediction.in_scope
     rx.toggle.trigger()
     assert not rx.running and not win.pacs.prefs.receive_enabled
     with pytest.raises(ConnectionRefusedError):  # nothing listens any more

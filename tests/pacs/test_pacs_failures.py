@@ -200,3 +200,81 @@ def test_a_junk_multipart_part_is_malformed(http_stub: Stub, orthanc: Orthanc, p
     err = _kind(lambda: client.retrieve(multi.study_uid, tmp_path))
     assert err.kind == "malformed"
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+
+def test_tls_is_verified_by_default(http_stub: Stub, tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/dicom+json")
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"[]")
+
+    url = http_stub(answer, context)  # type: ignore[call-arg]
+    assert url.startswith("https://")
+    err = _kind(PacsClient(ServerConfig("Self-signed", url, timeout_s=5)).search_studies)
+    assert err.kind == "unreachable" and "TLS certificate" in str(err) and "CA certificate" in str(err)
+    assert PacsClient(ServerConfig("Self-signed", url, verify_tls=False, timeout_s=5)).search_studies() == []
+
+
+def test_temp_files_of_a_killed_process_are_cleaned_up(orthanc: Orthanc, pacs_data: PacsData, tmp_path: Path) -> None:
+    import os
+
+    stow = pacs_data.studies["stow"]
+    folder = tmp_path / stow.study_uid
+    folder.mkdir()
+    stale, fresh = folder / ".1.2.3.dead.part", folder / ".1.2.4.busy.part"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"another process is writing this")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    PacsClient(orthanc.server()).retrieve(stow.study_uid, tmp_path)
+    assert not stale.exists() and fresh.exists()
+
+
+def test_cancel_is_seen_within_a_large_instance(orthanc: Orthanc, pacs_data: PacsData, http_stub: Stub,
+                                                tmp_path: Path) -> None:
+    """A slow link (the real answer sent at about 1 MB/s): a cancel does not wait for the
+    instance being received to finish."""
+    multi = pacs_data.studies["multi"]
+    qido, body, ctype = _recorded(orthanc, multi.study_uid)
+
+    def slow(h: http.server.BaseHTTPRequestHandler) -> None:
+        if "?" in h.path:
+            _replay(qido, body, ctype, len(body), True)(h)
+            return
+        h.send_response(200)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        try:
+            for i in range(0, len(body), 32768):
+                h.wfile.write(body[i:i + 32768])
+                h.wfile.flush()
+                time.sleep(0.03)
+        except OSError:  # the client hung up: that is the point
+            pass
+
+    cancel = threading.Event()
+    threading.Timer(0.4, cancel.set).start()
+    start = time.perf_counter()
+    err = _kind(lambda: PacsClient(ServerConfig("Slow", http_stub(slow))).retrieve(multi.study_uid, tmp_path,
+                                                                                    cancel=cancel))
+    elapsed = time.perf_counter() - start
+    assert err.kind == "cancelled" and err.result is not None and err.result.fetched < 5
+    assert elapsed < 1.5, f"the cancel took {elapsed - 0.4:.2f} s to be seen (the whole answer takes ~4 s)"
+    print(f"\ncancel seen {elapsed - 0.4:.3f} s after it was set")
+    assert leftover_parts(tmp_path / multi.study_uid) == []
+    assert f"{err.result.fetched} of 5 instance(s)" in str(err)

@@ -1,0 +1,73 @@
+"""The C-STORE receiver: Orthanc (a real PACS) echoes it and pushes a study to it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pydicom
+import pytest
+from conftest import RECEIVER_AE, Orthanc, PacsData  # tests/pacs/conftest.py
+
+from engine.pacs.cache import leftover_parts
+from engine.pacs.receiver import ReceiverError, StoreReceiver
+
+
+def _orthanc_id(orthanc: Orthanc, study_uid: str) -> str:
+    r = orthanc.session.post(f"{orthanc.url}/tools/lookup", data=study_uid, timeout=10)
+    return str(r.json()[0]["ID"])
+
+
+def test_orthanc_echoes_and_pushes_a_study(orthanc: Orthanc, pacs_data: PacsData, receiver_port: int,
+                                           tmp_path: Path) -> None:
+    multi = pacs_data.studies["multi"]
+    got: list[tuple[Path, str]] = []
+    lock = threading.Lock()
+
+    def on_received(path: Path, study_uid: str) -> None:
+        assert path.is_file()  # complete when announced
+        with lock:
+            got.append((path, study_uid))
+
+    with StoreReceiver(RECEIVER_AE, receiver_port, tmp_path, on_received, host="127.0.0.1") as rx:
+        assert rx.running and rx.address == ("127.0.0.1", receiver_port)
+        echo = orthanc.session.post(f"{orthanc.url}/modalities/radlens/echo", data="{}", timeout=10)
+        assert echo.ok, echo.text
+        assert rx.echoes == 1
+        push = orthanc.session.post(f"{orthanc.url}/modalities/radlens/store", timeout=60,
+                                    json={"Resources": [_orthanc_id(orthanc, multi.study_uid)], "Synchronous": True})
+        assert push.ok, push.text
+        assert rx.received == 5 and rx.refused == 0
+    assert not rx.running
+    folder = tmp_path / multi.study_uid
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in multi.files)
+    assert leftover_parts(folder) == []
+    assert sorted(got) == sorted((folder / f.name, multi.study_uid) for f in multi.files)
+    for src in multi.files:  # every instance whole, in the transfer syntax it was stored in
+        a, b = pydicom.dcmread(src), pydicom.dcmread(folder / src.name)
+        assert a.PixelData == b.PixelData and a.SOPInstanceUID == b.SOPInstanceUID
+        assert b.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
+
+
+def test_a_push_to_another_ae_title_is_refused(orthanc: Orthanc, receiver_port: int, tmp_path: Path) -> None:
+    with StoreReceiver("NOTRADLENS", receiver_port, tmp_path, host="127.0.0.1") as rx:
+        echo = orthanc.session.post(f"{orthanc.url}/modalities/radlens/echo", data="{}", timeout=10)
+        assert not echo.ok  # the association is rejected: Orthanc calls AE RADLENS
+        assert rx.echoes == 0
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_settings_and_a_busy_port_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ReceiverError, match="AE title"):
+        StoreReceiver("A" * 17, 11112, tmp_path)
+    with pytest.raises(ReceiverError, match="port"):
+        StoreReceiver("RADLENS", 70000, tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        rx = StoreReceiver("RADLENS", port, tmp_path, host="127.0.0.1")
+        with pytest.raises(ReceiverError, match=f"Cannot listen on port {port}"):
+            rx.start()
+        assert not rx.running
