@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from PySide6.QtCore import QModelIndex, Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -36,6 +36,8 @@ from .workers import describe_error
 
 __all__ = ["BatchDialog", "BatchEnd", "format_eta"]
 log = logging.getLogger(__name__)
+DRAIN_MS = 15  # a slice of the received rows every 15 ms: under one frame, never a long turn
+ROWS_PER_STEP = 8
 
 
 def format_eta(seconds: float) -> str:
@@ -146,9 +148,16 @@ class BatchDialog(QDialog):
         self.worker = BatchWorker(folder, classifier, batch_size)
         self.worker.moveToThread(self._thread)
         self._thread.started.connect(self.worker.run)
-        self.worker.rows.connect(self._on_rows)
-        self.worker.progress.connect(self._on_progress)
+        self.worker.rows.connect(self._queue_rows)
+        self.worker.progress.connect(self._queue_progress)
         self.worker.finished.connect(self._on_finished)
+        # The GUI thread takes rows in small slices, one slice per event-loop turn, and the
+        # labels on a turn of their own: no turn holds it for more than a few milliseconds.
+        self._pending: deque[BatchRow] = deque()
+        self._progress: tuple[int, int, float] | None = None
+        self._drain = QTimer(self)
+        self._drain.setInterval(DRAIN_MS)
+        self._drain.timeout.connect(self._drain_step)
         self._update_shown()
 
     def start(self) -> None:
@@ -165,6 +174,49 @@ class BatchDialog(QDialog):
             self.status.setText(self.status.text() + "  Cancelling…")
 
     # -- worker results ------------------------------------------------------------------
+    def _queue_rows(self, rows: list[BatchRow]) -> None:
+        self._pending.extend(rows)
+        if not self._drain.isActive():
+            self._drain.start()
+
+    def _queue_progress(self, done: int, total: int, elapsed: float) -> None:
+        self._progress = (done, total, elapsed)
+        if not self._drain.isActive():
+            self._drain.start()
+
+    def _drain_step(self) -> None:
+        """One slice: up to ``ROWS_PER_STEP`` rows, or else the progress and the labels."""
+        if self._pending:
+            n = min(ROWS_PER_STEP, len(self._pending))
+            self._on_rows([self._pending.popleft() for _ in range(n)])
+            self._labels_due = True
+            return
+        if self._progress is not None:
+            self._on_progress(*self._progress)
+            self._progress = None
+            return
+        if self._labels_due:
+            self._update_summary()
+            self._update_shown()
+            self._labels_due = False
+            return
+        self._drain.stop()
+
+    def flush(self) -> None:
+        """Everything received so far into the table and the labels now (the batch ended)."""
+        if self._pending:
+            self._on_rows(list(self._pending))
+            self._pending.clear()
+        if self._progress is not None:
+            self._on_progress(*self._progress)
+            self._progress = None
+        self._update_summary()
+        self._update_shown()
+        self._labels_due = False
+        self._drain.stop()
+
+    _labels_due = False
+
     def _on_rows(self, rows: list[BatchRow]) -> None:
         self.model.add_rows(rows)
         for r in rows:
@@ -174,8 +226,6 @@ class BatchDialog(QDialog):
                 self._out_of_scope += 1
             else:
                 self._errors += 1
-        self._update_summary()
-        self._update_shown()
 
     def _on_progress(self, done: int, total: int, elapsed: float) -> None:
         self.bar.setRange(0, max(total, 1))
@@ -185,6 +235,7 @@ class BatchDialog(QDialog):
         self.status.setText(f"{done} / {total} files · {rate:.1f} images/s · {eta}")
 
     def _on_finished(self, end: BatchEnd) -> None:
+        self.flush()
         self.end = end
         self._thread.quit()
         self.cancel_button.setEnabled(False)

@@ -2,8 +2,9 @@
 
 Each file goes through the engine's one per-image job (``engine.pipeline``), in its order:
 the decode threads run ``load_image`` (bounded prefetch) while the calling thread runs the
-rest a chunk at a time: the lung model batched (``lung_fields``), ``prepare`` per file,
-``classifier.run`` batched and ``conclude`` per row, so decoding and inference overlap. The long job is a plain
+rest a chunk at a time (``_finish_chunk``): the lung model batched (``lung_fields``), ``prepare``
+per file, ``classifier.run`` batched and ``conclude`` per row, so decoding and inference overlap.
+``analyze_files`` is the same per-chunk path for a given list of files (a Dask worker's task). The long job is a plain
 generator: the caller drives it, shows progress from the rows (or a callback) and
 cancels with a ``threading.Event`` or any callable returning True. A bad file never
 stops the batch, whatever its decoder raises (a Rust panic from a pylibjpeg plugin is a
@@ -337,7 +338,6 @@ def analyze_files(
     indices: Sequence[int] | None = None,
     total: int | None = None,
     batch_size: int = 16,
-    workers: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     keep_predictions: bool = False,
 ) -> list[BatchRow]:
@@ -346,8 +346,8 @@ def analyze_files(
     ``batch_size``, ``conclude``). ``indices`` are the files' positions in the whole listing
     (default 0..n-1) and ``total`` its length, so rows computed anywhere (a Dask worker, a
     resumed run) slot into one report. A chunk that starts at a multiple of ``batch_size`` of
-    the listing gives rows bit-identical to ``analyze_folder``'s (same model batches).
-    ``workers`` > 1 decodes in that many threads. A bad file becomes its error row."""
+    the listing gives rows bit-identical to ``analyze_folder``'s (same model batches). It runs
+    in the calling thread (a Dask worker process has one). A bad file becomes its error row."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     base = Path(root)
@@ -357,18 +357,9 @@ def analyze_files(
         raise ValueError(f"{len(where)} indices for {len(files)} paths")
     n = len(files) if total is None else total
     rows: list[BatchRow] = []
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode") if workers > 1 else None
-    try:
-        for s in range(0, len(files), batch_size):
-            part = list(zip(where[s:s + batch_size], files[s:s + batch_size], strict=True))
-            if pool is None:
-                decoded = [_decode(i, p, max_pixels) for i, p in part]
-            else:
-                decoded = list(pool.map(lambda ip: _decode(ip[0], ip[1], max_pixels), part))
-            rows += _finish_chunk(decoded, base, n, classifier, keep_predictions)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+    for s in range(0, len(files), batch_size):
+        part = zip(where[s:s + batch_size], files[s:s + batch_size], strict=True)
+        rows += _finish_chunk([_decode(i, p, max_pixels) for i, p in part], base, n, classifier, keep_predictions)
     return rows
 
 

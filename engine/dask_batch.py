@@ -144,14 +144,15 @@ class DaskJob(BatchJob):
         files = list(source.files)
         header = {"model_sha256": classifier.sha256, "listing_sha256": listing_sha256(files), "files": len(files),
                   "batch_size": self.batch_size}
+        fresh = journal is not None and not (resume and Path(journal).exists())
         self.journal = Journal.open(journal, header, resume) if journal is not None else None
         done = dict(self.journal.done) if self.journal is not None else {}
         self.resumed = len(done)
         try:
             self.client, self.cluster = connect(scheduler, allowed_failures)
         except BaseException:
-            if self.journal is not None:
-                self.journal.close()
+            if self.journal is not None:  # nothing ran: a journal made just now would only block the next run
+                self.journal.remove() if fresh else self.journal.close()
             raise
         super().__init__(files, self._drive(done), source.skipped)
         info = self.client.scheduler_info()

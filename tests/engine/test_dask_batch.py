@@ -233,3 +233,17 @@ def test_analyze_files_is_the_local_path(small: Source, classifier, local_rows: 
     rows = analyze_files(small.root, small.files[16:32], classifier, indices=range(16, 32), total=N_SMALL, batch_size=8)
     assert rows == local_rows[16:32]
     assert pickle.loads(pickle.dumps(rows)) == rows  # rows travel between processes: numpy and str only
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--dask", "local:0"], "use local:N with N >= 1"),
+    (["--resume"], "belong to a distributed run; add --dask"),
+    (["--dask", "local:1", "--chunk", "0"], "--chunk must be at least 1"),
+])
+def test_bad_cluster_options_exit_2_and_leave_no_journal(tmp_path: Path, list_file: Path, tiny_model_path: Path,
+                                                         capsys: pytest.CaptureFixture[str], extra: list[str],
+                                                         message: str) -> None:
+    out = tmp_path / "r.csv"
+    assert main([f"@{list_file}", "-o", str(out), "--model", str(tiny_model_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not journal_path(out).exists()
