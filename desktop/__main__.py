@@ -1,6 +1,6 @@
 import sys
 
-from desktop.app import main
+if __name__ == "__main__":  # spawned decoding and batch processes import this module too: no Qt for them
+    from desktop.app import main
 
-if __name__ == "__main__":  # spawned decoding processes import this module too
     sys.exit(main())

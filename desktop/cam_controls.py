@@ -41,7 +41,7 @@ class CamControls(QWidget):
         legend = QLabel()
         legend.setPixmap(QPixmap.fromImage(rgb_qimage(legend_rgb(200, 12))))
         legend.setScaledContents(True)
-        legend.setMinimumWidth(120)
+        legend.setMinimumWidth(60)  # narrow windows: the analysis dock fits without scrolling
         legend.setFixedHeight(12)
         legend.setToolTip("Turbo colour map: blue = little evidence, red = strong evidence for the class. "
                           "Every class is drawn on the same scale.")

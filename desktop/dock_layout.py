@@ -9,8 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea
 
-IMAGE_SHARE = 0.58  # the image's least share of the window's width
-DOCK_MIN_WIDTH = 170  # the narrowest a side dock gets (its contents scroll below that)
+IMAGE_SHARE = 0.56  # the image's least share of the window's width
+DOCK_MIN_WIDTH = 110  # the narrowest a side dock gets (its contents scroll below that)
 
 
 class DockFitter(QObject):
@@ -26,9 +26,14 @@ class DockFitter(QObject):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self.fit)
         win.installEventFilter(self)
+        body = right.widget()
+        self._content = body.widget() if isinstance(body, QScrollArea) else body
+        if self._content is not None:  # new contents (a result) can need another width
+            self._content.installEventFilter(self)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
-        if obj is self.win and event.type() in (QEvent.Type.Resize, QEvent.Type.Show):
+        if (obj is self.win and event.type() in (QEvent.Type.Resize, QEvent.Type.Show)) or \
+                (obj is self._content and event.type() == QEvent.Type.LayoutRequest):
             self._timer.start()
         return False
 
@@ -37,15 +42,33 @@ class DockFitter(QObject):
             self.win.dockWidgetArea(dock) in (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
 
     def fit(self) -> None:
-        """Narrow the side docks, in proportion, until the image has ``IMAGE_SHARE`` of the width."""
+        """Narrow the side docks until the image has ``IMAGE_SHARE`` of the width; within the
+        docks' width, the analysis (right) gets what its contents need first, so its
+        percentages are never scrolled out of sight."""
         w = self.win.width()
         central = self.win.centralWidget()
-        if central is None or central.width() >= IMAGE_SHARE * w:
-            return
         docks = [d for d in (self.left, self.right) if self._docked(d)]
         used = sum(d.width() for d in docks)
-        if not docks or used <= 0:
+        if central is None or not docks or used <= 0:
             return
         budget = max(0, int(w * (1 - IMAGE_SHARE)) - 8 * len(docks))  # minus the splitter handles
-        sizes = [max(DOCK_MIN_WIDTH, int(d.width() * budget / used)) for d in docks]
-        self.win.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
+        room = min(used, budget)
+        need = _content_width(self.right) if self.right in docks else 0
+        squeezed = 0 < self.right.width() < need and len(docks) == 2 and room - need >= DOCK_MIN_WIDTH
+        if central.width() >= IMAGE_SHARE * w and not squeezed:
+            return
+        if len(docks) == 2 and room - need >= DOCK_MIN_WIDTH:
+            sizes = [room - need, need]
+        else:
+            sizes = [max(DOCK_MIN_WIDTH, int(d.width() * room / used)) for d in docks]
+        if sizes != [d.width() for d in docks]:
+            self.win.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
+
+
+def _content_width(dock: QDockWidget) -> int:
+    """The width a dock needs to show its contents without a horizontal scroll bar."""
+    body = dock.widget()
+    if isinstance(body, QScrollArea) and body.widget() is not None:
+        return body.widget().minimumSizeHint().width() + body.verticalScrollBar().sizeHint().width() + \
+            2 * body.frameWidth() + 4
+    return body.minimumSizeHint().width() if body is not None else DOCK_MIN_WIDTH

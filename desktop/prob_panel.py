@@ -129,6 +129,7 @@ class ProbPanel(QWidget):
         self.note.setStyleSheet("QLabel#lowConfidenceNote { background: #fff3cd; color: #6b4e00; "
                                 "border: 1px solid #e0b100; border-radius: 3px; padding: 4px; }")
         self.legend = QLabel("Orange mark: the class's operating point.")
+        self.legend.setWordWrap(True)  # a narrow dock wraps it instead of scrolling the percentages away
         self.legend.setStyleSheet("color: palette(mid);")
         self.sort = QCheckBox("Sort by probability")
         self.sort.setObjectName("sortProbs")

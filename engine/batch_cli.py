@@ -53,7 +53,8 @@ def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, o
     if args.dask:
         job = analyze_on_dask(source, classifier, args.dask, chunk=args.chunk, batch_size=args.batch_size,
                               journal=journal_path(out), resume=args.resume, worker_model=args.worker_model,
-                              device=args.device, allowed_failures=args.retries, cancel=cancel)
+                              device=args.device, allowed_failures=args.retries, cancel=cancel,
+                              identifiers=args.include_identifiers)
         st = job.run_options["dask"]
         print(printable(f"Dask: {st['scheduler']}, {st['workers_at_start']} worker(s); tasks of {args.chunk} files; "
                         f"a task survives {st['allowed_failures']} worker death(s); journal {st['journal']}"))

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from .batch import BatchJob, BatchRow, Cancel, _error_text, _is_cancelled, _rel,
 from .errors import ModelError, RadLensError
 from .fileio import DEFAULT_MAX_PIXELS, printable
 from .filelist import Source
+from .image import Identifiers
 from .journal import Journal, listing_sha256
 from .model import Classifier
 
@@ -76,11 +77,14 @@ def _worker_classifier(model_path: str, device: str, threads: int) -> Classifier
 
 
 def analyze_chunk(model_path: str, device: str, threads: int, root: str, paths: list[str], indices: list[int],
-                  total: int, batch_size: int, max_pixels: int) -> ChunkResult:
-    """One task, on a worker: ``analyze_files`` with this process's model."""
+                  total: int, batch_size: int, max_pixels: int, identifiers: bool = False) -> ChunkResult:
+    """One task, on a worker: ``analyze_files`` with this process's model. Patient and study
+    identifiers leave the worker only when the report asks for them."""
     t0 = time.perf_counter()
     c = _worker_classifier(model_path, device, threads)
     rows = analyze_files(root, paths, c, indices=indices, total=total, batch_size=batch_size, max_pixels=max_pixels)
+    if not identifiers:
+        rows = [replace(r, identifiers=Identifiers()) for r in rows]
     return ChunkResult(rows, c.sha256, str(c.path), f"{socket.gethostname()}:{os.getpid()}", c.provider,
                        time.perf_counter() - t0)
 
@@ -134,16 +138,18 @@ class DaskJob(BatchJob):
 
     def __init__(self, source: Source, classifier: Classifier, *, scheduler: str, chunk: int, batch_size: int,
                  journal: str | os.PathLike[str] | None, resume: bool, worker_model: str | None, device: str,
-                 threads: int, max_pixels: int, allowed_failures: int | None, cancel: Cancel) -> None:
+                 threads: int, max_pixels: int, allowed_failures: int | None, cancel: Cancel,
+                 identifiers: bool = False) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         self.source, self.classifier = source, classifier
         self.chunk, self.batch_size = chunk, max(1, min(batch_size, chunk))
         self.worker_model = str(Path(worker_model or classifier.path).absolute())
         self.device, self.threads, self.max_pixels, self.cancel = device, threads, max_pixels, cancel
+        self.identifiers = identifiers
         files = list(source.files)
         header = {"model_sha256": classifier.sha256, "listing_sha256": listing_sha256(files), "files": len(files),
-                  "batch_size": self.batch_size}
+                  "batch_size": self.batch_size, "identifiers": identifiers}
         fresh = journal is not None and not (resume and Path(journal).exists())
         self.journal = Journal.open(journal, header, resume) if journal is not None else None
         done = dict(self.journal.done) if self.journal is not None else {}
@@ -172,6 +178,7 @@ class DaskJob(BatchJob):
         self._deaths: dict[int, int] = {}  # file index -> attempts that ended with its worker dead
         self._workers: set[str] = set()
         self._closed = False
+        self._window_size, self._window_at = 4, -1e9
         self._set_note()
 
     def _allowed_failures(self) -> int | None:
@@ -199,9 +206,12 @@ class DaskJob(BatchJob):
             yield _Task(group)
 
     def _window(self) -> int:
-        workers = self.client.scheduler_info().get("workers", {})
-        threads = sum(int(w.get("nthreads", 1)) for w in workers.values()) or 1
-        return 2 * threads + 2
+        """Tasks in flight: two per worker thread, plus two (the count refreshed every 5 s: workers come and go)."""
+        now = time.monotonic()
+        if now - self._window_at > 5:
+            threads = sum(self.client.nthreads().values()) or 1
+            self._window_size, self._window_at = 2 * threads + 2, now
+        return self._window_size
 
     def _submit(self, task: _Task, ac: Any) -> None:
         idx = task.indices
@@ -209,7 +219,7 @@ class DaskJob(BatchJob):
         key = f"radlens-{self._run_id}-{self._seq}-{idx[0]}-{len(idx)}"
         fut = self.client.submit(analyze_chunk, self.worker_model, self.device, self.threads, str(self.source.root),
                                  [str(self.files[i]) for i in idx], idx, self.total, self.batch_size,
-                                 self.max_pixels, key=key, pure=False, priority=task.priority)
+                                 self.max_pixels, self.identifiers, key=key, pure=False, priority=task.priority)
         self._running[fut] = task
         ac.add(fut)
 
@@ -343,13 +353,15 @@ def analyze_on_dask(source: Source, classifier: Classifier, scheduler: str, *, c
                     batch_size: int = 16, journal: str | os.PathLike[str] | None = None, resume: bool = False,
                     worker_model: str | os.PathLike[str] | None = None, device: str = "auto", threads: int = 1,
                     max_pixels: int = DEFAULT_MAX_PIXELS, allowed_failures: int | None = None,
-                    cancel: Cancel = None) -> DaskJob:
+                    cancel: Cancel = None, identifiers: bool = False) -> DaskJob:
     """A distributed batch over ``source`` (``engine.filelist``) on ``scheduler`` (an address, or
     ``local:N``). The journal is opened (``JournalError``) and the cluster reached (``ClusterError``)
     at once; iterate the job to run it. ``worker_model`` is the model's path as the workers see it
     (default: the client's); its SHA-256 must match ``classifier.sha256``. ``threads``: onnxruntime
     threads per worker process. ``allowed_failures`` sets Dask's retry budget for a ``local:N``
-    cluster (a remote scheduler keeps its own configuration)."""
+    cluster (a remote scheduler keeps its own configuration). Rows carry patient and study
+    identifiers (and the journal keeps them) only with ``identifiers=True``."""
     return DaskJob(source, classifier, scheduler=scheduler, chunk=chunk, batch_size=batch_size, journal=journal,
                    resume=resume, worker_model=None if worker_model is None else str(worker_model), device=device,
-                   threads=threads, max_pixels=max_pixels, allowed_failures=allowed_failures, cancel=cancel)
+                   threads=threads, max_pixels=max_pixels, allowed_failures=allowed_failures, cancel=cancel,
+                   identifiers=identifiers)

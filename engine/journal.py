@@ -5,7 +5,7 @@ a run stopped by Ctrl+C, a crash or a lost client resumes (``--resume``) with on
 (model SHA-256, a hash of the file listing, the batch size), then one line per finished task
 with its full rows. Each line is written with one ``write``, flushed and fsync'd before the
 rows are counted as done; a line cut short by a crash is dropped on resume (its files run
-again). The journal is removed once the report is written."""
+again). The journal is readable by its owner only and is removed once the report is written."""
 
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ class Journal:
             return cls(path, head, done, f)
         head["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:
+        try:  # owner-only: file paths and results (and identifiers, when the report has them)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(_line(head))
                 f.flush()
                 os.fsync(f.fileno())
@@ -140,7 +140,8 @@ def _read(path: Path, head: dict[str, Any]) -> tuple[dict[int, BatchRow], int]:
         raise JournalError(f"{printable(str(path))} is not a RadLens journal (bad first line). Delete it to start "
                            "over.") from None
     for key, what in (("radlens_journal", "journal version"), ("model_sha256", "model"),
-                      ("listing_sha256", "list of files"), ("files", "number of files"), ("batch_size", "batch size")):
+                      ("listing_sha256", "list of files"), ("files", "number of files"), ("batch_size", "batch size"),
+                      ("identifiers", "choice of identifiers")):
         if key in head and found.get(key) != head[key]:
             raise JournalError(
                 f"the journal {printable(str(path))} belongs to another run: its {what} differs "

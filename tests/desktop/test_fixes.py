@@ -269,3 +269,16 @@ def test_missing_x11_libraries_are_named_before_qt_starts(monkeypatch, capsys) -
     err = capsys.readouterr().err
     assert "libradlens-none.so.9 (package libradlens-none9)" in err
     assert "sudo apt-get install libegl1 libradlens-none9 libxcb-cursor0 libxkbcommon-x11-0" in err
+
+
+def test_batch_process_reports_a_folder_it_cannot_analyse(window, qtbot, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-study"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image\n")
+    dlg = window.batch_dialog(str(empty))
+    with qtbot.waitSignal(dlg.finished_batch, timeout=60000) as sig:
+        pass
+    end = sig.args[0]
+    assert "no image files" in end.error and "Choose a folder" in end.error
+    assert dlg.status.text() == f"The batch could not run: {end.error}"
+    assert dlg.model.rowCount() == 0 and not dlg.export_button.isEnabled()

@@ -142,6 +142,7 @@ def test_interrupted_then_resume(tmp_path: Path, small: Source, classifier, clus
         analyze_on_dask(small, classifier, cluster, chunk=8, journal=journal)
     with open(journal, "ab") as f:
         f.write(b'{"rows": [{"index": 63, "tot')  # a line cut short by a crash: dropped, its files run again
+    assert journal.stat().st_mode & 0o777 == 0o600  # paths and results: owner only
     done = len(Journal.open(journal, {}, resume=True).done)
     assert 12 <= done < N_SMALL
     resumed = analyze_on_dask(small, classifier, cluster, chunk=8, batch_size=8, journal=journal, resume=True)
@@ -247,3 +248,15 @@ def test_bad_cluster_options_exit_2_and_leave_no_journal(tmp_path: Path, list_fi
     assert main([f"@{list_file}", "-o", str(out), "--model", str(tiny_model_path), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not journal_path(out).exists()
+
+
+def test_identifiers_leave_the_worker_only_on_request(dicom_dir: Path, tiny_model_path: Path) -> None:
+    """The task function as a worker runs it: patient identifiers only when the report wants them."""
+    from engine.dask_batch import analyze_chunk
+
+    args = (str(tiny_model_path), "cpu", 1, str(dicom_dir), [str(dicom_dir / "nccid_nih_dx.dcm")], [0], 1, 16,
+            10**8)
+    kept, dropped = analyze_chunk(*args, True), analyze_chunk(*args)
+    assert kept.rows[0].identifiers.patient_id == "Covid0000" and dropped.rows[0].identifiers.as_dict() == dict.fromkeys(
+        kept.rows[0].identifiers.as_dict(), "")
+    assert kept.model_sha256 == dropped.model_sha256 and kept.rows[0].probs == dropped.rows[0].probs
