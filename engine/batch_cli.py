@@ -62,7 +62,8 @@ def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, o
             print(f"Resuming: {job.resumed} of {job.total} file(s) already analysed; {job.total - job.resumed} to go.")
     else:
         job = analyze_folder(source.root, classifier, batch_size=args.batch_size, workers=args.workers or None,
-                             cancel=cancel, files=source.files)
+                             cancel=cancel, files=source.files,
+                             keep_predictions=bool(getattr(args, "dicom_results", None)))  # SR/SC need them
         job.skipped = source.skipped
     job.run_options.update(source.describe())
     if args.parquet:

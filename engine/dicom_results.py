@@ -19,6 +19,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pydicom
@@ -210,7 +211,8 @@ class BatchResults:
         (the run options the report's JSON holds) gets ``summary()``."""
         for row in rows:
             self.add(row)
-            yield row
+            # the prediction holds the image's pixels: drop it once its results are written
+            yield replace(row, prediction=None) if row.prediction is not None else row
         if record is not None:
             record["dicom_results"] = self.summary()
 

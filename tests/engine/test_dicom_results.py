@@ -267,6 +267,7 @@ def test_cli_dicom_results(dicom_dir: Path, png_path: Path, tmp_path: Path, caps
     sidecar = json.loads(report.with_suffix(".json").read_text())
     note = sidecar["options"]["dicom_results"]
     assert (note["images"], note["files"], note["skipped_not_dicom"], note["failed"]) == (2, 4, 1, 0)
+    assert note["analysed_again"] == 0  # a local run keeps its predictions for the SR/SC: one analysis per image
     assert "DICOM results: 4 file(s)" in printed and "1 non-DICOM image(s) skipped" in printed
 
 
