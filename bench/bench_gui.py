@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,29 +61,35 @@ else:
 app.exec()
 """.replace("READY", repr(READY))
 
-# As ``desktop.app.main`` does for ``radlens FILE`` (a double-click): the window, the file opened
-# at once, and the time from the process start to the probabilities on screen.
+# ``radlens FILE`` (a double-click) through ``desktop.app.main`` itself: the time from the
+# process start to the file's probabilities on screen.
 LAUNCH_CHILD = r"""
 import os, sys, time
 t0 = float(sys.argv[1])
-from PySide6.QtCore import QTimer
-from desktop.qtapp import make_app
-app = make_app([])
-from desktop.main_window import MainWindow
-from desktop.settings import Settings
-win = MainWindow(Settings(sys.argv[3]), model_path=sys.argv[2], device="auto")
-path = os.path.abspath(sys.argv[4])
-def done(p):
-    if win.prediction is None or os.path.abspath(p) != path:
-        return
-    print(f"{READY} {time.time() - t0:.3f} True {time.time()}", flush=True)
-    win.close()
-    app.quit()
-win.analysisFinished.connect(done)
-QTimer.singleShot(0, lambda: win.open_paths([path]))
-win.show()
-QTimer.singleShot(60000, app.quit)
-app.exec()
+
+def run():
+    from PySide6.QtWidgets import QApplication
+    import desktop.app
+    import desktop.main_window as mw
+    path = os.path.abspath(sys.argv[4])
+    show = mw.MainWindow.show
+
+    def done(win, p):
+        if win.prediction is None or os.path.abspath(p) != path:
+            return
+        print(f"{READY} {time.time() - t0:.3f} True {time.time()}", flush=True)
+        win.close()
+        QApplication.quit()
+
+    def shown(win):
+        win.analysisFinished.connect(lambda p: done(win, p))
+        show(win)
+
+    mw.MainWindow.show = shown
+    desktop.app.main(["--model", sys.argv[2], "--settings", sys.argv[3], path])
+
+if __name__ == "__main__":
+    run()
 """.replace("READY", repr(READY))
 
 
@@ -132,14 +139,19 @@ class StallProbe:
         self.timer.timeout.connect(self._tick)
         self.stalls: list[float] = []
         self.busy: list[float] = []  # the GUI thread's CPU time between the same two ticks
+        self.queued: list[float] = []  # its time runnable but waiting for a core (Linux schedstat)
         self._last = 0.0
         self._cpu = 0.0
+        self._wait = 0.0
+        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
 
     def start(self) -> None:
         self.stalls = []
         self.busy = []
+        self.queued = []
         self._last = self._t0 = time.perf_counter()
         self._cpu = time.thread_time()
+        self._wait = self._queue_ms()
         self.timer.start()
 
     def stop(self) -> None:
@@ -152,9 +164,19 @@ class StallProbe:
         self.stalls.append(stall)
         self.busy.append((cpu - self._cpu) * 1000.0)
         self._cpu = cpu
+        wait = self._queue_ms()
+        self.queued.append(wait - self._wait)
+        self._wait = wait
         if stall > 20 and os.environ.get("RADLENS_BENCH_DEBUG"):
             print(f"    stall {stall:.1f} ms ending at +{now - self._t0:.3f} s")
         self._last = now
+
+    def _queue_ms(self) -> float:
+        try:
+            with open(self._schedstat, encoding="ascii") as f:
+                return int(f.read().split()[1]) / 1e6
+        except (OSError, ValueError, IndexError):  # not Linux: not measured
+            return 0.0
 
     def longest(self) -> float:
         return max(self.stalls, default=0.0)
@@ -163,7 +185,8 @@ class StallProbe:
         s = sorted(self.stalls) or [0.0]
         p99 = s[min(len(s) - 1, int(0.99 * len(s)))]
         worst = max(range(len(self.stalls)), key=self.stalls.__getitem__) if self.stalls else -1
-        busy = f" (GUI thread busy {self.busy[worst]:.1f} ms of it)" if worst >= 0 else ""
+        busy = (f" (GUI thread busy {self.busy[worst]:.1f} ms, waiting for a core {self.queued[worst]:.1f} ms)"
+                if worst >= 0 else "")
         return (f"longest {s[-1]:.1f} ms{busy}, p99 {p99:.1f} ms, median {statistics.median(s):.2f} ms "
                 f"over {len(s)} ticks")
 
@@ -189,7 +212,18 @@ def make_folder(n: int) -> Path:
     return folder
 
 
-def in_process(model: str, n_images: int, runs: int = 1) -> None:
+def make_dicom_folder(n: int) -> Path:
+    """n DICOM files (symlinks to ../shared/data/dicom, JPEG 2000 and JPEG-LS among them): their
+    decoders hold the GIL for the whole decode (about 150 ms for a 2k x 2k JPEG 2000)."""
+    files = sorted((SHARED / "dicom").glob("*.dcm"))
+    folder = Path(tempfile.mkdtemp(prefix="radlens-bench-dicom-"))
+    for k in range(n):
+        f = files[k % len(files)]
+        (folder / f"{k:04d}_{f.name}").symlink_to(f)
+    return folder
+
+
+def in_process(model: str, n_images: int, runs: int = 1, n_dicom: int = 60) -> None:
     from PySide6.QtCore import QEventLoop, QTimer
 
     from desktop.app import settle_gc
@@ -243,7 +277,10 @@ def in_process(model: str, n_images: int, runs: int = 1) -> None:
     print(f"  open + analyse RG1_J2KI.dcm ({dt:.2f} s): {probe.summary()}")
 
     folder = make_folder(n_images)
-    for run in range(1, runs + 1):
+    batches = [(f"run {run}", folder) for run in range(1, runs + 1)]
+    if n_dicom:
+        batches.append(("DICOM", make_dicom_folder(n_dicom)))
+    for run, (name, folder) in enumerate(batches, start=1):
         if run > 1:
             worst["idle"] = max(worst["idle"], idle())
         dlg = win.batch_dialog(str(folder), start=False)
@@ -257,14 +294,16 @@ def in_process(model: str, n_images: int, runs: int = 1) -> None:
         dt = time.perf_counter() - t0
         probe.stop()
         end = dlg.end
-        print(f"  run {run}: batch of {end.done}/{end.total} images in {dt:.1f} s ({end.done / dt:.1f} images/s, "
+        print(f"  {name}: batch of {end.done}/{end.total} images in {dt:.1f} s ({end.done / dt:.1f} images/s, "
               f"starting its process included), {sum(not r.ok for r in dlg.model.rows())} errors")
         print(f"  GUI stalls during the batch:      {probe.summary()}")
-        worst["batch"] = max(worst["batch"], probe.longest())
+        key = "dicom" if name == "DICOM" else "batch"
+        worst[key] = max(worst.get(key, 0.0), probe.longest())
         dlg.close_confirmed = True  # the bench keeps no results: close without asking
         dlg.close()
         app.processEvents()
-    print(f"  worst over {runs} run(s): idle {worst['idle']:.1f} ms, batch {worst['batch']:.1f} ms "
+    dicom = f", DICOM batch {worst['dicom']:.1f} ms" if "dicom" in worst else ""
+    print(f"  worst over {runs} run(s): idle {worst['idle']:.1f} ms, batch {worst['batch']:.1f} ms{dicom} "
           f"(target: <= 16 ms in every run); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     win.close()
     app.processEvents()
@@ -293,6 +332,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--starts", type=int, default=3, help="cold starts to time")
     ap.add_argument("--runs", type=int, default=3, help="idle + batch measurements in the same window")
+    ap.add_argument("--dicom", type=int, default=60, help="files in the DICOM batch (0: none)")
     ap.add_argument("--parts", default="stalls,start,launch",
                     help="comma-separated: stalls (event loop), start (cold start), launch (launch with a DICOM)")
     args = ap.parse_args()
@@ -305,7 +345,7 @@ def main() -> int:
     print(f"Model: {model} ({kind})")
     if "stalls" in parts:
         print("Event-loop responsiveness (5 ms QTimer probe on the GUI thread):")
-        in_process(model, args.images, args.runs)
+        in_process(model, args.images, args.runs, args.dicom)
     if "start" in parts:
         _print_start(model, args.starts)
     if "launch" in parts:

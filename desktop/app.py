@@ -190,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return XCB_MISSING
+    from .core.decoder import shared_decoder
+
+    shared_decoder().warm_async()  # the DICOM decoding process starts while Qt and the window load
     app = make_app([])
     log_path = setup_logging()
     reporter = ErrorReporter(log_path, parent=app)

@@ -304,6 +304,7 @@ class AnalysisService(QObject):
         self._study_worker.itemDone.connect(self._on_study_item)
         self._study_worker.finished.connect(self._on_study_finished)
         self._model_loading = False
+        self._deferred: OpenRequest | None = None  # an open asked for while the model loads
         self.decoder.warm_async()  # the DICOM decoding processes start now, not on the first file
 
     def _fresh(self, result: object) -> bool:
@@ -335,12 +336,22 @@ class AnalysisService(QObject):
 
     # -- requests (GUI thread) ---------------------------------------------------------
     def open(self, path: str, classifier: Classifier | None, want_tags: bool = True) -> int:
+        """Open (and analyse) ``path``. While a model loads, the worker is busy with it: the
+        file is decoded meanwhile and the request waits, so it runs once, with the model
+        (the window opens the file again once the model is there; a refused model releases it)."""
         gen = self.generation.next()
-        if self._model_loading:  # the open waits behind the model: decode the file meanwhile
+        req = OpenRequest(gen, path, classifier, want_tags)
+        if self._model_loading:
             self.decoder.prefetch(path)
-        self.busy.begin()  # before the study worker can pick its next file
-        self._open.emit(OpenRequest(gen, path, classifier, want_tags))
+            self._deferred = req
+            return gen
+        self._deferred = None
+        self._send(req)
         return gen
+
+    def _send(self, req: OpenRequest) -> None:
+        self.busy.begin()  # before the study worker can pick its next file
+        self._open.emit(req)
 
     def cancel_current(self) -> None:
         self.generation.next()
@@ -364,7 +375,10 @@ class AnalysisService(QObject):
     def _on_model(self, r: ModelReady) -> None:
         if r.generation == self.model_generation.value:
             self._model_loading = False
-            self.modelReady.emit(r)
+            self.modelReady.emit(r)  # the window opens its current file again, with the model
+            req, self._deferred = self._deferred, None
+            if req is not None and req.generation == self.generation.value:  # nobody did: open it as asked
+                self._send(req)
 
     @Slot(object)
     def _on_study_item(self, item: StudyItem) -> None:

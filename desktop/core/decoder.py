@@ -91,17 +91,18 @@ class Decoder:
                     self.use_processes = False
             return self._pool
 
-    def warm(self) -> None:
-        """Start the pool's processes and import the DICOM decoders in them (blocks while
-        the processes are spawned: call ``warm_async`` from the GUI thread)."""
+    def warm(self, processes: int | None = None) -> None:
+        """Start ``processes`` of the pool's processes (all by default) and import the DICOM
+        decoders in them (blocks while they are spawned: call ``warm_async`` from the GUI)."""
         pool = self._get_pool()
         if pool is not None:
-            for _ in range(self.workers):
+            for _ in range(min(self.workers, processes or self.workers)):
                 pool.submit(_warm)
 
     def warm_async(self) -> threading.Thread | None:
-        """``warm`` in a background thread, once (at launch, so the first DICOM opened,
-        e.g. by a double-click, does not wait for the processes to start)."""
+        """One decoding process started in a background thread, once: at launch, while the
+        app imports Qt on one core, so the first DICOM opened (a double-click) does not wait
+        for it. The pool's other process starts when two files are decoded at once."""
         with self._lock:
             if self._warming is not None or not self.use_processes:
                 return self._warming
@@ -111,7 +112,7 @@ class Decoder:
 
     def _warm_quietly(self) -> None:
         try:
-            self.warm()
+            self.warm(1)
         except Exception as e:  # noqa: BLE001 - no pool now: the first DICOM starts it, or decodes in a thread
             log.warning("could not start the decoding processes in the background: %s", e)
 
