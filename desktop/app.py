@@ -190,9 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return XCB_MISSING
-    from .core.decoder import shared_decoder
+    from .core.decoder import shared_decoder, wants_decoder
 
-    shared_decoder().warm_async()  # the DICOM decoding process starts while Qt and the window load
+    if wants_decoder(args.paths):  # a DICOM to open (a double-click): its decoding process starts while Qt loads
+        shared_decoder().warm_async()
     app = make_app([])
     log_path = setup_logging()
     reporter = ErrorReporter(log_path, parent=app)

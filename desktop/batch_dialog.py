@@ -38,6 +38,7 @@ __all__ = ["BatchDialog", "BatchEnd", "format_eta"]
 log = logging.getLogger(__name__)
 DRAIN_MS = 15  # a slice of the received rows every 15 ms: under one frame, never a long turn
 ROWS_PER_STEP = 8
+TEARDOWN_ROWS = 200  # rows removed per event-loop turn once the window is closed
 
 
 def format_eta(seconds: float) -> str:
@@ -348,6 +349,15 @@ class BatchDialog(QDialog):
         if self.running():
             self.cancel()
         if self._thread.isRunning():
-            self._thread.finished.connect(self.discarded.emit)
+            self._thread.finished.connect(self._teardown)
         else:
-            QTimer.singleShot(0, self.discarded.emit)
+            QTimer.singleShot(0, self._teardown)
+
+    def _teardown(self) -> None:
+        """Empty the table a slice per event-loop turn, then tell the owner it may delete us."""
+        self._drain.stop()
+        self._pending.clear()
+        if self.model.drop_last(TEARDOWN_ROWS):
+            QTimer.singleShot(0, self._teardown)
+        else:
+            self.discarded.emit()

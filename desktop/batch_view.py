@@ -68,6 +68,15 @@ class BatchTableModel(QStandardItemModel):
         self.removeRows(0, self.rowCount())
         self._rows = []
 
+    def drop_last(self, n: int) -> int:
+        """Remove the last ``n`` rows (a closed window's table goes a slice per event-loop
+        turn: deleting thousands of items at once stalls the GUI). Returns the rows left."""
+        n = min(n, self.rowCount())
+        if n:
+            self.removeRows(self.rowCount() - n, n)
+            del self._rows[len(self._rows) - n:]
+        return self.rowCount()
+
     def _value(self, row: BatchRow, col: int) -> tuple[str, object]:
         """(display text, sort key) of a cell."""
         n = len(self.labels)

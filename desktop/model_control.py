@@ -106,11 +106,12 @@ class ModelControl(QObject):
         self._show_info()
         self.commands.model_actions_enabled(True)
         asked, self._asked_device = self._asked_device, ""
-        if asked == "cuda" and r.classifier.provider != "CUDAExecutionProvider":
+        if self.device == "cuda" and r.classifier.provider != "CUDAExecutionProvider":
             note = r.classifier.provider_note or "onnxruntime found no CUDA device."
             msg = f"{NO_CUDA}. {note}"
-            self.status.showMessage(msg, 20000)
-            self.dialogs.info("No usable CUDA GPU", msg)
+            self.status.showMessage(msg, 20000)  # the saved choice at start: said in the status bar
+            if asked == "cuda":  # just chosen in Analysis > Device: said in a dialog too
+                self.dialogs.info("No usable CUDA GPU", msg)
         else:
             self.status.showMessage(f"Model {r.classifier.card.name} {r.classifier.card.version} loaded in "
                                     f"{r.seconds:.1f} s on {r.classifier.device_label}.", 8000)

@@ -14,12 +14,13 @@ import os
 import threading
 import time
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine import Classifier, LoadedImage, Prediction, RadLensError, classify
 from engine.cam import card_cam_scale
 
 from .core.decoder import Decoder, shared_decoder
+from .core.gates import Busy, Generation
 from .core.messages import (
     AnalysisDone,
     Failure,
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 
 BACKGROUND_NICE = 5
+WARM_AFTER_MODEL_MS = 300
 
 
 def background_priority(nice: int = BACKGROUND_NICE) -> None:
@@ -52,45 +54,6 @@ def background_priority(nice: int = BACKGROUND_NICE) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, max(current, nice))
     except OSError as e:
         log.debug("could not lower the priority of %s: %s", threading.current_thread().name, e)
-
-
-class Busy:
-    """Counts interactive requests in flight; ``idle`` is set when there are none. The
-    study worker waits on it, so the image the user asked for is never queued behind
-    background thumbnails."""
-
-    def __init__(self) -> None:
-        self.idle = threading.Event()
-        self.idle.set()
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def begin(self) -> None:
-        with self._lock:
-            self._n += 1
-            self.idle.clear()
-
-    def end(self) -> None:
-        with self._lock:
-            self._n = max(0, self._n - 1)
-            if self._n == 0:
-                self.idle.set()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._n = 0
-            self.idle.set()
-
-
-class Generation:
-    """A counter the GUI bumps and workers read (an int read is atomic under the GIL)."""
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
 
 
 def describe_error(e: BaseException) -> str:
@@ -305,7 +268,6 @@ class AnalysisService(QObject):
         self._study_worker.finished.connect(self._on_study_finished)
         self._model_loading = False
         self._deferred: OpenRequest | None = None  # an open asked for while the model loads
-        self.decoder.warm_async()  # the DICOM decoding processes start now, not on the first file
 
     def _fresh(self, result: object) -> bool:
         if getattr(result, "generation", None) != self.generation.value:
@@ -375,6 +337,9 @@ class AnalysisService(QObject):
     def _on_model(self, r: ModelReady) -> None:
         if r.generation == self.model_generation.value:
             self._model_loading = False
+            # the DICOM decoding process starts in the background once the model is in, not on the first
+            # file (at once if the command line named a DICOM: desktop.app, or a file came meanwhile: prefetch)
+            QTimer.singleShot(WARM_AFTER_MODEL_MS, self.decoder.warm_async)
             self.modelReady.emit(r)  # the window opens its current file again, with the model
             req, self._deferred = self._deferred, None
             if req is not None and req.generation == self.generation.value:  # nobody did: open it as asked

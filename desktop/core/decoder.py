@@ -70,6 +70,20 @@ def _load(path: str) -> LoadedImage:
     return load_image(path)
 
 
+def wants_decoder(paths: list[str]) -> bool:
+    """Whether ``paths`` (the command line) hold a DICOM file or a folder (that may hold some)."""
+    for p in paths:
+        if os.path.isdir(p):
+            return True
+        try:
+            with open(p, "rb") as f:
+                if sniff_format(f.read(132)) in ("dicom", "dicom-raw"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 class Decoder:
     def __init__(self, workers: int = WORKERS, use_processes: bool = True) -> None:
         self.workers = workers
@@ -113,13 +127,28 @@ class Decoder:
     def _warm_quietly(self) -> None:
         try:
             self.warm(1)
+            self._lower_children()
         except Exception as e:  # noqa: BLE001 - no pool now: the first DICOM starts it, or decodes in a thread
             log.warning("could not start the decoding processes in the background: %s", e)
+
+    def _lower_children(self) -> None:
+        """The pool's processes yield to the viewer from their start (their own ``nice``
+        comes only after their imports): start-up work in the window goes first."""
+        pool = self._pool
+        for pid in list(getattr(pool, "_processes", None) or ()):
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, DECODER_NICE)
+            except (AttributeError, OSError):
+                pass
 
     def prefetch(self, path: str) -> None:
         """Start decoding ``path`` now if it is a DICOM (in a short-lived thread: spawning a
         pool process must not block the caller); ``load(path)`` picks the result up."""
-        threading.Thread(target=self._submit, args=(path,), name="radlens-prefetch", daemon=True).start()
+        def run() -> None:
+            self._submit(path)
+            self._lower_children()
+
+        threading.Thread(target=run, name="radlens-prefetch", daemon=True).start()
 
     def _submit(self, path: str) -> tuple[Future[LoadedImage], ProcessPoolExecutor] | None:
         """The pool's future for ``path`` (a recent one if the file is unchanged), or None

@@ -15,7 +15,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QInputDialog
 
 from desktop.batch_view import PATH_ROLE
-from desktop.core.decoder import shared_decoder
+from desktop.core.decoder import shared_decoder, wants_decoder
 from desktop.core.messages import call_text, percent_text
 from desktop.core.wl_text import format_wl, window_text
 from engine import Window, analyze
@@ -31,7 +31,8 @@ def wait_result(qtbot, win, paths: list[str], target: str | Path, timeout: int =
 def test_decoding_processes_start_at_launch_and_a_second_open_decodes_once(window, qtbot, dicom_dir: Path,
                                                                            tmp_path: Path) -> None:
     dec = window.service.decoder
-    assert dec is shared_decoder() and dec._warming is not None  # started with the window, before any file
+    assert dec is shared_decoder()
+    qtbot.waitUntil(lambda: dec._warming is not None, timeout=5000)  # started once the model is in, before any file
     qtbot.waitUntil(lambda: not dec._warming.is_alive(), timeout=20000)
     pool = dec._pool
     assert pool is not None and len(pool._processes) >= 1
@@ -43,6 +44,11 @@ def test_decoding_processes_start_at_launch_and_a_second_open_decodes_once(windo
     assert again is first and time.perf_counter() - t0 < 0.05
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # the file changed: decoded anew
     assert dec.load(str(path)) is not first
+    # the command line: a DICOM (or a folder) starts the decoding process before Qt loads
+    assert wants_decoder([str(path)]) and wants_decoder([str(tmp_path)])
+    png = tmp_path / "x.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    assert not wants_decoder([str(png), str(tmp_path / "missing.dcm")])
 
 
 def test_a_file_given_at_launch_is_decoded_meanwhile_and_opened_once(make_window, qtbot, dicom_dir: Path) -> None:

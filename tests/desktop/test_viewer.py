@@ -61,7 +61,7 @@ def test_png_bars_show_engine_probabilities(window, open_wait, png_path: Path) -
     expected = analyze(png_path, window.classifier)
     bars = window.analysis.probs.bars()
     assert [lab for lab, _ in bars] == list(expected.labels)  # the model card's order (sorting is an option)
-    for (lab, p), q in zip(bars, expected.probs, strict=True):
+    for (_lab, p), q in zip(bars, expected.probs, strict=True):
         assert p == pytest.approx(float(q), abs=1e-6)
     widgets = window.analysis.probs.bar_widgets()
     calls = [w for w in widgets if w.call]
