@@ -109,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dicom_results = _dicom_results(args.dicom_results, classifier)
     if dicom_results is False:
         return EXIT_NOTHING_RAN
+    card = classifier.card
+    print(f"RadLens batch - {DISCLAIMER}.")
+    print(printable(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)"))
+    print(f"Device: {classifier.device_label} [{classifier.provider}]")
+    if classifier.provider_note:
+        print(f"  {classifier.provider_note}")
     cancel = threading.Event()
     try:
         rows: BatchJob = open_job(args, classifier, cancel, out)  # a folder or @LIST; local or --dask
@@ -116,12 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(str(e))
         return EXIT_NOTHING_RAN
 
-    card = classifier.card
-    print(f"RadLens batch - {DISCLAIMER}.")
-    print(printable(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)"))
-    print(f"Device: {classifier.device_label} [{classifier.provider}]")
-    if classifier.provider_note:
-        print(f"  {classifier.provider_note}")
 
     from tqdm import tqdm
 

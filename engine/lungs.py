@@ -319,11 +319,11 @@ def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str 
     return seg
 
 
-_shared: dict[tuple[str, str], LungSegmenter] = {}
+_shared: dict[tuple[str, str, int], LungSegmenter] = {}
 _shared_lock = __import__("threading").Lock()
 
 
-def scope_segmenter(device: str = "auto") -> LungSegmenter | None:
+def scope_segmenter(device: str = "auto", threads: int = 0) -> LungSegmenter | None:
     """The bundled lung model, shared by every classifier in the process, for the scope check
     of a classifier whose card names no lung model (None when it is not installed). Set
     RADLENS_LUNGSEG=off to run without it (the scope check then has no lung evidence)."""
@@ -332,8 +332,8 @@ def scope_segmenter(device: str = "auto") -> LungSegmenter | None:
     path = default_lungseg_path()
     if not path.is_file():
         return None
-    key = (str(path), device)
+    key = (str(path), device, threads)  # threads: the classifier's (one per Dask worker process, ...)
     with _shared_lock:
         if key not in _shared:
-            _shared[key] = LungSegmenter(path, device=device)
+            _shared[key] = LungSegmenter(path, device=device, threads=threads)
         return _shared[key]

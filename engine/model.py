@@ -185,7 +185,7 @@ class Classifier:
             return self.segmenter
         from .lungs import scope_segmenter
 
-        return scope_segmenter(self._device)
+        return scope_segmenter(self._device, self._threads)
 
     @property
     def labels(self) -> tuple[str, ...]:
