@@ -164,6 +164,8 @@ def run_self_test(argv: list[str] | None = None) -> int:
             rep.check("golden heatmap", golden.golden_heatmap)
     for item in golden.dicom_items():
         rep.check(f"DICOM {item['file']}", lambda item=item: golden.dicom(item))
+    if golden.clf is not None:
+        rep.check("DICOM results (SR, SC) and PACS modules", golden.dicom_results)
     rep.check("DICOM decoding in a child process", decoder_process_check)
     rep.check("Qt", lambda: qt_check(golden.pred))
     rep.check("Qt platform plugins", qt_plugins)

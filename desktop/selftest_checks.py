@@ -160,6 +160,35 @@ class GoldenChecks:
         return f"{st['transfer_syntax_name']}, {st['shape'][1]}x{st['shape'][0]}, decoders {st['plugins']}"
 
 
+    def dicom_results(self) -> str:
+        """DICOM results and PACS: highdicom writes the SR and the heatmap Secondary Capture for a
+        golden DICOM (read back with pydicom), and the DICOMweb (dicomweb-client) and C-STORE
+        (pynetdicom) modules import: a frozen app that lacks one of them fails here, not at a user's PACS."""
+        import tempfile
+
+        import pydicom
+
+        from engine.dicom_results import results_for, write_results
+        from engine.io import load_image
+        from engine.pacs.dicomweb import PacsClient  # noqa: F401 - the import is the check
+        from engine.pacs.receiver import StoreReceiver  # noqa: F401
+        from engine.pipeline import classify
+
+        _require(self.clf is not None, "no model")
+        items = self.dicom_items()
+        _require(bool(items), "expected.json lists no DICOM file")
+        image = load_image(self.gdir / items[0]["file"])
+        datasets = results_for(image, classify(image, self.clf), self.clf)
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = write_results(datasets, Path(tmp))
+            back = [pydicom.dcmread(p) for p in paths]
+        mods = sorted(str(d.Modality) for d in back)
+        _require(len(back) == 2 and "SR" in mods, f"wrote {mods}, not an SR and a secondary capture")
+        sr = next(d for d in back if d.Modality == "SR")
+        _require(sr.VerificationFlag == "UNVERIFIED", f"SR VerificationFlag {sr.VerificationFlag}")
+        return f"SR + secondary capture for {items[0]['file']} ({', '.join(mods)}), read back"
+
+
 # ---------------------------------------------------------------------------------------
 # The viewer's own machinery: decoding processes, Qt, the main window
 
