@@ -1,7 +1,8 @@
 """Compare: two images side by side, the current one (left: the window's own view, display
 and result, moved into the left pane) and another of the study (right: its own ImageView,
 DisplayController and AnalysisService, so it runs the engine's same per-image job in the
-same worker as every image). Each side shows its own call, probabilities, scope banner and
+same worker as every image). Each side shows its own call, probabilities, scope banner (with
+"Show anyway" for an out-of-scope image, as in the single view) and
 Grad-CAM; zoom, pan and window/level are linked (``core.compare_link``) until unlinked.
 Leaving compare puts the window's view back as the central widget, unchanged."""
 
@@ -11,87 +12,15 @@ import os
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QMainWindow, QSizePolicy, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QSizePolicy, QSplitter, QWidget
 
+from .compare_side import ComparePane, result_summary
 from .core.compare_link import ViewPlace, centre_for, map_window, place_of, same_window, scale_for
 from .core.messages import AnalysisDone, Failure, ImageReady
-from .core.report_text import call_sentence, probs_summary
 from .display_control import DisplayController, action
 from .image_view import ImageView
+from .result_view import scope_banner
 from .workers import AnalysisService
-
-HEADER_STYLE = {  # state: (background, text)
-    "in": ("#16324f", "#e8f0ff"),
-    "out": ("#5c3b00", "#ffe08a"),
-    "busy": ("#26262c", "#d0d0d0"),
-    "error": ("#6a1020", "#ffffff"),
-}
-
-
-class ComparePane(QWidget):
-    """One side: the file name, the call and probabilities (or why there are none), an
-    optional window/level bar, and the image view."""
-
-    def __init__(self, side: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = QLabel()
-        self.title.setObjectName(f"compareTitle{side}")
-        f = self.title.font()
-        f.setBold(True)
-        self.title.setFont(f)
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long name never
-        # widens the pane (and so never squeezes the docks)
-        self.summary = QLabel()
-        self.summary.setObjectName(f"compareSummary{side}")
-        self.summary.setWordWrap(True)
-        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.header = QWidget()
-        self.header.setObjectName("compareHeader")
-        self.header.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        head = QVBoxLayout(self.header)
-        head.setContentsMargins(8, 4, 8, 4)
-        head.setSpacing(2)
-        head.addWidget(self.title)
-        head.addWidget(self.summary)
-        self.bar_row = QHBoxLayout()
-        head.addLayout(self.bar_row)
-        self._lay = QVBoxLayout(self)
-        self._lay.setContentsMargins(0, 0, 0, 0)
-        self._lay.setSpacing(0)
-        self._lay.addWidget(self.header)
-        self.view: ImageView | None = None
-        self.set_state("busy")
-
-    def set_view(self, view: ImageView) -> None:
-        self.view = view
-        self._lay.addWidget(view, 1)
-        view.show()
-
-    def take_view(self) -> ImageView | None:
-        view, self.view = self.view, None
-        if view is not None:
-            self._lay.removeWidget(view)
-            view.setParent(None)
-        return view
-
-    def set_text(self, title: str, summary: str, state: str) -> None:
-        self.title.setText(title)
-        self.summary.setText(summary)
-        self.set_state(state)
-
-    def set_state(self, state: str) -> None:
-        self.state = state
-        bg, fg = HEADER_STYLE.get(state, HEADER_STYLE["busy"])
-        self.header.setStyleSheet(f"QWidget#compareHeader {{ background: {bg}; }} "
-                                  f"QWidget#compareHeader > QLabel {{ color: {fg}; background: transparent; }}")
-
-
-def result_summary(r: AnalysisDone) -> tuple[str, str]:
-    """(summary text, header state) for one side's analysis."""
-    p = r.prediction
-    if p.in_scope:
-        return f"{call_sentence(p)}\n{probs_summary(p)}", "in"
-    return call_sentence(p), "out"
 
 
 class CompareMode(QObject):
@@ -185,6 +114,7 @@ class CompareMode(QObject):
         self.other.set_lungs(None)
         self.other_view.set_banner("")
         self.right.set_text(os.path.basename(path), "Opening…", "busy")
+        self.right.offer_anyway(False)
         self.refresh_left()
         self.service.open(path, self.win.classifier, want_tags=False)
         self._update_actions()
@@ -233,6 +163,7 @@ class CompareMode(QObject):
         win.analysis.cam.opacityChanged.connect(self.other_view.set_overlay_opacity)
         self.left = ComparePane("Left")
         self.right = ComparePane("Right")
+        self.right.anyway.toggled.connect(self.show_right)
         bar = self.other.bar  # the right side's own window/level (follows the left while linked)
         bar.preset.setMinimumContentsLength(8)
         for box in (bar.center, bar.width):
@@ -260,6 +191,7 @@ class CompareMode(QObject):
         s.analysed.connect(self._on_analysed)
         s.failed.connect(self._on_failed)
         win.analysisFinished.connect(lambda _p: self.refresh_left())
+        win.analysis.probs.showAnywayToggled.connect(lambda _on: self.refresh_left())
         win.models.loaded.connect(self._reanalyse)  # another model or device: the right side again too
         for view, display in ((win.view, d), (self.other_view, self.other)):
             view.zoomChanged.connect(lambda _s, v=view: self._view_moved(v))
@@ -279,7 +211,7 @@ class CompareMode(QObject):
         r = self.win.results.result
         name = os.path.basename(self.win.current_path)
         if r is not None and os.path.abspath(r.path) == self._current():
-            summary, state = result_summary(r)
+            summary, state = result_summary(r, self.win.analysis.probs.shown_anyway())
         else:
             summary, state = self.win.analysis.state.text(), "busy" if self.win.view.has_image() else "error"
         self.left.set_text(name, summary, state)
@@ -305,21 +237,29 @@ class CompareMode(QObject):
 
     def _on_analysed(self, r: AnalysisDone) -> None:
         self.result = r
-        p = r.prediction
-        self.other.set_lungs(p.lungs)
-        if p.in_scope:
-            self.other_view.set_banner("")
-            self.other.set_heatmaps(r.heat, p.top_index, r.evidence, p.labels)
-        else:  # no verdict, as in the single view: no heatmap, the banner says why
-            self.other.clear_heatmaps()
-            self.other_view.set_banner(f"Not analysed: {p.scope.reason}", "out")
-        summary, state = result_summary(r)
-        self.right.set_text(os.path.basename(r.path), summary, state)
-        self._even_headers()
+        self.other.set_lungs(r.prediction.lungs)
+        self.right.offer_anyway(not r.prediction.in_scope)
+        self.show_right()
         self.analysisFinished.emit(r.path)
+
+    def show_right(self, anyway: bool = False) -> None:
+        """The right side's result. Out of scope, as in the single view: no verdict, the banner
+        says why, and the probabilities and heatmap only on "Show anyway", marked not valid."""
+        r = self.result
+        if r is None:
+            return
+        p = r.prediction
+        if p.in_scope or anyway:
+            self.other.set_heatmaps(r.heat, p.top_index, r.evidence, p.labels)
+        else:
+            self.other.clear_heatmaps()
+        self.other_view.set_banner(*(("", "out") if p.in_scope else scope_banner(p, anyway)))
+        self.right.set_text(os.path.basename(r.path), *result_summary(r, anyway))
+        self._even_headers()
 
     def _on_failed(self, r: Failure) -> None:
         name = os.path.basename(r.path)
+        self.right.offer_anyway(False)
         if r.stage == "load":
             self.other.clear(f"Cannot show {name}.\n\n{r.message}")
         self.right.set_text(name, f"{'Cannot open' if r.stage == 'load' else 'Analysis failed'}: {r.message}",

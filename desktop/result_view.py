@@ -18,6 +18,14 @@ from .settings import Settings
 from .study import StudyController
 
 
+def scope_banner(p: Prediction, shown_anyway: bool = False) -> tuple[str, str]:
+    """The view's banner for an out-of-scope image: (text, ``ImageView.set_banner`` kind)."""
+    why = f"Not analysed: {p.scope.reason}"
+    if shown_anyway:
+        return f"NOT VALID for this image: probabilities and heatmap shown on request. {why}", "invalid"
+    return why, "out"
+
+
 class ResultView(QObject):
     def __init__(self, view: ImageView, display: DisplayController, analysis: AnalysisDock, study: StudyController,
                  settings: Settings, parent: QObject | None = None) -> None:
@@ -63,7 +71,7 @@ class ResultView(QObject):
             self.study.analysed(r.path, p.call, call_prob)
         else:
             # no verdict: probabilities and heatmap stay hidden until the user asks (and are marked then)
-            self.view.set_banner(f"Not analysed: {p.scope.reason}", "out")
+            self.view.set_banner(*scope_banner(p))
             self.analysis.probs.set_out_of_scope(p.scope.reason, p.labels, probs, p.operating_points)
             self.analysis.cam.set_labels(())
             self.display.clear_heatmaps()
@@ -84,12 +92,10 @@ class ResultView(QObject):
             return
         if on:
             self._show_heatmaps(r, "top, NOT VALID")
-            self.view.set_banner("NOT VALID for this image: probabilities and heatmap shown on request. "
-                                 f"Not analysed: {r.prediction.scope.reason}", "invalid")
         else:
             self.analysis.cam.set_labels(())
             self.display.clear_heatmaps()
-            self.view.set_banner(f"Not analysed: {r.prediction.scope.reason}", "out")
+        self.view.set_banner(*scope_banner(r.prediction, on))
 
     # -- Grad-CAM controls -------------------------------------------------------------------
     def _on_cam_class(self, i: int) -> None:

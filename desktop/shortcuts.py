@@ -14,10 +14,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+# desktop/measure_tools.py: the tool keys are its actions' shortcuts (also listed above as actions)
+MEASURE_GESTURES = (
+    ("M, then left-drag (or click, click)", "Measure a distance"),
+    ("A, then drag one arm to the vertex, click", "Measure an angle: the click is the other arm's end"),
+    ("Shift+A, then draw two lines", "Cobb angle: the angle between the two lines"),
+    ("Esc (in a measuring tool)", "Back to Pan / select (while drawing: first drops the drawing)"),
+    ("Click a measurement (Pan / select)", "Select it: its end handles show; drag it to move it whole"),
+    ("Drag an end handle of a selected measurement", "Move that point; the value follows"),
+    ("Delete (a measurement selected)", "Remove the selected measurements"),
+    ("Right-click a measurement", "Menu: delete it, or every measurement on this image"),
+)
+
 GESTURES = (
     ("Mouse wheel", "Zoom around the cursor"),
-    ("Left-drag on the image", "Pan"),
+    ("Left-drag on the image", "Pan (in Pan / select mode, the default)"),
     ("Right-drag on the image", "Window/level: left-right = width, up-down = level"),
+    *MEASURE_GESTURES,
     ("Up / Down (study browser or image)", "Previous / next image in the study"),
     ("Drop files or a folder on the window", "Open them as a study"),
 )

@@ -141,6 +141,7 @@ class BatchJob(Iterator[BatchRow]):
         self.files = files
         self.total = len(files)
         self.skipped = list(skipped or [])  # files whose names are not image names (not analysed)
+        self.resumed_indices: frozenset[int] = frozenset()  # rows read back from a journal, not run now
         self._rows = rows
         self.run_options: dict[str, object] = {}  # what the report's sidecar records beyond the CLI's options
         self.interrupted_note = ""  # what a Ctrl+C keeps (a distributed run's journal), for the CLI to print

@@ -18,6 +18,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from .batch import BatchJob, BatchRow, printable
 from .batch_cli import add_cluster_arguments, open_job
@@ -26,6 +27,9 @@ from .dask_batch import ClusterError
 from .errors import ModelError, RadLensError
 from .model import DEVICES, Classifier, default_model_path
 from .report import sidecar_path, write_report
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_REPORT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_FAILED = EXIT_REPORT_FAILED  # the name before exit status 1 meant "some files failed"
@@ -73,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _err(msg: str) -> None:
     print(f"radlens-batch: error: {printable(msg)}", file=sys.stderr)
+
+
+def progress_bar(job: BatchJob, disable: bool = False, file: TextIO | None = None) -> tqdm:
+    """The progress bar of a run. With ``--resume`` it starts at the files the journal already
+    holds, so its rate and ETA measure only this run's work (``advance`` skips their rows)."""
+    from tqdm import tqdm
+
+    return tqdm(total=job.total, initial=len(job.resumed_indices), unit="img", desc="Analysing", disable=disable,
+                dynamic_ncols=True, file=file if file is not None else sys.stderr)
+
+
+def advance(bar: tqdm, job: BatchJob, row: BatchRow) -> None:
+    """Count ``row`` on the bar unless it was read back from the journal (already in ``initial``)."""
+    if row.index not in job.resumed_indices:
+        bar.update(1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,8 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOTHING_RAN
 
 
-    from tqdm import tqdm
-
     counts: Counter[str] = Counter()
     flags: Counter[str] = Counter()
     out_of_scope: list[BatchRow] = []
@@ -133,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
 
     def tracked(it: Iterator[BatchRow]) -> Iterator[BatchRow]:
-        with tqdm(total=rows.total, unit="img", desc="Analysing", disable=args.no_progress, dynamic_ncols=True,
-                  file=sys.stderr) as bar:
+        with progress_bar(rows, disable=args.no_progress) as bar:
             for row in it:
                 if row.ok:
                     counts[row.label] += 1
@@ -143,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out_of_scope.append(row)
                 else:
                     errors.append(row)
-                bar.update(1)
+                advance(bar, rows, row)
                 yield row
 
     run = {"folder": printable(str(Path(args.folder).resolve())), "device": args.device,
@@ -179,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
 
     ok = sum(counts.values())
-    print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({written / max(elapsed, 1e-9):.1f} images/s): "
+    resumed = len(rows.resumed_indices)  # --resume: read back from the journal, not analysed in this run
+    rate = f"{(written - resumed) / max(elapsed, 1e-9):.1f} images/s" + (f", {resumed} from the journal" if resumed else "")
+    print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({rate}): "
           f"{ok} ok, {len(out_of_scope)} out of scope, {len(errors)} error(s).")
     if rows.skipped:
         print(f"{len(rows.skipped)} file(s) skipped: their names are not image names (e.g. "

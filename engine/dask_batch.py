@@ -161,6 +161,7 @@ class DaskJob(BatchJob):
                 self.journal.remove() if fresh else self.journal.close()
             raise
         super().__init__(files, self._drive(done), source.skipped)
+        self.resumed_indices = frozenset(done)
         info = self.client.scheduler_info()
         self.stats: dict[str, Any] = {
             "scheduler": scheduler if scheduler.startswith(LOCAL_PREFIX) else printable(scheduler),

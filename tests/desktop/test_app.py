@@ -117,6 +117,16 @@ def test_shortcuts_dialog_lists_every_shortcut(window) -> None:
     for key in ("G", "F", "1", "I", "R", "W", "F2", "F4", "C", "[", "]", "PgDown", "Ctrl+O", "Ctrl+B", "Ctrl+M"):
         assert any(key in k.split(", ") for k in listed), key
     assert any("Right-drag" in name for name, _ in dlg.rows)
+    # the measuring gestures, keyed by the measure tools' real shortcuts
+    gestures = [name for name, _ in dlg.rows]
+    for mode, what in (("distance", "distance"), ("angle", "angle"), ("cobb", "Cobb")):
+        key = window.measure.tools[mode].shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        row = next(r for r in dlg.rows if r[0].startswith(f"{key}, then"))
+        assert what in row[1], row
+    for gesture in ("handle", "Right-click a measurement", "Delete", "Esc"):
+        assert any(gesture in g for g in gestures), gesture
+    assert dlg.table.rowCount() == len(dlg.rows)
+    assert any(dlg.table.item(r, 0).text().startswith("Drag an end handle") for r in range(dlg.table.rowCount()))
     # no two actions share a key
     seen: dict[str, str] = {}
     for a in shortcut_actions:

@@ -155,3 +155,60 @@ def test_previous_image_out_of_scope_side_and_clear_errors(win, qtbot, study: li
     qtbot.addWidget(empty)
     empty.compare.compare_with.trigger()
     assert "Open an image first" in dialogs.errors[-1][1] and not empty.compare.active
+
+
+def test_right_side_out_of_scope_show_anyway(win, qtbot, study: list[str], pydicom_file, tmp_path: Path) -> None:
+    """As in the single view: an out-of-scope image on the right has no verdict, and its
+    probabilities and heatmap only on "Show anyway", marked not valid; a new image hides them."""
+    from desktop.convert import qimage_array
+    from desktop.core.report_text import pct
+    from desktop.prob_panel import HIDE_AGAIN, SHOW_ANYWAY
+
+    cmp = win.compare
+    win.display.cam_toggle.setChecked(True)
+    ct = tmp_path / "ct.dcm"  # a real CT slice: the model is for chest radiographs
+    ct.write_bytes(pydicom_file("CT_small.dcm").read_bytes())
+    win.study.add(str(ct))
+    compare_with(qtbot, win, str(ct))
+    p = cmp.result.prediction
+    assert not p.in_scope and "DICOM modality CT" in p.scope.reason
+    button = cmp.right.anyway
+
+    def nothing_shown() -> None:
+        assert button.isVisible() and not button.isChecked() and button.text() == SHOW_ANYWAY
+        assert cmp.other_view.banner() == f"Not analysed: {p.scope.reason}" and cmp.right.state == "out"
+        assert "No call" in cmp.right.summary.text() and "%" not in cmp.right.summary.text()
+        assert not cmp.other.has_heatmaps() and not cmp.other_view.overlay_visible()
+
+    nothing_shown()
+    button.click()
+    assert button.text() == HIDE_AGAIN and cmp.right.state == "invalid"
+    assert cmp.other_view.banner().startswith("NOT VALID for this image") and p.scope.reason in cmp.other_view.banner()
+    summary = cmp.right.summary.text()
+    assert "No call" in summary and "NOT VALID" in summary
+    assert all(f"{lab} {pct(float(x))}" in summary for lab, x in zip(p.labels, p.probs, strict=True))
+    assert cmp.other.has_heatmaps()
+    if cmp.other.no_evidence():
+        assert "no evidence" in cmp.other_view.note()
+    else:
+        assert cmp.other_view.overlay_visible()
+        heat = qimage_array(cmp.other_view.overlay_item().pixmap().toImage())
+        assert heat[..., 3].max() > 0  # a heatmap is drawn over the CT, over its whole image
+        assert cmp.other_view.overlay_item().boundingRect().size() == cmp.other_view.image_item().boundingRect().size()
+    assert win.view.banner() == "" and cmp.left.state == "in"  # the left side is not touched
+    button.click()  # hidden again
+    nothing_shown()
+    # shown, then another image (in scope): no button, a verdict; back to the CT: hidden again
+    button.click()
+    compare_with(qtbot, win, study[1])
+    assert cmp.result.prediction.in_scope and not button.isVisible() and not button.isChecked()
+    assert cmp.right.state == "in" and cmp.other_view.banner() == ""
+    compare_with(qtbot, win, str(ct))
+    nothing_shown()
+    # the left header follows the single view's own "Show anyway"
+    with qtbot.waitSignal(win.analysisFinished, timeout=30000):
+        win.study.browser.move(len(study))  # the CT, now the current image too
+    assert cmp.left.state == "out" and "%" not in cmp.left.summary.text()
+    win.analysis.probs.show_anyway.click()
+    assert cmp.left.state == "invalid" and "NOT VALID" in cmp.left.summary.text()
+    assert button.isVisible() and not button.isChecked()  # each side has its own

@@ -4,6 +4,7 @@ an interrupted run resumed, a file that kills its worker, and a worker with anot
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -21,7 +22,7 @@ from distributed import LocalCluster  # noqa: E402
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 from engine.batch import BatchRow, analyze_files, analyze_folder  # noqa: E402
-from engine.cli import main  # noqa: E402
+from engine.cli import advance, main, progress_bar  # noqa: E402
 from engine.dask_batch import analyze_on_dask  # noqa: E402
 from engine.filelist import Source, read_list  # noqa: E402
 from engine.journal import Journal, JournalError, journal_path  # noqa: E402
@@ -143,11 +144,20 @@ def test_interrupted_then_resume(tmp_path: Path, small: Source, classifier, clus
     with open(journal, "ab") as f:
         f.write(b'{"rows": [{"index": 63, "tot')  # a line cut short by a crash: dropped, its files run again
     assert journal.stat().st_mode & 0o777 == 0o600  # paths and results: owner only
-    done = len(Journal.open(journal, {}, resume=True).done)
+    in_journal = set(Journal.open(journal, {}, resume=True).done)
+    done = len(in_journal)
     assert 12 <= done < N_SMALL
     resumed = analyze_on_dask(small, classifier, cluster, chunk=8, batch_size=8, journal=journal, resume=True)
-    assert resumed.resumed == done
-    rows = list(resumed)
+    assert resumed.resumed == done and resumed.resumed_indices == in_journal
+    # the CLI's bar starts at the journal's files and counts only this run's work (its rate and ETA)
+    shown = io.StringIO()
+    rows = []
+    with progress_bar(resumed, file=shown) as bar:
+        assert bar.n == bar.initial == done and f"{done}/{N_SMALL}" in shown.getvalue()
+        for row in resumed:
+            advance(bar, resumed, row)
+            rows.append(row)
+        assert bar.n == N_SMALL and bar.n - bar.initial == resumed.processed
     assert resumed.processed == N_SMALL - done  # only the remainder ran
     assert [r.index for r in rows] == list(range(N_SMALL)) and rows == local_rows
     resumed.report_written()
