@@ -43,3 +43,10 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
     if rng.random() < cfg.noise_p:
         out = out + rng.normal(0.0, cfg.noise_std, out.shape).astype(np.float32)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# Field of view: zoomed-in crops (down to about 70% of the field) and zoomed-out films with
+# borders, shifted, so how tightly a collection crops its films (published figures, teaching
+# files: mostly one class in the pool) cannot tell the class. The photometric part is v1's.
+FOV_AUGMENT = AugmentConfig(rotate_deg=8.0, scale=(0.78, 1.45), translate=0.10)
+

@@ -32,7 +32,7 @@ import numpy as np
 from engine.card import ModelCard
 from engine.preprocess import model_gray
 
-from .augment import augment
+from .augment import FOV_AUGMENT, augment
 from .data import Sample, data_root, load_all, load_samples, read_split, resolve_data, write_split
 from .evaluate_ext import EXTDEV, POOL, group_report, source_report, subtypes_of
 from .metrics import evaluate, fit_temperature, operating_points, softmax
@@ -109,11 +109,13 @@ def make_view(imgs: np.ndarray, boxes: list, card: ModelCard, aug: str, seed: in
         g = im.astype(np.float32) / 255.0
         if rng is not None and aug in ("scanner", "scanner_marks"):
             g = scanner_augment(g, rng)
-        if rng is not None and aug == "scanner_marks":
+        if rng is not None and aug in ("scanner_marks", "marks"):
             g = figure_marks(g, rng)
         g, _, _ = model_gray(g, card, _Lungs(boxes[i]) if boxes is not None else None)
-        if rng is not None and aug in ("v1", "scanner", "scanner_marks"):
+        if rng is not None and aug in ("v1", "scanner", "scanner_marks", "marks"):
             g = augment(g, rng)
+        elif rng is not None and aug == "fov":
+            g = augment(g, rng, FOV_AUGMENT)
         out[i] = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out
 
