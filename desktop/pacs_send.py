@@ -8,9 +8,12 @@ PACS…) and a finished batch (``batch_items`` makes the items from its rows).""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -39,7 +42,8 @@ class SendItem:
 
 @dataclass(frozen=True)
 class Built:
-    datasets: tuple[Dataset, ...]
+    files: tuple[str, ...]  # the objects, written to a folder: a batch's captures need not fit in memory
+    kinds: tuple[str, ...]  # "SR", "SC", ... of each file, for the confirmation
     sources: tuple[str, ...]  # file names of the images the objects are for
     skipped: tuple[str, ...]  # "name: why" for images that give no objects
 
@@ -52,12 +56,14 @@ def object_kind(ds: Dataset) -> str:
     return "SC" if "Secondary Capture" in name else str(ds.get("Modality", "") or "object")
 
 
-def build_objects(items: Sequence[SendItem], progress: Progress, cancel: threading.Event) -> Built:
-    """The SR and SC of each item (engine.dicom_results); an item that cannot give them
-    (not DICOM, header lacking, unreadable) is listed in ``skipped`` with the reason."""
-    from engine.dicom_results import results_for
+def build_objects(items: Sequence[SendItem], progress: Progress, cancel: threading.Event, folder: str) -> Built:
+    """The SR and SC of each item (engine.dicom_results), written to ``folder`` as they are made;
+    an item that cannot give them (not DICOM, header lacking, unreadable, disk full) is listed in
+    ``skipped`` with the reason."""
+    from engine.dicom_results import results_for, write_results
 
-    out: list[Dataset] = []
+    files: list[str] = []
+    kinds: list[str] = []
     sources: list[str] = []
     skipped: list[str] = []
     for i, item in enumerate(items):
@@ -66,12 +72,14 @@ def build_objects(items: Sequence[SendItem], progress: Progress, cancel: threadi
         name = os.path.basename(item.path)
         try:
             pred = item.prediction or classify(load_image(item.path), item.classifier)
-            out.extend(results_for(pred.image, pred, item.classifier))
+            objects = results_for(pred.image, pred, item.classifier)
+            files += [str(p) for p in write_results(objects, Path(folder))]
+            kinds += [object_kind(d) for d in objects]
             sources.append(name)
         except RadLensError as e:
             skipped.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
         progress(i + 1, len(items))
-    return Built(tuple(out), tuple(sources), tuple(skipped))
+    return Built(tuple(files), tuple(kinds), tuple(sources), tuple(skipped))
 
 
 def batch_items(paths: Iterable[str], classifier: Classifier) -> list[SendItem]:
@@ -89,20 +97,22 @@ class SendJob(QObject):
         self.parent_widget, self.server, self.items, self.dialogs = parent, server, list(items), dialogs
         self.tasks = Tasks(self)
         self.built: Built | None = None
+        self.folder = ""  # the built objects wait here until they are sent; removed at the end
 
     def start(self) -> None:
         self._status(f"Preparing the results of {len(self.items)} image(s) for {self.server.name}…")
-        self.tasks.start(lambda p, c: build_objects(self.items, p, c), self._confirm,
+        self.folder = tempfile.mkdtemp(prefix="radlens-send-")
+        self.tasks.start(lambda p, c: build_objects(self.items, p, c, self.folder), self._confirm,
                          lambda msg, kind: self._end(False, f"The results could not be prepared: {msg}"))
 
     def _confirm(self, built: Built) -> None:
         self.built = built
         skipped = ("\n\nNot sent (no DICOM results for these):\n" + "\n".join(built.skipped[:10])
                    + ("\n…" if len(built.skipped) > 10 else "")) if built.skipped else ""
-        if not built.datasets:
+        if not built.files:
             self._end(False, "Nothing to send." + skipped)
             return
-        text = confirm_send_text([object_kind(d) for d in built.datasets], built.sources, self.server.name,
+        text = confirm_send_text(list(built.kinds), built.sources, self.server.name,
                                  self.server.url) + skipped
         if not self.dialogs.confirm("Send results to PACS?", text, "Send"):
             self._end(False, "", quiet=True)
@@ -111,13 +121,13 @@ class SendJob(QObject):
         if secret is None:
             self._end(False, "", quiet=True)
             return
-        self._status(f"Sending {len(built.datasets)} object(s) to {self.server.name}…")
-        server, datasets = self.server, list(built.datasets)
+        self._status(f"Sending {len(built.files)} object(s) to {self.server.name}…")
+        server, files = self.server, list(built.files)
 
         def job(progress: Progress, cancel: threading.Event) -> object:
             from engine.pacs.dicomweb import PacsClient
 
-            return PacsClient(server, secret).store(datasets)
+            return PacsClient(server, secret).store_files(files)
 
         self.tasks.start(job, self._stored, self._store_failed)
 
@@ -140,6 +150,8 @@ class SendJob(QObject):
             w.statusBar().showMessage(text, 15000)
 
     def _end(self, ok: bool, message: str, quiet: bool = False) -> None:
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
         if not quiet:
             self._status(message.split("\n")[0])
             if ok:
@@ -152,6 +164,8 @@ class SendJob(QObject):
 
     def shutdown(self) -> None:
         self.tasks.shutdown()
+        if self.folder:  # the objects hold patient data: never left behind in the temp folder
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def send_results(parent: QWidget, server: ServerConfig, items: Sequence[SendItem],

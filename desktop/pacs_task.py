@@ -39,16 +39,37 @@ class TaskThread(QThread):
         super().__init__(parent)
         self.job = job
         self.cancel = threading.Event()
+        self.abandon = threading.Event()  # set by Tasks.shutdown: stop waiting for the job
         self.error: BaseException | None = None
 
     def run(self) -> None:  # the worker thread
-        try:
-            result = self.job(self.progressed.emit, self.cancel)
-        except BaseException as e:  # noqa: BLE001 - every failure becomes a message, never a dead thread
-            self.error = e
-            self.failed.emit(error_text(e), str(getattr(e, "kind", "")))
+        # The job runs in a daemon thread this one waits for: a request blocked on a server (up to
+        # its timeout) cannot be interrupted, and Qt aborts the process when a QThread still runs
+        # as the application quits. On shutdown this thread stops waiting; the daemon ends with the process.
+        results: list[object] = []
+        errors: list[BaseException] = []
+
+        def progress(done: int, total: int | None) -> None:
+            if not self.abandon.is_set():
+                self.progressed.emit(done, total)
+
+        def work() -> None:
+            try:
+                results.append(self.job(progress, self.cancel))
+            except BaseException as e:  # noqa: BLE001 - every failure becomes a message, never a dead thread
+                errors.append(e)
+
+        worker = threading.Thread(target=work, name="radlens-pacs-job", daemon=True)
+        worker.start()
+        while worker.is_alive() and not self.abandon.is_set():
+            worker.join(0.05)
+        if worker.is_alive():
             return
-        self.succeeded.emit(result)
+        if errors:
+            self.error = errors[0]
+            self.failed.emit(error_text(errors[0]), str(getattr(errors[0], "kind", "")))
+            return
+        self.succeeded.emit(results[0] if results else None)
 
 
 class Tasks(QObject):
@@ -92,7 +113,9 @@ class Tasks(QObject):
         self.cancel_all()
         for t in list(self.running):
             if not t.wait(wait_ms):
-                log.warning("a PACS job did not stop within %d ms", wait_ms)
+                log.warning("a PACS job did not stop within %d ms; it is left to end with the process", wait_ms)
+                t.abandon.set()
+                t.wait(1000)
 
 
 def delete_when_idle(obj: QObject, tasks: Tasks) -> None:

@@ -224,6 +224,10 @@ def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
             return _Decoded(index, path, error=printable(
                 f"{path.name}: is a link to a folder ({link_target(path)}); links to folders are not followed, "
                 "so its files were not analysed. Analyse the linked folder itself."))
+        if path.is_dir() and os.access(path, os.R_OK | os.X_OK):  # a list file naming a folder
+            return _Decoded(index, path, error=printable(
+                f"{path.name}: is a folder, not an image file, so it was not analysed. A list file names image "
+                "files, one per line; to analyse a folder, pass it without '@'."))
         if path.is_dir():  # a sub-folder that could not be listed
             return _Decoded(index, path, error=printable(
                 f"{path.name}: this sub-folder cannot be read (permission denied); its files were not analysed. "

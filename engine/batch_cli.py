@@ -67,8 +67,12 @@ def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, o
         job.skipped = source.skipped
     job.run_options.update(source.describe())
     if args.parquet:
-        parts = ParquetParts(args.parquet, ModelInfo.from_classifier(classifier), args.include_identifiers,
-                             args.analyse_out_of_scope)
+        try:
+            parts = ParquetParts(args.parquet, ModelInfo.from_classifier(classifier), args.include_identifiers,
+                                 args.analyse_out_of_scope)
+        except BaseException:  # nothing ran: stop the cluster, drop the journal made for this run
+            job.abandon() if isinstance(job, DaskJob) else job.close()
+            raise
         job._rows = parts.tee(job._rows)
         job.run_options["parquet"] = printable(str(Path(args.parquet).resolve()))
     return job

@@ -224,7 +224,7 @@ class BatchResults:
             self.skipped_not_dicom += 1
             return
         try:
-            pred = row.prediction or self._analyse_again(row.path)
+            pred = row.prediction or self._same_as_row(row, self._analyse_again(row.path))
             self.written += write_results(results_for(pred.image, pred, self.classifier), self.out_dir)
             self.images += 1
         except RadLensError as e:
@@ -238,6 +238,19 @@ class BatchResults:
 
         self.reanalysed += 1
         return classify(load_image(path), self.classifier)
+
+    def _same_as_row(self, row: BatchRow, pred: Prediction) -> Prediction:
+        """The prediction analysed again, checked to be the row's image (size, SOP instance,
+        probabilities): a file replaced since its row was made gets no results that contradict it."""
+        m = pred.image.meta
+        uid = row.identifiers.sop_instance_uid
+        probs = dict(zip(self.classifier.labels, (float(p) for p in pred.probs), strict=True))
+        if ((m.width, m.height) != (row.width, row.height) or (uid and m.identifiers.sop_instance_uid != uid)
+                or any(abs(probs.get(k, -1.0) - v) > 1e-3 for k, v in row.probs.items())):
+            raise DicomResultsError(f"{_name(row.path)} changed since it was analysed (it now holds another "
+                                    "image than its report row), so no DICOM results were written for it. "
+                                    "Analyse it again.")
+        return pred
 
     def summary(self) -> dict[str, object]:
         return {"folder": printable(str(self.out_dir.resolve())), "images": self.images, "files": len(self.written),

@@ -207,6 +207,9 @@ def fetch(args: argparse.Namespace) -> DicomwebSource:
     ``PacsCliError`` when nothing could be retrieved; a study that fails while others arrive is
     reported and listed in ``failures`` (``finish`` then returns 1)."""
     url = args.dicomweb.strip()
+    if "@" in urlparse(url).netloc:  # the URL would be echoed in messages and the report: never a password
+        raise PacsCliError("--dicomweb: the URL holds a user name or password (before '@'); remove it and use "
+                           f"--auth basic --user NAME, with the password in {SECRET_ENV} or typed when asked.")
     server = ServerConfig(name=urlparse(url).hostname or url, url=url, auth=args.auth, username=args.user,
                           verify_tls=not args.no_verify_tls, timeout_s=args.timeout)
     problem = server.problem()

@@ -249,9 +249,29 @@ class PacsClient:
             if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
                 raise PacsError("invalid", "A dataset to store has no SOP Class or SOP Instance UID; nothing was "
                                            "sent. This is a bug in the code that made it.")
+        return self._store_batches((items[i:i + STOW_BATCH] for i in range(0, len(items), STOW_BATCH)), len(items))
+
+    def store_files(self, paths: Sequence[str | os.PathLike[str]]) -> StoreResult:
+        """``store`` for DICOM files, read ``STOW_BATCH`` at a time (so a batch's captures, each
+        the size of its image, need not fit in memory together)."""
+        def batches() -> Iterator[list[Dataset]]:
+            for i in range(0, len(paths), STOW_BATCH):
+                try:
+                    yield [dcmread(p) for p in paths[i:i + STOW_BATCH]]
+                except (OSError, InvalidDicomError) as e:
+                    raise PacsError("invalid", f"A result file cannot be read again ({printable(str(e))}).") from None
+
+        return self._store_batches(batches(), len(paths))
+
+    def _store_batches(self, batches: Iterator[list[Dataset]], total: int) -> StoreResult:
         stored, failed, reasons = 0, 0, []
-        for start in range(0, len(items), STOW_BATCH):
-            batch = items[start:start + STOW_BATCH]
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except PacsError as e:
+                raise PacsError(e.kind, f"{e} {stored} instance(s) were stored before this.") from None
             try:
                 answer = self._client.store_instances(batch)
             except requests.HTTPError as e:
@@ -272,7 +292,7 @@ class PacsClient:
             failed += len(bad)
             reasons += [f"{printable(str(x.get('ReferencedSOPInstanceUID', '?')))} (reason "
                         f"{x.get('FailureReason', '?')})" for x in bad]
-        message = f"{stored} of {len(items)} instance(s) stored on {self.name}."
+        message = f"{stored} of {total} instance(s) stored on {self.name}."
         if failed:
             message += (f" {failed} refused: {', '.join(reasons[:3])}{' ...' if len(reasons) > 3 else ''}. "
                         "Ask the PACS administrator whether it accepts these SOP classes.")

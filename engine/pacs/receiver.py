@@ -9,6 +9,7 @@ own thread, e.g. with a queued signal)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ OnReceived = Callable[[Path, str], None]
 STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_CANNOT_UNDERSTAND = 0xC000
+MIN_FREE_BYTES = 512 * 2**20  # a push stops being accepted before it fills the disk
 
 
 class ReceiverError(RadLensError):
@@ -46,10 +48,12 @@ def check_ae_title(ae_title: str) -> str:
 
 class StoreReceiver:
     """Receive pushed studies. ``host`` "" listens on every network interface (a PACS on another
-    machine must reach it); pass "127.0.0.1" to accept only this computer."""
+    machine must reach it); pass "127.0.0.1" to accept only this computer. An instance that
+    arrives when the cache's disk has less than ``min_free_bytes`` free is refused with "Out of
+    Resources" (the PACS keeps it and may send it again), so a large push cannot fill the disk."""
 
     def __init__(self, ae_title: str, port: int, cache_dir: Path, on_received: OnReceived | None = None,
-                 *, host: str = "") -> None:
+                 *, host: str = "", min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.ae_title = check_ae_title(ae_title)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ReceiverError(f"The port {port!r} is not valid: use a number from 1024 to 65535 (e.g. 11112).")
@@ -57,6 +61,7 @@ class StoreReceiver:
         self.host = host
         self.cache_dir = Path(cache_dir)
         self.on_received = on_received
+        self.min_free_bytes = int(min_free_bytes)
         self.received = 0  # instances written
         self.refused = 0  # instances answered with a failure status
         self.echoes = 0
@@ -132,6 +137,14 @@ class StoreReceiver:
         if not UID_RE.match(study) or len(study) > 64:
             log.warning("refused an instance without a valid Study Instance UID (%r)", study)
             return self._refuse(STATUS_CANNOT_UNDERSTAND)
+        try:
+            free = shutil.disk_usage(self.cache_dir).free
+        except OSError:
+            free = None  # the write below will say what is wrong
+        if free is not None and free < self.min_free_bytes:
+            log.error("refused an instance: %s has %.0f MB free, under the %.0f MB kept free", self.cache_dir,
+                      free / 1e6, self.min_free_bytes / 1e6)
+            return self._refuse(STATUS_OUT_OF_RESOURCES)
         try:
             path = write_instance(ds, study_folder(self.cache_dir, study))
         except ValueError as e:

@@ -42,6 +42,10 @@ class ServerConfig:
         if not self.name.strip():
             return "The server needs a name."
         parsed = urlparse(self.url.strip())
+        if "@" in parsed.netloc:  # never echo it: it may hold a password
+            return ("The URL holds a user name or password (before '@'). Remove it from the URL and choose basic "
+                    "authentication with the user name instead: the password then goes to the keyring (or is "
+                    "asked for), never into the settings file, a report or a message.")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             return (f"The URL {self.url!r} is not an http:// or https:// address. Enter the DICOMweb root, "
                     "e.g. http://pacs.example.org:8042/dicom-web.")

@@ -164,3 +164,14 @@ def test_model_file_name_not_utf8(tmp_path: Path, folder: Path, tiny_model_path:
     assert "(model\\xff.onnx, sha256 " in text
     text.encode("utf-8")  # no lone surrogates reached the output
     assert out.exists()
+
+
+def test_list_file_naming_a_folder_says_so(tmp_path: Path, folder: Path, tiny_model_path: Path) -> None:
+    """A list file line that names a (readable) folder: its row says it is a folder, not 'permission denied'."""
+    lst = tmp_path / "files.txt"
+    lst.write_text(f"{folder / 'chest.dcm'}\n{folder}\n", encoding="utf-8")
+    out = tmp_path / "r.csv"
+    assert main([f"@{lst}", "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 1
+    rows = read_report(out)[1]
+    assert [r["status"] for r in rows] == ["ok", "error"]
+    assert "permission denied" not in rows[1]["error"] and "is a folder" in rows[1]["error"]

@@ -270,3 +270,87 @@ def test_identifiers_leave_the_worker_only_on_request(dicom_dir: Path, tiny_mode
     assert kept.rows[0].identifiers.patient_id == "Covid0000" and dropped.rows[0].identifiers.as_dict() == dict.fromkeys(
         kept.rows[0].identifiers.as_dict(), "")
     assert kept.model_sha256 == dropped.model_sha256 and kept.rows[0].probs == dropped.rows[0].probs
+
+
+def test_option_refused_after_the_cluster_started_leaves_no_cluster_or_journal(
+        tmp_path: Path, list_file: Path, tiny_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--parquet naming a file is refused once the job is open (cluster up, journal made): the
+    LocalCluster's worker processes are stopped and the new journal does not block the next run."""
+    import psutil
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    out = tmp_path / "r.csv"
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert main([f"@{list_file}", "-o", str(out), "--model", str(tiny_model_path), "--no-progress",
+                 "--dask", "local:1", "--parquet", str(blocker)]) == 2
+    assert "cannot create the Parquet folder" in capsys.readouterr().err
+    assert not out.exists() and not journal_path(out).exists()
+    started = [p for p in psutil.Process().children(recursive=True)  # multiprocessing's resource tracker
+               if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())]  # lives with pytest
+    _, left = psutil.wait_procs(started, timeout=10)  # a closed cluster's processes exit within seconds
+    assert not left, f"worker processes left running: {[p.cmdline() for p in left]}"
+
+
+class Slow(WorkerPlugin):
+    """Test-only: in each worker process, reading one file takes seconds (a hung network share)."""
+
+    name = "radlens-test-slow"
+
+    def __init__(self, filename: str, seconds: float) -> None:
+        self.filename, self.seconds = filename, seconds
+
+    def setup(self, worker) -> None:  # noqa: ANN001
+        import time
+
+        import engine.batch
+
+        real = engine.batch.load_image
+
+        def load(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if Path(path).name == self.filename:
+                time.sleep(self.seconds)
+            return real(path, *args, **kwargs)
+
+        engine.batch.load_image = load
+
+
+def test_slow_first_file_does_not_buffer_the_archive(small: Source, classifier, cluster: str,
+                                                     local_rows: list[BatchRow]) -> None:
+    """Rows come out in listing order, so a slow first file holds the others on the client: only
+    ``max_ahead`` files beyond it are analysed meanwhile (client memory stays bounded), then the rest."""
+    import cloudpickle
+    from distributed import Client
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    src = Source(root=small.root, files=small.files[:24])
+    with Client(cluster) as admin:
+        admin.register_plugin(Slow(src.files[0].name, 3.0))
+        try:
+            job = analyze_on_dask(src, classifier, cluster, chunk=1, batch_size=1, max_ahead=4)
+            it = iter(job)
+            head = next(it)  # yielded once the slow file is done
+            ahead = job.processed  # files analysed while the slow one ran, itself included
+            rows = [head, *it]
+        finally:
+            admin.unregister_worker_plugin(Slow.name)
+            admin.run(_unpoison)
+    assert ahead <= 1 + 4, f"{ahead} files analysed (and held) while the first one was slow"
+    assert [r.index for r in rows] == list(range(24))
+    assert [(r.status, r.label) for r in rows] == [(r.status, r.label) for r in local_rows[:24]]
+
+
+def test_relative_folder_reaches_workers_with_another_cwd(tmp_path: Path, small: Source, classifier, cluster: str,
+                                                          local_rows: list[BatchRow],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder given relative to the client's working folder: the workers (started elsewhere, as on
+    other machines) get absolute paths; the report's relative paths are unchanged."""
+    from engine.filelist import open_source
+
+    (tmp_path / "in").mkdir()
+    for p in small.files[:6]:
+        os.symlink(p.resolve(), tmp_path / "in" / p.name)
+    monkeypatch.chdir(tmp_path)  # the cluster's workers were started in another folder
+    rows = list(analyze_on_dask(open_source("in"), classifier, cluster, chunk=4, batch_size=4))
+    assert [r.error for r in rows if r.status == "error"] == []
+    assert [(r.rel_path, r.status, r.label) for r in rows] == [(w.rel_path, w.status, w.label) for w in local_rows[:6]]

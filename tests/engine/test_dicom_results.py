@@ -284,3 +284,26 @@ def test_cli_dicom_results_folder_not_creatable(dicom_dir: Path, tmp_path: Path)
     assert main([str(dicom_dir), "-o", str(report), "--dicom-results", str(blocker / "sub"), "--no-progress",
                  "--device", "cpu"]) == EXIT_NOTHING_RAN
     assert not report.exists()
+
+
+def test_batch_results_refuse_a_source_changed_since_its_row(dicom_dir: Path, model: Classifier,
+                                                             tmp_path: Path) -> None:
+    """A row without a kept prediction (a Dask run, a resumed journal) is analysed again for its
+    SR/SC: if the file now holds another image, no results are written that contradict the CSV row."""
+    from engine.batch import analyze_folder
+    from engine.dicom_results import BatchResults
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(dicom_dir / CHEST[0], src / "a.dcm")
+    row, = list(analyze_folder(src, model))  # no kept prediction, as from a Dask worker
+    assert row.prediction is None and row.format == "dicom"
+    same = BatchResults(tmp_path / "same", model)
+    same.add(row)
+    assert same.images == 1 and not same.failed  # unchanged file: analysed again, results written
+    shutil.copy(dicom_dir / CHEST[1], src / "a.dcm")  # another radiograph under the same name
+    changed = BatchResults(tmp_path / "changed", model)
+    changed.add(row)
+    assert changed.images == 0 and not changed.written
+    assert len(changed.failed) == 1 and "changed since it was analysed" in changed.failed[0]
+    assert not list((tmp_path / "changed").glob("*.dcm"))

@@ -301,9 +301,11 @@ def test_send_results_after_confirmation_stores_sr_and_sc(qtbot, make_window, an
     open_and_analyse(qtbot, win, chest_dcm)
     before = orthanc_instances(rest)
     answers.confirms = [True]
-    with qtbot.waitSignal(win.pacs.send_current().finished, timeout=60000) as sent:
+    job = win.pacs.send_current()
+    with qtbot.waitSignal(job.finished, timeout=60000) as sent:
         pass
     assert sent.args[0] is True, sent.args[1]
+    assert job.folder and not Path(job.folder).exists()  # the objects waited on disk; they hold patient data
     title, text = answers.asked[-1]
     assert text.startswith(f"Send 2 objects (SR, SC) for chest.dcm to Orthanc-test at {server.url}?")
     assert answers.infos[-1] == ("Results sent", "Sent 2 objects to Orthanc-test.")
@@ -352,9 +354,11 @@ def test_refusing_the_confirmation_sends_nothing(qtbot, make_window, answers, se
     open_and_analyse(qtbot, win, chest_dcm)
     before = orthanc_instances(rest)
     answers.confirms = [False]
-    with qtbot.waitSignal(win.pacs.send_current().finished, timeout=60000) as sent:
+    job = win.pacs.send_current()
+    with qtbot.waitSignal(job.finished, timeout=60000) as sent:
         pass
     assert sent.args[0] is False and "Orthanc-test" in answers.asked[-1][1]
+    assert job.folder and not Path(job.folder).exists()
     assert orthanc_instances(rest) == before
     assert answers.errors == [] and answers.infos == []
 

@@ -93,11 +93,13 @@ def test_basic_auth_secret_from_the_environment(orthanc_auth: Orthanc, pacs_data
     (["--dicomweb", "ftp://h/dicom-web", "--study", "1.2.3"], "not an http"),
     (["--dicomweb", "http://h/dicom-web", "--study", "not-a-uid"], "not a DICOM UID"),
     ([], "give a FOLDER"),
+    (["--dicomweb", "http://dr.who:s3cret-pw@h/dicom-web", "--study", "1.2.3"], "--auth basic --user"),
 ])
 def test_bad_arguments_exit_2_with_a_message(argv: list[str], words: str, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "-o", str(tmp_path / "r.csv"), "--cache", str(tmp_path)]) == 2
-    assert words in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert words in captured.err and "s3cret-pw" not in captured.err + captured.out
     assert not (tmp_path / "r.csv").exists()
 
 

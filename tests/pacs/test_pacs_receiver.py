@@ -71,3 +71,36 @@ def test_bad_settings_and_a_busy_port_are_clear_errors(tmp_path: Path) -> None:
         with pytest.raises(ReceiverError, match=f"Cannot listen on port {port}"):
             rx.start()
         assert not rx.running
+
+
+def _push(port: int, ds: pydicom.Dataset) -> int:
+    """C-STORE ``ds`` to RadLens's receiver with pynetdicom (as a PACS would); the status."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title="TESTPACS")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=RECEIVER_AE)
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(ds).Status)
+    finally:
+        assoc.release()
+
+
+def test_a_push_is_refused_when_the_disk_is_nearly_full_and_a_hostile_uid_never_leaves_the_cache(
+        tmp_path: Path, dicom_dir: Path) -> None:
+    import shutil
+
+    cache = tmp_path / "cache"
+    ds = pydicom.dcmread(dicom_dir / "nccid_nih_dx.dcm")
+    free = shutil.disk_usage(tmp_path).free
+    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1", min_free_bytes=free * 2) as rx:
+        assert _push(rx.address[1], ds) == 0xA700  # Out of Resources: the PACS keeps it and may retry
+        assert rx.refused == 1 and not list(cache.rglob("*.dcm")) and not list(cache.rglob(".*"))
+    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1") as rx:
+        assert _push(rx.address[1], ds) == 0x0000
+        hostile = pydicom.dcmread(dicom_dir / "nccid_nih_dx.dcm")
+        hostile.StudyInstanceUID = "../../escaped"
+        assert _push(rx.address[1], hostile) == 0xC000
+    assert [p.relative_to(cache).parts[0] for p in cache.rglob("*.dcm")] == [ds.StudyInstanceUID]
+    assert not (tmp_path / "escaped").exists() and not list(tmp_path.parent.glob("escaped*"))

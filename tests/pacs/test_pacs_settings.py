@@ -81,3 +81,16 @@ def test_default_cache_dir_is_a_platform_cache_and_configurable(monkeypatch: pyt
     assert default_cache_dir().parts[-2:] == ("radlens", "pacs") or "RadLens" in default_cache_dir().parts
     monkeypatch.setenv("RADLENS_PACS_CACHE", str(tmp_path))
     assert default_cache_dir() == tmp_path
+
+
+@pytest.mark.parametrize("url", ["http://dr.who:s3cret-pw@pacs.local:8042/dicom-web",
+                                 "https://token-s3cret-pw@pacs.example.org/dicomweb"])
+def test_a_password_in_the_url_is_refused_and_never_written(tmp_path: Path, url: str) -> None:
+    server = ServerConfig("Hospital", url)
+    problem = server.problem()
+    assert problem is not None and "s3cret-pw" not in problem and "user name" in problem
+    path = tmp_path / "s.json"  # a hand-edited file with one: refused, and the secret is not echoed
+    path.write_text(json.dumps({"servers": [{"name": "A", "url": url}]}))
+    with pytest.raises(ServersFileError) as e:
+        load_servers(path)
+    assert "s3cret-pw" not in str(e.value)
