@@ -224,7 +224,7 @@ def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
             return _Decoded(index, path, error=printable(
                 f"{path.name}: is a link to a folder ({link_target(path)}); links to folders are not followed, "
                 "so its files were not analysed. Analyse the linked folder itself."))
-        if path.is_dir() and os.access(path, os.R_OK | os.X_OK):  # a list file naming a folder
+        if path.is_dir() and _readable_dir(path):  # a list file naming a folder
             return _Decoded(index, path, error=printable(
                 f"{path.name}: is a folder, not an image file, so it was not analysed. A list file names image "
                 "files, one per line; to analyse a folder, pass it without '@'."))
@@ -241,6 +241,14 @@ def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
         if _fatal(e):
             raise
         return _Decoded(index, path, error=_error_text(e, path))
+
+
+def _readable_dir(path: Path) -> bool:
+    try:
+        os.scandir(path).close()
+    except OSError:
+        return False
+    return True
 
 
 def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:

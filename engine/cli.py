@@ -170,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if pacs is not None:
         run.update(pacs.run_info())
     try:
-        report_rows = dicom_results.rows(tracked(rows), run) if dicom_results else tracked(rows)
+        # tallied after the SR/SC are written, when the rows no longer hold their predictions' pixels
+        report_rows = tracked(dicom_results.rows(rows, run)) if dicom_results else tracked(rows)
         written = write_report(out, report_rows, classifier, include_identifiers=args.include_identifiers, run=run,
                                out_of_scope_probs=args.analyse_out_of_scope)
     except KeyboardInterrupt:

@@ -287,8 +287,9 @@ class DaskJob(BatchJob):
                 self._submit(self._quarantine.popleft(), ac)
             return
         window = self._window()
+        ahead = max(self.max_ahead, window * self.chunk)  # never fewer tasks in flight than the window
         while todo and len(self._running) < window:
-            if self._running and todo[0].indices[0] >= self._next_out + self.max_ahead:
+            if self._running and todo[0].indices[0] >= self._next_out + ahead:
                 break  # rows leave in listing order: files far ahead of the first unfinished one would wait in memory
             self._submit(todo.popleft(), ac)
 
@@ -377,8 +378,9 @@ def analyze_on_dask(source: Source, classifier: Classifier, scheduler: str, *, c
     threads per worker process. ``allowed_failures`` sets Dask's retry budget for a ``local:N``
     cluster (a remote scheduler keeps its own configuration). Rows carry patient and study
     identifiers (and the journal keeps them) only with ``identifiers=True``. Rows leave in listing
-    order, so finished rows wait on the client behind a slow file: at most ``max_ahead`` files past
-    the first unfinished one are submitted (about 470 bytes a row: 100,000 rows, some 50 MB)."""
+    order, so finished rows wait on the client behind a slow file: at most ``max_ahead`` files (or a
+    window of tasks, if more) past the first unfinished one are submitted (about 470 bytes a row:
+    100,000 rows, some 50 MB)."""
     return DaskJob(source, classifier, scheduler=scheduler, chunk=chunk, batch_size=batch_size, journal=journal,
                    resume=resume, worker_model=None if worker_model is None else str(worker_model), device=device,
                    threads=threads, max_pixels=max_pixels, allowed_failures=allowed_failures, cancel=cancel,

@@ -307,3 +307,34 @@ def test_batch_results_refuse_a_source_changed_since_its_row(dicom_dir: Path, mo
     assert changed.images == 0 and not changed.written
     assert len(changed.failed) == 1 and "changed since it was analysed" in changed.failed[0]
     assert not list((tmp_path / "changed").glob("*.dcm"))
+
+
+def test_cli_dicom_results_keep_no_pixels_of_out_of_scope_rows(pydicom_file, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --dicom-results a local run keeps each row's prediction (its pixels) until its SR/SC are
+    written; the CLI's own tallies (out-of-scope rows, listed at the end) must not hold them after."""
+    import weakref
+
+    from engine.cli import main
+    from engine.dicom_results import BatchResults
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    for i in range(8):
+        shutil.copy(pydicom_file("CT_small.dcm"), folder / f"ct{i}.dcm")  # out of scope: no call
+    alive: list[weakref.ref] = []
+    most = 0
+    real_add = BatchResults.add
+
+    def spy(self: BatchResults, row) -> None:  # noqa: ANN001 - observes, then runs the real add
+        nonlocal most
+        if row.prediction is not None:
+            alive.append(weakref.ref(row.prediction))
+        most = max(most, sum(r() is not None for r in alive))
+        real_add(self, row)
+
+    monkeypatch.setattr(BatchResults, "add", spy)
+    assert main([str(folder), "-o", str(tmp_path / "r.csv"), "--dicom-results", str(tmp_path / "dcm"),
+                 "--no-progress", "--device", "cpu", "--batch-size", "1", "--workers", "1"]) == 0
+    assert len(alive) == 8 and len(list((tmp_path / "dcm").glob("*.dcm"))) == 16
+    assert most <= 2, f"{most} predictions (with their pixels) held at once"
