@@ -11,6 +11,7 @@ A classifier card names the lung model it needs under ``preprocessing.lung_model
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,7 +321,7 @@ def segmenter_for(card: object, model_path: str | os.PathLike[str], device: str 
 
 
 _shared: dict[tuple[str, str, int], LungSegmenter] = {}
-_shared_lock = __import__("threading").Lock()
+_shared_lock = threading.Lock()
 
 
 def scope_segmenter(device: str = "auto", threads: int = 0) -> LungSegmenter | None:

@@ -1277,11 +1277,7 @@ def check_output(img: Any) -> list[str]:
     elif 0 in px.shape:
         problems.append(f"pixels shape {px.shape} is empty")
     if px.dtype.kind in "fc" and px.size:
-        nan, inf = int(np.isnan(px).sum()), int(np.isinf(px).sum())
-        if nan:
-            problems.append(f"pixels contain {nan} NaN")
-        if inf:
-            problems.append(f"pixels contain {inf} inf")
+        problems += _non_finite("pixels", px)
         finite = px[np.isfinite(px)]
         if finite.size and (float(finite.min()) < 0.0 or float(finite.max()) > 1.0):
             problems.append(f"pixels outside [0, 1]: {float(finite.min())!r}..{float(finite.max())!r}")
@@ -1293,12 +1289,15 @@ def check_output(img: Any) -> list[str]:
         if vals.shape != px.shape:
             problems.append(f"values shape {vals.shape} != pixels shape {px.shape}")
         if vals.dtype.kind in "fc" and vals.size:
-            nan, inf = int(np.isnan(vals).sum()), int(np.isinf(vals).sum())
-            if nan:
-                problems.append(f"values contain {nan} NaN")
-            if inf:
-                problems.append(f"values contain {inf} inf")
+            problems += _non_finite("values", vals)
     return problems
+
+
+def _non_finite(what: str, a: Any) -> list[str]:
+    import numpy as np
+
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    return [f"{what} contain {n} {kind}" for n, kind in ((nan, "NaN"), (inf, "inf")) if n]
 
 
 def _resolve(target: str) -> Callable[[str], Any]:

@@ -35,10 +35,6 @@ def _set(cfg: SegConfig, pairs: list[str]) -> SegConfig:
     return SegConfig.from_dict(d)
 
 
-def _write_json(path: Path, obj: object) -> None:
-    write_json(obj, path)  # training.evaluate_ext's atomic JSON writer
-
-
 def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None,  # noqa: ANN001 - LungUNet
            per_group: int = 60) -> dict:
     """Export, verify against torch, evaluate the held-out fold through the engine, write the card."""
@@ -59,8 +55,7 @@ def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None,  
     if per_group:
         from .scope import plausibility_rates
 
-        write_card(model, build_card(cfg.size, metrics, summary, tuple(cfg.decoder)))
-        rates = plausibility_rates(model, per_group)
+        rates = plausibility_rates(model, per_group)  # the exported file's card is all the lung model needs
         metrics["plausibility"] = {"what": f"share of LungField.plausible on up to {per_group} random images per source "
                                            "(frontal chests of ../shared/data/cxr, cxr-extdev) and on all ood-dev knees",
                                    "rates": {g: {"n": r["n"], "plausible_rate": r["plausible_rate"]} for g, r in rates.items()}}
@@ -70,15 +65,15 @@ def finish(net, cfg: SegConfig, summary: dict, out: Path, install: str | None,  
     write_card(model, card)
     report = {"config": asdict(cfg), "train": summary, "export_check": check, "test": metrics,
               "size_bytes": model.stat().st_size, "per_case": ev["rows"]}
-    _write_json(out / "metrics.json", report)
+    write_json(report, out / "metrics.json")
     print(f"{model} ({model.stat().st_size / 1e6:.2f} MB)")
     if install:
         dest = Path(install)
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model, dest / MODEL_FILE)
         slim = {k: v for k, v in report.items() if k != "per_case"}
-        _write_json(dest / "radlens-lungseg.metrics.json", slim)
-        _write_json(dest / "radlens-lungseg.card.json", card)
+        write_json(slim, dest / "radlens-lungseg.metrics.json")
+        write_json(card, dest / "radlens-lungseg.card.json")
         print(f"installed in {dest}")
     return report
 
@@ -89,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _set(SegConfig(), args.set)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", asdict(cfg))
+    write_json(asdict(cfg), out / "config.json")
     t0 = time.perf_counter()
     net, summary = train(cfg, out)
     finish(net, cfg, summary, out, args.install, args.plausibility_per_group)
@@ -112,7 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(Path(args.model), cases)
     print(json.dumps(ev["summary"], indent=1))
     if args.output:
-        _write_json(Path(args.output), ev)
+        write_json(ev, Path(args.output))
     return 0
 
 
@@ -124,7 +119,7 @@ def cmd_plausibility(args: argparse.Namespace) -> int:
         print(f"{group:40s} n={r['n']:3d} plausible {r['plausible_rate']:6.1%}  area {r['median_area']:.2f} "
               f"conf {r['median_confidence']:.2f}  {r['reasons']}")
     if args.output:
-        _write_json(Path(args.output), rates)
+        write_json(rates, Path(args.output))
     return 0
 
 
