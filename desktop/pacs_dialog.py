@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from engine import DISCLAIMER
 from engine.pacs.servers import ServerConfig, ServersFileError
+from engine.pacs.summaries import StudySummary
 
 from .core import pacs_secrets as secrets
 from .core.pacs_files import viewable
@@ -69,7 +70,7 @@ class OpenFromPacsDialog(QDialog):
         self.prefs, self.dialogs = prefs, dialogs
         self.tasks = Tasks(self)
         self.retrieving: TaskThread | None = None
-        self.studies: dict[str, object] = {}  # study UID -> StudySummary
+        self.studies: dict[str, StudySummary] = {}  # study UID -> its row
         self._total = 0  # images the running retrieve expects (from its progress)
         self._was_cancelled = False
         self._series_uid: str | None = None
@@ -197,7 +198,7 @@ class OpenFromPacsDialog(QDialog):
         self.tree.clear()
         self.studies.clear()
         for s in found:
-            uid = str(getattr(s, "study_uid", ""))
+            uid = s.study_uid
             self.studies[uid] = s
             item = QTreeWidgetItem(list(study_row(s)))
             item.setData(0, UID_ROLE, uid)
@@ -248,7 +249,7 @@ class OpenFromPacsDialog(QDialog):
         for s in found:
             child = QTreeWidgetItem(list(series_row(s)))
             child.setData(0, UID_ROLE, uid)
-            child.setData(0, SERIES_ROLE, str(getattr(s, "series_uid", "")))
+            child.setData(0, SERIES_ROLE, s.series_uid)
             item.addChild(child)
         if not found:
             item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.DontShowIndicator)
@@ -276,7 +277,8 @@ class OpenFromPacsDialog(QDialog):
         if secret is None:
             return
         cache = self.prefs.cache_dir
-        label = study_label(self.studies.get(study_uid, {"study_uid": study_uid}))
+        study = self.studies.get(study_uid)
+        label = study_label(study) if study else study_uid
         what = f"series of {label}" if series_uid else label
 
         def job(progress: Progress, cancel: threading.Event) -> object:

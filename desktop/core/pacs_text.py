@@ -8,6 +8,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.pacs.summaries import SeriesSummary, StudySummary
 
 AUTH_KINDS = ("none", "basic", "bearer")
 AUTH_NAMES = {"none": "No authentication", "basic": "User name and password", "bearer": "Bearer token"}
@@ -75,42 +79,29 @@ class SearchForm:
         return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()) or "no criteria (every study)"
 
 
-def _get(obj: object, *names: str, default: object = "") -> object:
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v not in (None, ""):
-            return v
-    return default
-
-
 def _text(v: object) -> str:
-    if isinstance(v, (list, tuple, set, frozenset)):
+    if isinstance(v, (list, tuple)):
         return "/".join(str(x) for x in v if x)
     return str(v) if v is not None else ""
 
 
-def study_row(s: object) -> tuple[str, ...]:
+def study_row(s: StudySummary) -> tuple[str, ...]:
     """The results table's cells for one study summary (``STUDY_COLUMNS``)."""
-    n = _get(s, "n_series", "num_series", "series_count", default="")
-    return (person_name(_get(s, "patient_name")), _text(_get(s, "patient_id")), show_date(_get(s, "study_date", "date")),
-            _text(_get(s, "modalities", "modality")), _text(_get(s, "description", "study_description")),
-            _text(_get(s, "accession", "accession_number")), str(n) if n != "" else "")
+    return (person_name(s.patient_name), s.patient_id, show_date(s.study_date), _text(s.modalities),
+            s.description, s.accession, _text(s.n_series))
 
 
-def series_row(s: object) -> tuple[str, ...]:
+def series_row(s: SeriesSummary) -> tuple[str, ...]:
     """The cells of one series under its study (number, modality, description, images)."""
-    number = _text(_get(s, "series_number", "number"))
-    n = _get(s, "n_instances", "num_instances", "instance_count", default="")
-    images = f"{n} image{'s' if n != 1 else ''}" if isinstance(n, int) else ""
-    return (f"Series {number}".strip(), "", "", _text(_get(s, "modality")),
-            _text(_get(s, "description", "series_description")), "", images)
+    n = s.n_instances
+    images = f"{n} image{'s' if n != 1 else ''}" if n is not None else ""
+    return (f"Series {_text(s.number)}".strip(), "", "", s.modality, s.description, "", images)
 
 
-def study_label(s: object) -> str:
+def study_label(s: StudySummary) -> str:
     """A short name for a study in messages: patient, date and description."""
-    bits = [person_name(_get(s, "patient_name")) or _text(_get(s, "patient_id")),
-            show_date(_get(s, "study_date", "date")), _text(_get(s, "description", "study_description"))]
-    return " ".join(b for b in bits if b) or _text(_get(s, "study_uid", "study_instance_uid"))
+    bits = [person_name(s.patient_name) or s.patient_id, show_date(s.study_date), s.description]
+    return " ".join(b for b in bits if b) or s.study_uid
 
 
 # -- servers ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from ..fileio import sniff_format
 from .summaries import UID_RE
 
 PART_SUFFIX = ".part"
@@ -37,11 +38,6 @@ def _ensure_file_meta(ds: Dataset) -> None:
         meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
 
-def is_dicom_file(data: bytes) -> bool:
-    """``data`` is a DICOM file (preamble and "DICM"), so it can be stored as it is."""
-    return len(data) > 132 and data[128:132] == b"DICM"
-
-
 def write_instance(ds: Dataset, folder: Path, raw: bytes | None = None) -> Path:
     """Write ``ds`` as ``folder/<SOPInstanceUID>.dcm`` atomically (a hidden temp file in the same
     folder, then a rename over any earlier copy). ``raw``: the bytes ``ds`` was read from; when
@@ -60,7 +56,7 @@ def write_instance(ds: Dataset, folder: Path, raw: bytes | None = None) -> Path:
     tmp = folder / f".{sop}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}"
     try:
         with open(tmp, "wb") as f:
-            if raw is not None and is_dicom_file(raw):
+            if raw is not None and sniff_format(raw[:132]) == "dicom":  # a DICOM file, as it came
                 f.write(raw)
             else:
                 _ensure_file_meta(ds)

@@ -154,6 +154,13 @@ def _int(item: dict[str, Any], tag: str) -> int | None:
         return None
 
 
+def _uid(item: dict[str, Any], tag: str, problem: str) -> str:
+    uid = _text(item, tag)
+    if not UID_RE.match(uid):
+        raise ValueError(f"{problem} ({uid!r})")
+    return uid
+
+
 def _rows(payload: object, what: str, server: str) -> list[dict[str, Any]]:
     if not isinstance(payload, list) or not all(isinstance(x, dict) for x in payload):
         raise PacsError("malformed", f"{server} answered the {what} search with something that is not a list of "
@@ -165,9 +172,7 @@ def parse_studies(payload: object, server: str) -> list[StudySummary]:
     out = []
     try:
         for item in _rows(payload, "study", server):
-            uid = _text(item, "0020000D")
-            if not UID_RE.match(uid):
-                raise ValueError(f"a study has no valid Study Instance UID ({uid!r})")
+            uid = _uid(item, "0020000D", "a study has no valid Study Instance UID")
             out.append(StudySummary(
                 study_uid=uid, patient_id=_text(item, "00100020"), patient_name=_text(item, "00100010"),
                 study_date=_text(item, "00080020"), study_time=_text(item, "00080030"),
@@ -184,9 +189,7 @@ def parse_series(payload: object, study_uid: str, server: str) -> list[SeriesSum
     out = []
     try:
         for item in _rows(payload, "series", server):
-            uid = _text(item, "0020000E")
-            if not UID_RE.match(uid):
-                raise ValueError(f"a series has no valid Series Instance UID ({uid!r})")
+            uid = _uid(item, "0020000E", "a series has no valid Series Instance UID")
             out.append(SeriesSummary(
                 series_uid=uid, study_uid=_text(item, "0020000D") or study_uid, modality=_text(item, "00080060"),
                 number=_int(item, "00200011"), description=_text(item, "0008103E"),

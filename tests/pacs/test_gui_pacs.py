@@ -23,6 +23,7 @@ import requests
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import RECEIVER_AE, free_port  # noqa: E402 - tests/pacs/conftest.py
 from PySide6.QtCore import QStandardPaths, Qt  # noqa: E402
 
 from engine import default_model_path  # noqa: E402
@@ -35,7 +36,6 @@ warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
 
 SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
 SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-RECEIVER_AE = "RADLENS"  # the AE title Orthanc's 'radlens' modality has in tests/pacs/conftest.py
 
 
 class Answers:
@@ -73,12 +73,6 @@ class Answers:
     def confirm(self, title: str, text: str, action: str) -> bool:
         self.asked.append((title, text))
         return self.confirms.pop(0) if self.confirms else True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -295,16 +289,22 @@ def open_and_analyse(qtbot, win, path: Path) -> None:
     assert win.prediction is not None
 
 
-def test_send_results_after_confirmation_stores_sr_and_sc(qtbot, make_window, answers, server, rest,
-                                                          chest_dcm: Path) -> None:
-    win = make_window([server])
-    open_and_analyse(qtbot, win, chest_dcm)
+def analyse_and_send(qtbot, win, answers: Answers, rest: str, path: Path, confirm: bool) -> tuple:
+    """Open and analyse ``path``, answer the send confirmation with ``confirm``, send; returns
+    (the send job, its finished signal's arguments, Orthanc's instances before)."""
+    open_and_analyse(qtbot, win, path)
     before = orthanc_instances(rest)
-    answers.confirms = [True]
+    answers.confirms = [confirm]
     job = win.pacs.send_current()
     with qtbot.waitSignal(job.finished, timeout=60000) as sent:
         pass
-    assert sent.args[0] is True, sent.args[1]
+    return job, sent.args, before
+
+
+def test_send_results_after_confirmation_stores_sr_and_sc(qtbot, make_window, answers, server, rest,
+                                                          chest_dcm: Path) -> None:
+    job, sent, before = analyse_and_send(qtbot, make_window([server]), answers, rest, chest_dcm, True)
+    assert sent[0] is True, sent[1]
     assert job.folder and not Path(job.folder).exists()  # the objects waited on disk; they hold patient data
     title, text = answers.asked[-1]
     assert text.startswith(f"Send 2 objects (SR, SC) for chest.dcm to Orthanc-test at {server.url}?")
@@ -350,14 +350,8 @@ def test_a_finished_batch_sends_the_results_of_its_dicom_files(qtbot, make_windo
 
 
 def test_refusing_the_confirmation_sends_nothing(qtbot, make_window, answers, server, rest, chest_dcm) -> None:
-    win = make_window([server])
-    open_and_analyse(qtbot, win, chest_dcm)
-    before = orthanc_instances(rest)
-    answers.confirms = [False]
-    job = win.pacs.send_current()
-    with qtbot.waitSignal(job.finished, timeout=60000) as sent:
-        pass
-    assert sent.args[0] is False and "Orthanc-test" in answers.asked[-1][1]
+    job, sent, before = analyse_and_send(qtbot, make_window([server]), answers, rest, chest_dcm, False)
+    assert sent[0] is False and "Orthanc-test" in answers.asked[-1][1]
     assert job.folder and not Path(job.folder).exists()
     assert orthanc_instances(rest) == before
     assert answers.errors == [] and answers.infos == []
