@@ -28,7 +28,7 @@ from .errors import RadLensError
 from .fileio import DEFAULT_MAX_PIXELS, link_target, printable
 from .image import Identifiers, LoadedImage
 from .io import load_image
-from .listing import SKIPPED_NAMES, FolderError, _check_folder, _scan, _sort_key, list_images  # noqa: F401 - re-exported
+from .listing import SKIPPED_NAMES, FolderError, _check_folder, list_folder, list_images  # noqa: F401 - re-exported
 from .model import Classifier
 from .pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare
 from .prediction import Prediction
@@ -198,24 +198,6 @@ def analyze_folder(
                                 keep_predictions, max_pixels), skipped)
 
 
-def list_folder(folder: str | os.PathLike[str], exclude: tuple[Path, ...] = ()) -> tuple[list[Path], list[Path]]:
-    """(files a batch of ``folder`` analyses, in its order; files skipped for their names).
-    ``FolderError`` for a missing, unreadable or empty folder."""
-    root = _check_folder(folder)
-    skipped: list[Path] = []
-    found, unreadable = _scan(root, skipped)
-    if exclude:
-        skip = {os.path.abspath(p) for p in exclude}
-        found = [p for p in found if os.path.abspath(p) not in skip]
-    if not found and not unreadable:
-        raise FolderError(
-            f"no image files in {printable(str(root))}"
-            + (f" ({len(skipped)} other file(s) skipped)" if skipped else "")
-            + ". Choose a folder that holds PNG, JPEG or DICOM images."
-        )
-    return sorted(found + unreadable, key=_sort_key(root)), skipped
-
-
 def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
     """Load one file (in a decode thread). The steps before the model run on the inference
     thread, a chunk at a time (``_prepare_chunk``), so the lung model runs batched."""
@@ -272,7 +254,6 @@ def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
                 raise
             d.error = _error_text(e, d.path)
         d.image = None
-
 
 
 def _rel(root: Path, path: Path) -> str:

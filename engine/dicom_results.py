@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +30,7 @@ from pydicom.uid import UID
 
 from .batch import BatchRow
 from .errors import RadLensError
-from .fileio import printable
+from .fileio import create_temp, printable
 from .image import LoadedImage
 from .model import Classifier
 from .prediction import Prediction
@@ -163,9 +162,9 @@ def write_results(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
     try:
         for ds in datasets:
             target = out_dir / file_name(ds)
-            tmp = str(out_dir / f".{target.name}.{secrets.token_hex(4)}.tmp")
+            fd, tmp = create_temp(target)
             temps.append((tmp, target))
-            with open(tmp, "xb") as f:
+            with os.fdopen(fd, "wb") as f:
                 ds.save_as(f, enforce_file_format=True)
                 f.flush()
                 os.fsync(f.fileno())

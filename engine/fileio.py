@@ -4,7 +4,9 @@ the engine but its errors, so no module needs a private name of another."""
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
 import struct
 from pathlib import Path
@@ -135,3 +137,15 @@ def check_pixels(name: str, width: int, height: int, frames: int, max_pixels: in
         )
 
 
+def create_temp(target: Path, mode: int = 0o666) -> tuple[int, str]:
+    """(fd, name) of a new temp file beside ``target`` (``.NAME.XXXXXXXX.tmp``), for writing it
+    atomically (write, fsync, ``os.replace``). Created exclusively, never through a link, with
+    ``mode`` less the process umask (the kernel applies it: no umask read, no race with other threads)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))

@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch import FolderError, list_folder
 from .fileio import printable
+from .listing import FolderError, list_folder
 
 LIST_PREFIX = "@"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from .batch import BatchRow
 from .errors import RadLensError
-from .fileio import printable
+from .fileio import create_temp, printable
 from .image import Identifiers
 
 VERSION = 1
@@ -92,17 +92,19 @@ class Journal:
                 raise JournalError(f"the journal {printable(str(path))} cannot be written ({e.strerror or e}).") from None
             return cls(path, head, done, f)
         head["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = ""
         try:  # owner-only: file paths and results (and identifiers, when the report has them)
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            fd, tmp = create_temp(path, 0o600)
+            with os.fdopen(fd, "wb") as f:
                 f.write(_line(head))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
             f = open(path, "ab")  # noqa: SIM115
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise JournalError(f"the journal {printable(str(path))} cannot be written ({e.strerror or e}); "
                                "choose a writable folder for the report.") from None
         return cls(path, head, done, f)

@@ -108,3 +108,21 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
             f"no image files in {printable(str(root))}. Choose a folder that holds PNG, JPEG or DICOM images."
         )
     return sorted(files, key=_sort_key(root))
+
+
+def list_folder(folder: str | os.PathLike[str], exclude: tuple[Path, ...] = ()) -> tuple[list[Path], list[Path]]:
+    """(files a batch of ``folder`` analyses, in its order; files skipped for their names).
+    ``FolderError`` for a missing, unreadable or empty folder."""
+    root = _check_folder(folder)
+    skipped: list[Path] = []
+    found, unreadable = _scan(root, skipped)
+    if exclude:
+        skip = {os.path.abspath(p) for p in exclude}
+        found = [p for p in found if os.path.abspath(p) not in skip]
+    if not found and not unreadable:
+        raise FolderError(
+            f"no image files in {printable(str(root))}"
+            + (f" ({len(skipped)} other file(s) skipped)" if skipped else "")
+            + ". Choose a folder that holds PNG, JPEG or DICOM images."
+        )
+    return sorted(found + unreadable, key=_sort_key(root)), skipped

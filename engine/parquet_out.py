@@ -17,7 +17,7 @@ from typing import Any
 from .batch import BatchRow
 from .card import DISCLAIMER
 from .errors import RadLensError
-from .fileio import printable
+from .fileio import create_temp, printable
 from .report import ModelInfo, _row_values, report_columns
 
 FLOAT_PREFIXES = ("prob_",)
@@ -75,13 +75,16 @@ class ParquetParts:
             "notice": DISCLAIMER, "model_name": self.model.name, "model_version": self.model.version,
             "model_sha256": self.model.sha256})
         target = self.folder / f"part-{len(self.parts):05d}.parquet"
-        tmp = self.folder / f".{target.name}.tmp"
+        tmp = ""
         try:
-            pq.write_table(table, tmp)
+            fd, tmp = create_temp(target)
+            with os.fdopen(fd, "wb") as f:
+                pq.write_table(table, f)
             os.replace(tmp, target)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise ParquetError(f"cannot write {printable(str(target))} ({e.strerror or e}).") from None
         self.parts.append(target)
         self._rows = []

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import json
 import os
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any, Protocol
 from .batch import BatchRow, printable
 from .card import DISCLAIMER
 from .errors import RadLensError
+from .fileio import create_temp
 from .image import Identifiers
 from .prediction import DECISION_RULE
 
@@ -116,19 +115,6 @@ def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool, out_
     return [*vals, DISCLAIMER]
 
 
-def _create_temp(target: Path, mode: int) -> tuple[int, str]:
-    """A new temp file beside ``target``, created with ``mode`` less the process umask
-    (the kernel applies it: no umask read, no race with other threads)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(100):
-        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, mode), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(target.parent))
-
-
 @dataclass
 class _Tally:
     total: int = 0
@@ -194,7 +180,7 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
     if not folder.is_dir():
         raise ReportError(f"cannot write the report: folder {printable(str(folder))} does not exist. Create it or choose another location.")
     try:
-        fd, tmp = _create_temp(target, 0o600 if include_identifiers else 0o666)
+        fd, tmp = create_temp(target, 0o600 if include_identifiers else 0o666)
     except OSError as e:
         raise ReportError(f"cannot write the report in {printable(str(folder))} ({e.strerror or e}). Choose a writable folder.") from None
     n = 0
@@ -211,7 +197,7 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
             os.fsync(f.fileno())
         meta = sidecar(info, tally, run, include_identifiers, target.name, out_of_scope_probs)
         json_target = sidecar_path(target)
-        jfd, json_tmp = _create_temp(json_target, 0o666)
+        jfd, json_tmp = create_temp(json_target, 0o666)
         with os.fdopen(jfd, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1, ensure_ascii=False, default=str)
             f.write("\n")
