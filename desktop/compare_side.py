@@ -5,12 +5,12 @@ above its image view. ``desktop.compare`` puts two of these side by side."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .core.messages import AnalysisDone
 from .core.report_text import call_sentence, probs_summary
 from .image_view import ImageView
-from .prob_panel import HIDE_AGAIN, SHOW_ANYWAY
+from .prob_panel import reset_anyway, show_anyway_button
 
 HEADER_STYLE = {  # state: (background, text)
     "in": ("#16324f", "#e8f0ff"),
@@ -38,13 +38,7 @@ class ComparePane(QWidget):
         self.summary.setObjectName(f"compareSummary{side}")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.anyway = QPushButton(SHOW_ANYWAY)  # as the single view's probability panel; used by one side
-        self.anyway.setObjectName(f"compareShowAnyway{side}")
-        self.anyway.setCheckable(True)
-        self.anyway.setToolTip("Show the model's probabilities and heatmap for this image although it is out of "
-                               "scope. They are not valid: the model was not built for this kind of image.")
-        self.anyway.toggled.connect(lambda on: self.anyway.setText(HIDE_AGAIN if on else SHOW_ANYWAY))
-        self.anyway.setVisible(False)
+        self.anyway = show_anyway_button(f"compareShowAnyway{side}")  # as the probability panel's; one side uses it
         self.header = QWidget()
         self.header.setObjectName("compareHeader")
         self.header.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
@@ -88,11 +82,7 @@ class ComparePane(QWidget):
 
     def offer_anyway(self, offer: bool) -> None:
         """A new result: "Show anyway" unpressed, shown only for an out-of-scope image."""
-        self.anyway.blockSignals(True)
-        self.anyway.setChecked(False)
-        self.anyway.setText(SHOW_ANYWAY)
-        self.anyway.blockSignals(False)
-        self.anyway.setVisible(offer)
+        reset_anyway(self.anyway, offer)
 
 
 def result_summary(r: AnalysisDone, shown_anyway: bool = False) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu
 
 from engine import ImageMeta, Prediction
@@ -54,7 +54,6 @@ class CornerText(QObject):
                                   "highlights as identifying)", checkable=True)
         self.identifiers.setChecked(settings.show_identifiers)
         self.identifiers.toggled.connect(self._on_identifiers)
-        view.installEventFilter(self)
         view.labelsPlaced.connect(self._place)
         view.zoomChanged.connect(self.set_zoom)
 
@@ -89,12 +88,18 @@ class CornerText(QObject):
                             identifiers=self.identifiers.isChecked())
 
     def refresh(self) -> None:
+        """Show the lines; only a label whose text changed is laid out again (a W/L drag
+        changes one line per mouse move)."""
         lines = self.lines()
+        changed = []
         for corner, label in self.labels.items():
             text = "\n".join(getattr(lines, corner))
-            label.setText(text)
-            label.setVisible(bool(text))
-        self._place()
+            if text != label.text() or label.isHidden() == bool(text):
+                label.setText(text)
+                label.setVisible(bool(text))
+                changed.append(corner)
+        if changed:
+            self._place(changed)
 
     def _on_toggle(self, on: bool) -> None:
         self.settings.corner_text = on
@@ -105,14 +110,15 @@ class CornerText(QObject):
         self.refresh()
 
     # -- layout --------------------------------------------------------------------------
-    def _place(self) -> None:
+    def _place(self, corners: Sequence[str] = CORNERS) -> None:
         vp = self.view.viewport().geometry()
         margin = 8
         banner = self.view.findChild(QLabel, "viewBanner")
         top = vp.top() + margin
         if banner is not None and not banner.isHidden():
             top = banner.geometry().bottom() + margin
-        for corner, label in self.labels.items():
+        for corner in corners:
+            label = self.labels[corner]
             if label.isHidden():
                 continue
             widest = max(80, vp.width() // 2 - 2 * margin)
@@ -128,11 +134,6 @@ class CornerText(QObject):
             y = top if corner.startswith("top") else vp.bottom() - margin - label.height()
             label.move(x, y)
             label.raise_()
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
-        if obj is self.view and event.type() == QEvent.Type.Resize:
-            self._place()
-        return False
 
 
 def attach(win: QMainWindow) -> CornerText:

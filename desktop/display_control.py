@@ -144,27 +144,21 @@ class DisplayController(QObject):
         for a in self.preset_actions:
             if a.data() == DEFAULT_PRESET:
                 a.setText(f"Preset: {self.preset_label(DEFAULT_PRESET)}")
-        if keep_view and self.src is not None and self.src.shape == src.shape:
-            self.src = src
-            self._heat = ()
-            self.view.set_image(gray_qimage(render(src, self.window, self.invert)), reset_view=False)
-            self.view.set_overlay(None)
-            self.set_lungs(None)
-            self._set_enabled(True)
-            self._sync_widgets()
-            return
+        keep = keep_view and self.src is not None and self.src.shape == src.shape
         self.src = src
-        self.window = None
         self._heat = ()
-        self.invert_action.blockSignals(True)
-        self.invert_action.setChecked(False)
-        self.invert_action.blockSignals(False)
-        self.invert = False
-        self._fill_presets()
-        self.view.set_image(gray_qimage(render(src, None)), reset_view=True)
+        if not keep:
+            self.window = None
+            self.invert_action.blockSignals(True)
+            self.invert_action.setChecked(False)
+            self.invert_action.blockSignals(False)
+            self.invert = False
+            self._fill_presets()
+        self.view.set_image(gray_qimage(render(src, self.window, self.invert)), reset_view=not keep)
         self.view.set_overlay(None)
         self.set_lungs(None)
-        self.view.set_note("")
+        if not keep:
+            self.view.set_note("")
         self._set_enabled(True)
         self._sync_widgets()
 

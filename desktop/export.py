@@ -100,13 +100,13 @@ def save_png(image: QImage, path: str) -> None:
 
 
 def measurement_lines(win: QObject, path: str) -> list[str]:
-    """The image's measurements as "distance: 41.2 mm (...)" lines (none without the tools)."""
-    for obj in [win, *win.findChildren(QObject)]:
-        store = getattr(obj, "store", None)
-        if isinstance(store, MeasurementStore):
-            cal = store.calibration(path)
-            return [f"{m.kind}: {m.label(cal)}" for m in store.for_path(path) if m.label(cal)]
-    return []
+    """The image's measurements as "distance: 41.2 mm (...)" lines (none without the tools,
+    ``win.measure``)."""
+    store = getattr(getattr(win, "measure", None), "store", None)
+    if not isinstance(store, MeasurementStore):
+        return []
+    cal = store.calibration(path)
+    return [f"{m.kind}: {m.label(cal)}" for m in store.for_path(path) if m.label(cal)]
 
 
 class Exporter(QObject):

@@ -37,18 +37,22 @@ class Label(QGraphicsItem):
         self.font = QFont()
         self.font.setPointSizeF(max(9.0, self.font.pointSizeF()))
         self.font.setBold(True)
+        self._rect = QRectF()  # measured once per text, not on every paint and hit test
 
     def set_text(self, text: str, left: bool = False) -> None:
+        if (text, left) == (self.text, self.left):
+            return
         self.prepareGeometryChange()
         self.text, self.left = text, left
+        self._rect = QRectF()
+        if text:
+            fm = QFontMetricsF(self.font)
+            w, h = fm.horizontalAdvance(text) + 10, fm.height() + 4
+            self._rect = QRectF(-w - 8 if left else 8, 6, w, h)
         self.update()
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
-        if not self.text:
-            return QRectF()
-        fm = QFontMetricsF(self.font)
-        w, h = fm.horizontalAdvance(self.text) + 10, fm.height() + 4
-        return QRectF(-w - 8 if self.left else 8, 6, w, h)
+        return self._rect
 
     def paint(self, painter: QPainter, option, widget=None) -> None:  # noqa: ANN001
         if not self.text:
@@ -111,7 +115,9 @@ class MeasurementItem(QGraphicsObject):
         return self.m.points + ([self.floating] if self.floating is not None else [])
 
     def path(self) -> QPainterPath:
-        pts = [self.local(p) for p in self.points()]
+        return self._path([self.local(p) for p in self.points()])
+
+    def _path(self, pts: list[QPointF]) -> QPainterPath:
         path = QPainterPath()
         if self.m.kind == "angle":
             if pts:
@@ -137,14 +143,14 @@ class MeasurementItem(QGraphicsObject):
         return stroker.createStroke(self.path())
 
     def paint(self, painter: QPainter, option, widget=None) -> None:  # noqa: ANN001
-        path = self.path()
+        pts = [self.local(p) for p in self.points()]
+        path = self._path(pts)
         for color, width in ((SHADOW, 3.5), (SELECTED if self.isSelected() else LINE, 1.6)):
             pen = QPen(color, width)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawPath(path)
-        pts = [self.local(p) for p in self.points()]
         if self.m.kind == "cobb" and len(pts) == 4:  # join the two lines' middles (which lines are compared)
             pen = QPen(LINE, 1.0, Qt.PenStyle.DashLine)
             pen.setCosmetic(True)

@@ -27,6 +27,28 @@ HIDE_AGAIN = "Hide the results (not valid for this image)"
 NOT_VALID = "NOT VALID for this image: the model was not built for it, so these numbers and the heatmap mean nothing here."
 
 
+def show_anyway_button(name: str) -> QPushButton:
+    """The "Show anyway" toggle of an out-of-scope image (this panel's and compare mode's),
+    hidden until ``reset_anyway`` offers it; its text says what the next press does."""
+    b = QPushButton(SHOW_ANYWAY)
+    b.setObjectName(name)
+    b.setCheckable(True)
+    b.setToolTip("Show the model's probabilities and heatmap for this image although it is out of "
+                 "scope. They are not valid: the model was not built for this kind of image.")
+    b.toggled.connect(lambda on: b.setText(HIDE_AGAIN if on else SHOW_ANYWAY))
+    b.setVisible(False)
+    return b
+
+
+def reset_anyway(b: QPushButton, offer: bool) -> None:
+    """A new result: the toggle unpressed (without a signal), shown only when ``offer``."""
+    b.blockSignals(True)
+    b.setChecked(False)
+    b.setText(SHOW_ANYWAY)
+    b.blockSignals(False)
+    b.setVisible(offer)
+
+
 class ProbBar(QWidget):
     """One class: name, bar, percentage; the operating point as an orange tick. ``call``:
     this class is the decision (highlighted); ``flagged``: it is one of the decision's flags;
@@ -112,11 +134,7 @@ class ProbPanel(QWidget):
         self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.banner.setStyleSheet("QLabel#scopeBanner { background: #5c3b00; color: #ffe08a; font-weight: bold; "
                                   "border: 1px solid #e0b100; border-radius: 3px; padding: 6px; }")
-        self.show_anyway = QPushButton(SHOW_ANYWAY)
-        self.show_anyway.setObjectName("showAnyway")
-        self.show_anyway.setCheckable(True)
-        self.show_anyway.setToolTip("Show the model's probabilities and heatmap for this image although it is out of "
-                                    "scope. They are not valid: the model was not built for this kind of image.")
+        self.show_anyway = show_anyway_button("showAnyway")
         self.show_anyway.toggled.connect(self._on_show_anyway)
         self.invalid = QLabel(NOT_VALID)
         self.invalid.setWordWrap(True)
@@ -154,21 +172,20 @@ class ProbPanel(QWidget):
         self.sort.setChecked(bool(getattr(settings, "sort_probs", False)))
         self.sort.toggled.connect(lambda on: setattr(settings, "sort_probs", bool(on)))
 
-    def _redraw(self) -> None:
-        if self._shown is not None:
-            args = self._shown
-            for b in self._bars:
-                self._bar_box.removeWidget(b)
-                b.deleteLater()
-            self._bars = []
-            self._add_bars(*args)
-
-    def _remove_bars(self) -> None:
-        self._shown = None
+    def _drop_bars(self) -> None:
         for b in self._bars:
             self._bar_box.removeWidget(b)
             b.deleteLater()
         self._bars = []
+
+    def _redraw(self) -> None:
+        if self._shown is not None:
+            self._drop_bars()
+            self._add_bars(*self._shown)
+
+    def _remove_bars(self) -> None:
+        self._shown = None
+        self._drop_bars()
         self.note.setVisible(False)
         self.legend.setVisible(False)
         self.invalid.setVisible(False)
@@ -179,11 +196,7 @@ class ProbPanel(QWidget):
         self.message.setText(message)
         self.message.setVisible(bool(message))
         self.banner.setVisible(False)
-        self.show_anyway.blockSignals(True)
-        self.show_anyway.setChecked(False)
-        self.show_anyway.setText(SHOW_ANYWAY)
-        self.show_anyway.blockSignals(False)
-        self.show_anyway.setVisible(False)
+        reset_anyway(self.show_anyway, False)
 
     def _add_bars(self, labels: Sequence[str], probs: Sequence[float], ops: dict[str, float], call: str,
                   flags: Sequence[str], invalid: bool) -> None:
@@ -228,7 +241,6 @@ class ProbPanel(QWidget):
             labels, probs, ops = self._hidden
             self._add_bars(labels, probs, ops, "", (), invalid=True)
             self.invalid.setVisible(True)
-        self.show_anyway.setText(HIDE_AGAIN if on else SHOW_ANYWAY)
         self.showAnywayToggled.emit(on)
 
     def out_of_scope(self) -> bool:

@@ -16,6 +16,18 @@ from . import APP_NAME, ORG_NAME
 MAX_RECENT = 10
 
 
+def _flag(key: str, default: bool, doc: str | None = None) -> property:
+    """A boolean setting stored under ``key``."""
+
+    def get(self: Settings) -> bool:
+        return bool(self._get(key, default, bool))
+
+    def put(self: Settings, v: bool) -> None:
+        self.qs.setValue(key, bool(v))
+
+    return property(get, put, doc=doc)
+
+
 class Settings:
     """Typed access to QSettings. ``path`` gives an INI file (tests use a temporary one)."""
 
@@ -92,47 +104,13 @@ class Settings:
     def overlay_opacity(self, v: float) -> None:
         self.qs.setValue("display/overlay_opacity", float(v))
 
-    @property
-    def cam_visible(self) -> bool:
-        return bool(self._get("display/cam_visible", True, bool))
-
-    @cam_visible.setter
-    def cam_visible(self, v: bool) -> None:
-        self.qs.setValue("display/cam_visible", bool(v))
-
-    @property
-    def lungs_visible(self) -> bool:
-        return bool(self._get("display/lungs_visible", False, bool))
-
-    @lungs_visible.setter
-    def lungs_visible(self, v: bool) -> None:
-        self.qs.setValue("display/lungs_visible", bool(v))
-
-    @property
-    def corner_text(self) -> bool:
-        return bool(self._get("display/corner_text", False, bool))
-
-    @corner_text.setter
-    def corner_text(self, v: bool) -> None:
-        self.qs.setValue("display/corner_text", bool(v))
-
-    @property
-    def show_identifiers(self) -> bool:
-        """Patient name, ID, age and sex on the image (corner text); off by default."""
-        return bool(self._get("privacy/show_identifiers", False, bool))
-
-    @show_identifiers.setter
-    def show_identifiers(self, v: bool) -> None:
-        self.qs.setValue("privacy/show_identifiers", bool(v))
-
-    @property
-    def sort_probs(self) -> bool:
-        """Probability bars sorted highest first (default: the model card's class order)."""
-        return bool(self._get("display/sort_probs", False, bool))
-
-    @sort_probs.setter
-    def sort_probs(self, v: bool) -> None:
-        self.qs.setValue("display/sort_probs", bool(v))
+    cam_visible = _flag("display/cam_visible", True)
+    lungs_visible = _flag("display/lungs_visible", False)
+    corner_text = _flag("display/corner_text", False)
+    show_identifiers = _flag("privacy/show_identifiers", False,
+                             "Patient name, ID, age and sex on the image (corner text); off by default.")
+    sort_probs = _flag("display/sort_probs", False,
+                       "Probability bars sorted highest first (default: the model card's class order).")
 
     def user_presets(self) -> list[Window]:
         """Window presets saved by the user (centre/width in the image's value units)."""

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
+from pathlib import Path
+
+from engine.fileio import create_temp
 
 
 class ExportError(Exception):
     """An export could not be written; the message says why and what to do."""
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, for every thread)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
 
 
 def atomic_write(path: str, write: Callable[[str], object], what: str = "file") -> None:
@@ -33,7 +26,7 @@ def atomic_write(path: str, write: Callable[[str], object], what: str = "file") 
     if not os.path.isdir(folder):
         raise ExportError(f"Cannot write the {what}: the folder {folder} does not exist. Choose another location.")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+        fd, tmp = create_temp(Path(target))  # 0o666 less the umask: the writer keeps the mode
         os.close(fd)
     except OSError as e:
         raise ExportError(f"Cannot write the {what} in {folder} ({e.strerror or e}). Choose a writable folder.") from None
@@ -42,7 +35,6 @@ def atomic_write(path: str, write: Callable[[str], object], what: str = "file") 
         if ok is False or not os.path.getsize(tmp):
             raise ExportError(f"Cannot write the {what} to {target}: the file could not be written (disk full or "
                               "not writable?). Choose another location.")
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except OSError as e:
         with contextlib.suppress(OSError):
