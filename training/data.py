@@ -184,8 +184,11 @@ def _to_u8(gray: np.ndarray) -> np.ndarray:
 def load_all(samples: list[Sample], size: tuple[int, int], policy: str = "stretch", workers: int = 4) -> np.ndarray:
     """Decode every sample to uint8 [N, H, W] (model input size) with a thread pool; a file
     the engine refuses raises its ``RadLensError`` (see ``decode_samples`` to skip instead)."""
+    from .extra_sources import is_extra, pool_format
+
     def one(s: Sample) -> np.ndarray:
-        return _to_u8(load_gray(s.path, size, policy))
+        u8 = _to_u8(load_gray(s.path, size, policy))
+        return pool_format(u8) if is_extra(s) else u8  # an extra source in the pool's own format
 
     with ThreadPoolExecutor(workers) as ex:
         return np.stack(list(ex.map(one, samples)))

@@ -47,7 +47,7 @@ DEFAULT_RC: dict = {
     "preprocessing": {"crop": "none", "intensity": "none"}, "lung_model_path": None,
     "aug": "v1", "views": 2, "cut": 15, "epochs": 6, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01,
     "warmup_epochs": 0.5, "balance": "class", "source_alpha": 0.5, "label_smoothing": 0.0,
-    "max_per_source": 0, "seed": 42, "eval_test": False, "size": [224, 224], "mean": [0.5] * 3, "std": [0.5] * 3,
+    "max_per_source": 0, "extra": [], "adv": 0.0, "lisa": 0.0, "seed": 42, "init_seed": None, "eval_test": False, "size": [224, 224], "mean": [0.5] * 3, "std": [0.5] * 3,
 }
 
 
@@ -202,6 +202,10 @@ def load_splits(rc: dict) -> dict[str, list[Sample]]:
         from .split_v2 import V1_SPLIT, v2_split
 
         splits = v2_split(pool, LABELS, Path(rc.get("old_split") or V1_SPLIT), seed=int(rc["seed"]))
+    if rc.get("extra"):
+        from .extra_sources import add_extra
+
+        splits = add_extra(splits, list(rc["extra"]), data_root(pool), int(rc["seed"]))
     if rc.get("max_per_source"):
         rng = random.Random(int(rc["seed"]))
         by: dict[str, list[Sample]] = {}
@@ -225,6 +229,80 @@ def group_score(logits: np.ndarray, y: np.ndarray, samples: list[Sample]) -> flo
     return float(np.mean([np.mean(v) for v in groups.values()]))
 
 
+def _source_adversary_class():  # noqa: ANN202
+    import torch
+    from torch import nn
+
+    class _Reverse(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, lam):  # noqa: ANN001, ANN205
+            ctx.lam = lam
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, g):  # noqa: ANN001, ANN205
+            return -ctx.lam * g, None
+
+    class SourceAdversary(nn.Module):
+        """Class-conditional source adversary (recipe key ``adv``): from the pooled features it
+        tells the sources of an image's own class apart, and the reversed gradient takes that
+        information out of the features, so inside a class the hospital's look cannot carry the
+        call. Classes with one source add nothing. Each class/source group weighs the same."""
+
+        def __init__(self, y: np.ndarray, sources: list[str], channels: int) -> None:
+            super().__init__()
+            keys = [f"{int(c)}/{s}" for c, s in zip(y, sources, strict=True)]
+            self.groups = sorted(set(keys))
+            gi = np.array([self.groups.index(k) for k in keys])
+            cls_of = np.array([int(g.split("/")[0]) for g in self.groups])
+            self.register_buffer("target", torch.from_numpy(gi))
+            self.register_buffer("allowed", torch.from_numpy(cls_of[None, :] == np.asarray(y)[:, None]))
+            size = np.bincount(gi, minlength=len(self.groups)).astype(np.float64)
+            self.register_buffer("weight", torch.tensor(size.sum() / (len(size) * size), dtype=torch.float32))
+            self.head = nn.Sequential(nn.Linear(channels, 256), nn.ReLU(), nn.Linear(256, len(self.groups)))
+
+        def loss(self, pooled, idx, lam: float):  # noqa: ANN001, ANN201
+            import torch.nn.functional as F
+
+            ti = torch.from_numpy(np.asarray(idx))
+            z = self.head(_Reverse.apply(pooled, lam)).float()
+            z = z.masked_fill(~self.allowed[ti], -1e4)
+            return F.cross_entropy(z, self.target[ti], weight=self.weight)
+
+    return SourceAdversary
+
+
+def _SourceAdversary(y: np.ndarray, sources: list[str], channels: int):  # noqa: ANN202, N802
+    return _source_adversary_class()(y, sources, channels)
+
+
+def _intra_label_mix(y: np.ndarray, sources: list[str]):  # noqa: ANN202
+    """Selective augmentation (LISA, Yao et al. 2022), intra-label part, on cached trunk features
+    (recipe key ``lisa``: the share of batches mixed): each image is mixed (lambda ~ Beta(2, 2))
+    with an image of the same class from another source of that class, label unchanged, so what
+    tells the sources of a class apart stops carrying the class. Classes with one source are
+    left as they are."""
+    by: dict[int, dict[str, np.ndarray]] = {}
+    for c in sorted(set(int(v) for v in y)):
+        members = np.flatnonzero(y == c)
+        srcs = sorted({sources[i] for i in members})
+        by[c] = {src: np.array([i for i in members if sources[i] == src]) for src in srcs}
+
+    def mix(xb: np.ndarray, idx: np.ndarray, rng: np.random.Generator, get) -> np.ndarray:  # noqa: ANN001
+        out = xb.copy()
+        for j, t in enumerate(idx):
+            groups = by[int(y[t])]
+            others = [g for g in groups if g != sources[t]]
+            if not others:
+                continue
+            pool = groups[others[int(rng.integers(0, len(others)))]]
+            lam = float(rng.beta(2.0, 2.0))
+            out[j] = lam * xb[j] + (1.0 - lam) * np.asarray(get(int(pool[int(rng.integers(0, len(pool)))])), np.float32)
+        return out
+
+    return mix
+
+
 def run_recipe(rc: dict, out: Path) -> dict:
     import torch
     import torch.nn.functional as F
@@ -236,7 +314,8 @@ def run_recipe(rc: dict, out: Path) -> dict:
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(rc, indent=1))
-    seed_everything(int(rc["seed"]))
+    init_seed = int(rc["seed"] if rc.get("init_seed") is None else rc["init_seed"])  # training randomness only
+    seed_everything(init_seed)
     torch.set_num_threads(2)
     card = recipe_card(rc)
     size = tuple(rc["size"])
@@ -270,19 +349,24 @@ def run_recipe(rc: dict, out: Path) -> dict:
 
     net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
+    src_train = [s.source for s in sets["train"]]
+    adv = _SourceAdversary(y["train"], src_train, net.fc.in_features) if float(rc["adv"]) > 0 else None
+    if adv is not None:
+        params += list(adv.parameters())
+        print(f"source adversary: {len(adv.groups)} class/source groups, weight {rc['adv']}", flush=True)
     opt = torch.optim.AdamW(params, lr=float(rc["lr"]), weight_decay=float(rc["weight_decay"]))
     bs, n_train, epochs = int(rc["batch_size"]), len(y["train"]), int(rc["epochs"])
     steps = math.ceil(n_train / bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps * epochs, int(float(rc["warmup_epochs"]) * steps)))
-    src_train = [s.source for s in sets["train"]]
     loss_w = None
     if rc["balance"] == "class":
         freq = np.bincount(y["train"], minlength=len(LABELS)).astype(np.float64)
         loss_w = torch.tensor(freq.sum() / (len(LABELS) * np.maximum(freq, 1)), dtype=torch.float32)
     else:
         draw = sample_weights(y["train"], src_train, float(rc["source_alpha"]))
-    rng = np.random.default_rng(int(rc["seed"]))
+    rng = np.random.default_rng(init_seed)
     views = len(feats_train)
+    mix = _intra_label_mix(y["train"], src_train) if float(rc["lisa"]) > 0 else None
     history, best, best_state = [], None, None
     t_train0 = time.time()
     for epoch in range(epochs):
@@ -293,9 +377,20 @@ def run_recipe(rc: dict, out: Path) -> dict:
         for i in range(0, n_train, bs):
             idx = order[i : i + bs]
             xb = np.stack([feats_train[view_of[i + j]][t] for j, t in enumerate(idx)]).astype(np.float32)
+            if mix is not None and rng.random() < float(rc["lisa"]):
+                xb = mix(xb, idx, rng, lambda t: feats_train[int(rng.integers(0, views))][t])
             xt = torch.from_numpy(xb).contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y["train"][idx])
-            loss = F.cross_entropy(net(xt, start=k), yt, weight=loss_w, label_smoothing=float(rc["label_smoothing"]))
+            if adv is None:
+                out_b = net(xt, start=k)
+            else:
+                pooled = net.features(xt, start=k).mean((2, 3))
+                out_b = net.fc(net.dropout(pooled))
+            loss = F.cross_entropy(out_b, yt, weight=loss_w, label_smoothing=float(rc["label_smoothing"]))
+            if adv is not None:  # DANN ramp of the reversed gradient's strength over the run
+                p_run = (epoch * steps + i // bs) / (epochs * steps)
+                lam = float(rc["adv"]) * (2.0 / (1.0 + math.exp(-10.0 * p_run)) - 1.0)
+                loss = loss + adv.loss(pooled, idx, lam)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -330,6 +425,8 @@ def run_recipe(rc: dict, out: Path) -> dict:
     result["timing"] = {"cache_s": t_cache, "train_s": t_train, "total_s": time.time() - t_start}
     torch.save({"state_dict": net.state_dict(), "recipe": rc, "labels": LABELS, "temperature": temperature,
                 "operating_points": ops}, out / "checkpoint.pt")
+    np.savez_compressed(out / "logits.npz", **{f"{s}_logits": v for s, v in logits.items()},
+                        **{f"{s}_files": np.array([x.file for x in sets[s]]) for s in logits})
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(summary(result)), flush=True)
     return result
