@@ -127,7 +127,7 @@ def subtypes_of(data: Path) -> dict[str, str]:
             sub = r.get("subtype", "")
             if r["source"] == "kermany-2018-train":
                 sub = "pediatric"
-            subs[r["file"]] = sub
+            subs[r.get("file") or r.get("image", "")] = sub
     return subs
 
 
@@ -169,11 +169,31 @@ def evaluate_model(model: Path, split_file: Path | None = None, pool: str | Path
 
     ext_samples, _ = load_samples(extdev)
     result["extdev"], logits["extdev"] = evaluate_set(clf, ext_samples, extdev, "extdev")
+    others, why = other_normals(pool, split_file)
+    if others:
+        result["other_normals"], logits["other_normals"] = evaluate_set(clf, others, pool, "other normals")
+    result["other_normals_note"] = why
     if save_logits:
         np.savez(save_logits, **logits)
     if logits_out is not None:
         logits_out.update(logits)
     return result
+
+
+def other_normals(pool: Path, split_file: Path | None) -> tuple[list[Sample], str]:
+    """A second out-of-source normal set beside external-dev: the JSRT films without a nodule
+    (``../shared/data/lungseg``), when the model's split has none of them (else they are in its
+    training pool and say nothing about other hospitals)."""
+    from .extra_sources import extra_samples
+
+    try:
+        films = extra_samples("jsrt-nonodule", data_root(pool))
+    except (FileNotFoundError, OSError) as e:
+        return [], f"JSRT films not evaluated: {e}"
+    if split_file and any(s.source == "jsrt-nonodule" for v in read_split(Path(split_file), data_root(pool)).values() for s in v):
+        return [], "JSRT films not evaluated: the model's split has them (in-source for this model)"
+    return films, ("JSRT films without a nodule (Japanese film scans, never in this model's training, validation or "
+                   "calibration): a second out-of-source normal source")
 
 
 def headline(res: dict) -> dict:
@@ -187,6 +207,8 @@ def headline(res: dict) -> dict:
     if "internal" in res:
         out.update({"int_accuracy": res["internal"]["accuracy"], "int_ece": res["internal"]["ece"],
                     "int_macro_auc": res["internal"]["macro_auc_ovr"]})
+    if "other_normals" in res:
+        out["jsrt_normal_called_normal"] = res["other_normals"]["per_source"]["normal/jsrt-nonodule"]["called_normal"]
     return out
 
 
@@ -199,7 +221,7 @@ def write_json(obj: dict, path: Path) -> None:
 
 
 def print_report(res: dict) -> None:
-    for name in ("internal", "extdev"):
+    for name in ("internal", "extdev", "other_normals"):
         if name not in res:
             continue
         r = res[name]

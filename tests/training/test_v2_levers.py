@@ -96,3 +96,15 @@ def test_source_adversary_reverses_its_gradient_and_ignores_one_source_classes()
     torch.testing.assert_close(g_rev, -pooled.grad)
     assert float(torch.linalg.vector_norm(g_rev[2:])) < 1e-6  # class 1 has one source: nothing to remove
     assert float(torch.linalg.vector_norm(g_rev[:2])) > 0
+
+
+def test_jsrt_is_a_second_out_of_source_normal_set_only_for_models_that_never_saw_it(jsrt: list, tmp_path: Path) -> None:
+    from training.evaluate_ext import other_normals
+
+    installed = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.split.csv"
+    films, why = other_normals(CXR, installed)
+    assert len(films) == len(jsrt) and "never in this model's training" in why
+    with_jsrt = add_extra({s: [] for s in SPLITS}, ["jsrt-nonodule"], CXR, 42)
+    write_split(with_jsrt, tmp_path / "split.csv")
+    films, why = other_normals(CXR, tmp_path / "split.csv")
+    assert films == [] and "in-source" in why
