@@ -84,7 +84,7 @@ def evaluate(logits: np.ndarray, y_true: np.ndarray, labels: list[str], temperat
         "macro_f1": float(f.mean()),
         "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                             "support": int(cm[i].sum()), "auc_ovr": aucs[lab]} for i, lab in enumerate(labels)},
-        "macro_auc_ovr": float(np.nanmean(list(aucs.values()))),
+        "macro_auc_ovr": float(np.nanmean(list(aucs.values()))) if any(np.isfinite(v) for v in aucs.values()) else None,
         "confusion_matrix": cm.tolist(),
         "ece_before_temperature": expected_calibration_error(probs_raw, y_true),
         "ece_after_temperature": expected_calibration_error(probs, y_true),
