@@ -33,8 +33,17 @@ def recard(model: Path, version: str) -> dict:
     if not films:
         raise SystemExit(f"nothing to add: {why}")
     rep, _ = evaluate_set(clf, films, pool, "JSRT films without a nodule")
-    src = rep["per_source"]["normal/jsrt-nonodule"]
     card = json.loads(clf.card.to_json())
+    add_other_normals(card, rep)
+    card["version"] = version
+    write_card(model, card)
+    return {"model": str(model), "version": version, "sha256": sha256_file(model), "other_normals": rep, "note": why}
+
+
+def add_other_normals(card: dict, rep: dict) -> None:
+    """Put the JSRT evaluation ``rep`` (``evaluate_set``) into ``card``'s out-of-source figures
+    and confounders."""
+    src = rep["per_source"]["normal/jsrt-nonodule"]
     oos = card["out_of_source_metrics"]
     oos["per_source"]["jsrt-nonodule"] = {"label": "normal", "n": src["n"], "correct_call_rate": src["correct"],
                                          "calls": src["calls"], "ece": src["ece"], "called_normal": src["called_normal"]}
@@ -46,9 +55,6 @@ def recard(model: Path, version: str) -> dict:
                       if d.get("label") == "normal" and "called_normal" in d)
     conf = [c for c in card["training_data"].get("confounders", []) if not c.startswith(NIH_NORMALS[:40])]
     card["training_data"]["confounders"] = [*conf, NIH_NORMALS.format(rates=rates)]
-    card["version"] = version
-    write_card(model, card)
-    return {"model": str(model), "version": version, "sha256": sha256_file(model), "other_normals": rep, "note": why}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from tinymodel import tiny_card
 from engine.card import DECISION_RULE, ModelCard
 from engine.errors import ModelError
 from engine.io import load_image
-from engine.preprocess import letterbox_box, preprocess, resize_gray
+from engine.preprocess import letterbox_box, preprocess, resize_gray, to_8bit_steps
 
 
 @pytest.fixture
@@ -24,14 +24,14 @@ def card() -> ModelCard:
 def test_shape_dtype_and_normalisation(card: ModelCard) -> None:
     x = preprocess(np.full((300, 200), 0.75, np.float32), card)
     assert x.shape == (3, 64, 64) and x.dtype == np.float32
-    np.testing.assert_allclose(x, (0.75 - 0.5) / 0.25, atol=1e-6)
+    np.testing.assert_allclose(x, (round(0.75 * 255) / 255 - 0.5) / 0.25, atol=1e-6)  # on 8-bit steps, as in training
 
 
 def test_per_channel_mean_std() -> None:
     card = ModelCard.from_dict(tiny_card(size=32, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]))
     x = preprocess(np.full((32, 32), 0.5, np.float32), card)
     for c, (m, s) in enumerate(zip(card.mean, card.std, strict=True)):
-        np.testing.assert_allclose(x[c], (0.5 - m) / s, atol=1e-5)
+        np.testing.assert_allclose(x[c], (128 / 255 - m) / s, atol=1e-5)  # 0.5 on 8-bit steps
 
 
 def test_real_image_matches_manual_resize(card: ModelCard, cxr_samples: dict[str, list[Path]]) -> None:
@@ -40,7 +40,7 @@ def test_real_image_matches_manual_resize(card: ModelCard, cxr_samples: dict[str
     im = load_image(cxr_samples["tuberculosis"][0])
     x = preprocess(im.pixels, card)
     ref = cv2.resize(im.pixels, (64, 64), interpolation=cv2.INTER_AREA)
-    np.testing.assert_allclose(x[0], (ref - 0.5) / 0.25, atol=1e-5)
+    np.testing.assert_allclose(x[0], (to_8bit_steps(ref) - 0.5) / 0.25, atol=1e-5)
     np.testing.assert_array_equal(x[0], x[1])  # gray replicated to 3 channels
     assert abs(float(ref.mean()) - float(im.pixels.mean())) < 0.01  # area resampling keeps brightness
 

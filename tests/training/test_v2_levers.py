@@ -108,3 +108,27 @@ def test_jsrt_is_a_second_out_of_source_normal_set_only_for_models_that_never_sa
     write_split(with_jsrt, tmp_path / "split.csv")
     films, why = other_normals(CXR, tmp_path / "split.csv")
     assert films == [] and "in-source" in why
+
+
+def test_engine_input_of_a_large_film_equals_the_training_input(jsrt: list) -> None:
+    """Train/serve parity on a 512 px film: the engine rounds to 8-bit steps as training does."""
+    import json
+
+    from engine import Classifier, load_image, prepare
+    from training.data import Sample
+    from training.train import normalize_batch
+
+    model = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.onnx"
+    if not model.exists():
+        pytest.skip("bundled model missing")
+    clf = Classifier(model)
+    film = jsrt[0]
+    assert load_image(film.path).pixels.shape == (512, 512)
+    x = prepare(load_image(film.path), clf).x
+    steps = (x[0] * np.asarray(clf.card.std)[0] + np.asarray(clf.card.mean)[0]) * 255.0
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)  # 8-bit levels only
+    rc = {**recipe_v2.DEFAULT_RC, "preprocessing": json.loads(clf.card.to_json()).get("preprocessing") or {}}
+    plain = Sample(film.path, film.file, film.label, film.key, "engine-parity")  # not an extra source: no JPEG step
+    u8 = load_all([plain], tuple(clf.card.input_size), workers=1)
+    view = recipe_v2.make_view(u8, None, recipe_v2.recipe_card(rc), "v1", None)
+    np.testing.assert_allclose(normalize_batch(view, rc["mean"], rc["std"])[0], x, atol=1e-6)
