@@ -32,7 +32,8 @@ INTERNAL_TARGETS = {"accuracy": 0.97, "ece": 0.03}
 CONFOUNDERS = [
     "Age tracks pneumonia: 3,456 of 3,906 pneumonia images are pediatric (Kermany 2018) against 1,280 pediatric "
     "normals; NIH adult pneumonias (450) and NIH normals (459, 67 pediatric) weaken the child = pneumonia "
-    "shortcut but do not remove it. Training samples each class's sources by the square root of their size.",
+    "shortcut but do not remove it. Training weighs the classes equally (class-weighted loss); the sources inside a "
+    "class are not rebalanced (source-balanced sampling was measured and not kept).",
     "Every COVID-19 image is adult and comes from COVID-only collections (hospital archives and published figures "
     "with text, arrows, markers and crops); hospital look and COVID-19 coincide.",
     "Tuberculosis comes from a single collection (tb-mixed) and has no external test: treat its figures as optimistic.",
