@@ -134,7 +134,9 @@ def build_standin(out: Path) -> tuple[Path, object] | None:
     m = onnx.load(str(path))
     card = {"name": "efficientnet-lite0-standin", "version": "0.0.0", "labels": LABELS, "input_size": [224, 224],
             "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "resize": "stretch",
-            "temperature": temperature, "intended_use": "Benchmark stand-in (random weights). Research use only, not for diagnosis."}
+            "temperature": temperature, "intended_use": "Benchmark stand-in (random weights). Research use only, not for diagnosis.",
+            "operating_points": {lab: 0.5 for lab in LABELS}, "training_data": {"summary": "none: random weights"},
+            "test_metrics": {}, "created": "2026-11-30"}
     helper.set_model_props(m, {"radlens.card": json.dumps(card)})
     onnx.save(m, str(path))
     return path, model
