@@ -37,7 +37,7 @@ from .data import Sample, data_root, load_all, load_samples, read_split, resolve
 from .evaluate_ext import EXTDEV, POOL, group_report, source_report, subtypes_of
 from .metrics import evaluate, fit_temperature, operating_points, softmax
 from .sampling import epoch_indices, sample_weights
-from .scanner_aug import figure_marks, scanner_augment
+from .scanner_aug import TEXTURE_ONLY, figure_marks, scanner_augment
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache"
@@ -109,10 +109,12 @@ def make_view(imgs: np.ndarray, boxes: list, card: ModelCard, aug: str, seed: in
         g = im.astype(np.float32) / 255.0
         if rng is not None and aug in ("scanner", "scanner_marks"):
             g = scanner_augment(g, rng)
+        elif rng is not None and aug == "texture":
+            g = scanner_augment(g, rng, TEXTURE_ONLY)
         if rng is not None and aug in ("scanner_marks", "marks"):
             g = figure_marks(g, rng)
         g, _, _ = model_gray(g, card, _Lungs(boxes[i]) if boxes is not None else None)
-        if rng is not None and aug in ("v1", "scanner", "scanner_marks", "marks"):
+        if rng is not None and aug in ("v1", "scanner", "scanner_marks", "marks", "texture"):
             g = augment(g, rng)
         elif rng is not None and aug == "fov":
             g = augment(g, rng, FOV_AUGMENT)

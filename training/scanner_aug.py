@@ -95,3 +95,9 @@ def figure_marks(img: np.ndarray, rng: np.random.Generator, p: float = 0.4) -> n
             t, lft = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             out = cv2.resize(out[t : t + ch, lft : lft + cw], (w, h), interpolation=cv2.INTER_LINEAR)
     return out.astype(np.float32) / 255.0
+
+
+# texture only (blur or sharpening, down-and-up scaling, noise, JPEG quality 25-90), no tone curve:
+# aimed at "compression and resampling artefacts tell the class" (recipe ``aug: "texture"``)
+TEXTURE_ONLY = ScannerAugConfig(gamma=(1.0, 1.0), window_p=0.0, lift_p=0.0)
+
