@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings
 
 from engine.pacs.servers import ServerConfig, default_cache_dir, default_servers_path, load_servers, save_servers
 
-from .settings import Settings
+from .settings import Settings, _flag
 
 DEFAULT_AE_TITLE = "RADLENS"
 DEFAULT_PORT = 11112
@@ -21,6 +21,7 @@ class PacsPrefs:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.qs = settings.qs
+        self._get = settings._get  # what ``_flag`` reads through
 
     # -- servers -------------------------------------------------------------------------
     @property
@@ -39,7 +40,7 @@ class PacsPrefs:
 
     @property
     def last_server(self) -> str:
-        return str(self.settings._get("pacs/last_server", ""))
+        return str(self._get("pacs/last_server", ""))
 
     @last_server.setter
     def last_server(self, name: str) -> None:
@@ -49,7 +50,7 @@ class PacsPrefs:
     @property
     def cache_dir(self) -> Path:
         """Where retrieved and received studies go."""
-        chosen = str(self.settings._get("pacs/cache_dir", ""))
+        chosen = str(self._get("pacs/cache_dir", ""))
         return Path(chosen) if chosen else default_cache_dir()
 
     @cache_dir.setter
@@ -57,17 +58,11 @@ class PacsPrefs:
         self.qs.setValue("pacs/cache_dir", str(folder))
 
     # -- receiver ------------------------------------------------------------------------
-    @property
-    def receive_enabled(self) -> bool:
-        return bool(self.settings._get("pacs/receive", False, bool))
-
-    @receive_enabled.setter
-    def receive_enabled(self, on: bool) -> None:
-        self.qs.setValue("pacs/receive", bool(on))
+    receive_enabled = _flag("pacs/receive", False, "Receive studies (C-STORE); off by default.")
 
     @property
     def ae_title(self) -> str:
-        return str(self.settings._get("pacs/ae_title", DEFAULT_AE_TITLE)) or DEFAULT_AE_TITLE
+        return str(self._get("pacs/ae_title", DEFAULT_AE_TITLE)) or DEFAULT_AE_TITLE
 
     @ae_title.setter
     def ae_title(self, ae: str) -> None:
@@ -75,7 +70,7 @@ class PacsPrefs:
 
     @property
     def port(self) -> int:
-        return int(self.settings._get("pacs/port", DEFAULT_PORT, int))
+        return int(self._get("pacs/port", DEFAULT_PORT, int))
 
     @port.setter
     def port(self, port: int) -> None:

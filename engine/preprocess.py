@@ -96,7 +96,7 @@ def normalize_intensity(gray: np.ndarray, method: str) -> np.ndarray:
     equalisation), ``"equalize"`` (global histogram equalisation) or ``"none"``."""
     if method == "none":
         return gray.astype(np.float32, copy=False)
-    u8 = np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    u8 = to_u8(gray)
     if method == "equalize":
         out = cv2.equalizeHist(u8)
     elif method == "clahe":
@@ -149,13 +149,18 @@ def model_input(pixels: np.ndarray, card: ModelCard, lungs: object | None = None
     return ModelInput(x=normalize(to_8bit_steps(gray), card), box=box, cropped=box != (0, 0, int(h), int(w)), notes=notes)
 
 
+def to_u8(gray: np.ndarray) -> np.ndarray:
+    """[0, 1] gray -> uint8 (rounded): the one conversion the engine and training share."""
+    return np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_8bit_steps(gray: np.ndarray) -> np.ndarray:
     """Round model-size gray ([0, 1]) to the 256 levels of an 8-bit image. Every training image
     reaches the network as 8-bit values at the input size (``training.recipe_v2.make_view``), so
     a 12-bit DICOM or a large PNG, resized here in float, would otherwise give the network finer
     steps than it ever saw; on 92 JSRT films without a nodule that alone moved 2.0.0 from 14% to
     25% called normal. An image already 8-bit at the input size is unchanged."""
-    return (np.floor(np.clip(gray, 0.0, 1.0) * 255.0 + 0.5) / 255.0).astype(np.float32)
+    return to_u8(gray).astype(np.float32) / np.float32(255.0)
 
 
 def preprocess(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> np.ndarray:

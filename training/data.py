@@ -22,7 +22,7 @@ import numpy as np
 from engine.errors import RadLensError
 from engine.fileio import looks_like_image
 from engine.io import load_image
-from engine.preprocess import resize_gray
+from engine.preprocess import resize_gray, to_u8
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -177,17 +177,13 @@ def load_gray(path: str, size: tuple[int, int], policy: str = "stretch") -> np.n
     return resize_gray(load_image(path).pixels, size, policy)
 
 
-def _to_u8(gray: np.ndarray) -> np.ndarray:
-    return np.clip(gray * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def load_all(samples: list[Sample], size: tuple[int, int], policy: str = "stretch", workers: int = 4) -> np.ndarray:
     """Decode every sample to uint8 [N, H, W] (model input size) with a thread pool; a file
     the engine refuses raises its ``RadLensError`` (see ``decode_samples`` to skip instead)."""
     from .extra_sources import is_extra, pool_format
 
     def one(s: Sample) -> np.ndarray:
-        u8 = _to_u8(load_gray(s.path, size, policy))
+        u8 = to_u8(load_gray(s.path, size, policy))
         return pool_format(u8) if is_extra(s) else u8  # an extra source in the pool's own format
 
     with ThreadPoolExecutor(workers) as ex:
@@ -211,7 +207,7 @@ def decode_samples(samples: list[Sample], size: tuple[int, int], policy: str = "
             image = load_image(s.path)
         except RadLensError as e:
             return Skipped(s.file, str(e))
-        return _to_u8(resize_gray(image.pixels, size, policy))
+        return to_u8(resize_gray(image.pixels, size, policy))
 
     with ThreadPoolExecutor(workers) as ex:
         results = list(ex.map(one, samples))

@@ -180,6 +180,20 @@ def install_run(run: Path, install: Path, baseline: Path | None, force: bool = F
     return True
 
 
+def add_measured_figures(card: dict, model: Path, split_file: Path, labels: list[str], temperature: float) -> tuple[dict, dict]:
+    """Run ``model`` through the engine on the internal test split of ``split_file`` and on
+    cxr-extdev; put the test metrics and the out-of-source figures into ``card``. Returns the
+    evaluation (``evaluate_model``) and the full test metrics."""
+    logits: dict = {}
+    res = evaluate_model(model, split_file, POOL, EXTDEV, logits_out=logits)
+    test = read_split(split_file, data_root(resolve_data(POOL)))["test"]
+    full_test = evaluate(logits["internal"], np.array([labels.index(s.label) for s in test]), labels, temperature)
+    card["test_metrics"] = card_test_metrics(full_test)
+    card["test_metrics"]["per_source_correct_call_rate"] = {k: d["correct"] for k, d in res["internal"]["per_source"].items()}
+    card["out_of_source_metrics"] = out_of_source(res["extdev"])
+    return res, full_test
+
+
 def export_run(run: Path, install: Path | None = None, baseline: Path | None = None, lung_model_path: str | None = None,
                force_install: bool = False) -> dict:
     import torch
@@ -212,14 +226,7 @@ def export_run(run: Path, install: Path | None = None, baseline: Path | None = N
     imgs = check_images(run, rc, ModelCard.from_dict(card), seg)
     verification = verify_export(path, net, ck["temperature"], imgs, labels)
     print("export verified:", json.dumps(verification), flush=True)
-    logits: dict = {}
-    res = evaluate_model(path, run / "split.csv", POOL, EXTDEV, logits_out=logits)
-    test = read_split(run / "split.csv", data_root(resolve_data(POOL)))["test"]
-    y = np.array([labels.index(s.label) for s in test])
-    full_test = evaluate(logits["internal"], y, labels, ck["temperature"])
-    card["test_metrics"] = card_test_metrics(full_test)
-    card["test_metrics"]["per_source_correct_call_rate"] = {k: d["correct"] for k, d in res["internal"]["per_source"].items()}
-    card["out_of_source_metrics"] = out_of_source(res["extdev"])
+    res, full_test = add_measured_figures(card, path, run / "split.csv", labels, ck["temperature"])
     write_card(path, card)  # the graph is untouched: only the file's hash changes
     verification["sha256"] = sha256_file(path)
     res["model"]["sha256"] = verification["sha256"]

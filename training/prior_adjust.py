@@ -29,10 +29,10 @@ from onnx import numpy_helper
 
 from engine.model import Classifier, sha256_file
 
-from .data import data_root, read_split, resolve_data
-from .evaluate_ext import POOL, default_split_file, engine_logits, evaluate_model, headline, print_report, write_json
+from .data import Sample, data_root, read_split, resolve_data
+from .evaluate_ext import POOL, default_split_file, engine_logits, headline, print_report, write_json
 from .export import write_card
-from .export_v2 import card_test_metrics, out_of_source
+from .export_v2 import add_measured_figures
 from .metrics import evaluate, operating_points, softmax
 from .recard import add_other_normals
 
@@ -40,12 +40,19 @@ BIAS = "net.fc.bias"
 
 
 def train_prior(split_file: Path, labels: list[str]) -> np.ndarray:
-    train = read_split(split_file, data_root(resolve_data(POOL)))["train"]
+    return class_prior(_splits(split_file)["train"], labels)
+
+
+def class_prior(train: list[Sample], labels: list[str]) -> np.ndarray:
     counts = Counter(s.label for s in train)
     pi = np.array([counts.get(lab, 0) for lab in labels], np.float64)
     if (pi == 0).any():
-        raise SystemExit(f"a class has no training rows in {split_file}: {dict(counts)}")
+        raise SystemExit(f"a class has no training rows: {dict(counts)}")
     return pi / pi.sum()
+
+
+def _splits(split_file: Path) -> dict[str, list[Sample]]:
+    return read_split(split_file, data_root(resolve_data(POOL)))
 
 
 def adjust_bias(model: Path, shift: np.ndarray) -> None:
@@ -67,9 +74,10 @@ def prior_adjust(model: Path, version: str, split_file: Path | None = None) -> d
     labels, temperature = list(clf.labels), float(clf.card.temperature)
     if (clf.card.extra or {}).get("prior_adjustment"):
         raise SystemExit(f"{model} is already adjusted: {clf.card.extra['prior_adjustment']}")
-    pi = train_prior(split_file, labels)
+    splits = _splits(split_file)
+    pi = class_prior(splits["train"], labels)
     shift = temperature * np.log(len(labels) * pi)
-    val = read_split(split_file, data_root(resolve_data(POOL)))["val"]
+    val = splits["val"]
     y_val = np.array([labels.index(s.label) for s in val])
     z_val, _ = engine_logits(clf, val, desc="validation")
     before = evaluate(z_val, y_val, labels, temperature)
@@ -90,13 +98,7 @@ def prior_adjust(model: Path, version: str, split_file: Path | None = None) -> d
         "validation_after": {k: round(float(after[k]), 4) for k in ("accuracy", "macro_auc_ovr", "ece_after_temperature")},
     }
     write_card(model, card)
-    logits: dict = {}
-    res = evaluate_model(model, split_file, logits_out=logits)
-    test = read_split(split_file, data_root(resolve_data(POOL)))["test"]
-    full_test = evaluate(logits["internal"], np.array([labels.index(s.label) for s in test]), labels, temperature)
-    card["test_metrics"] = card_test_metrics(full_test)
-    card["test_metrics"]["per_source_correct_call_rate"] = {k: d["correct"] for k, d in res["internal"]["per_source"].items()}
-    card["out_of_source_metrics"] = out_of_source(res["extdev"])
+    res, full_test = add_measured_figures(card, model, split_file, labels, temperature)
     if "other_normals" in res:
         add_other_normals(card, res["other_normals"])
     write_card(model, card)

@@ -8,7 +8,10 @@ photometry after preprocessing; ``scanner``: other-scanner looks before preproce
 ``v1``), ``balance`` (``class``: class-weighted loss; ``source``: sampling balanced by class
 and by source within class, ``source_alpha``), ``cut`` (layers below it frozen and their
 outputs cached; 12 = v1, 15 = only blocks 14-15 + head train, the cheap proxy),
-``max_per_source`` (cap per class/source in train: cheap proxies). Temperature and
+``max_per_source`` (cap per class/source in train: cheap proxies), ``extra`` (sources outside the
+pool, ``training.extra_sources``), ``adv`` (class-conditional source adversary,
+``training.adversary``), ``lisa`` (intra-label cross-source mixing), ``init_seed`` (training
+randomness only, for the seed spread). Temperature and
 operating points are fitted on the validation split (mixed sources), never on extdev;
 the best epoch is chosen on validation by the mean correct-call rate over class/source
 groups.
@@ -30,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.card import ModelCard
-from engine.preprocess import model_gray
+from engine.preprocess import model_gray, to_u8
 
 from .augment import FOV_AUGMENT, augment
 from .data import Sample, data_root, load_all, load_samples, read_split, resolve_data, write_split
@@ -118,7 +121,7 @@ def make_view(imgs: np.ndarray, boxes: list, card: ModelCard, aug: str, seed: in
             g = augment(g, rng)
         elif rng is not None and aug == "fov":
             g = augment(g, rng, FOV_AUGMENT)
-        out[i] = np.clip(g * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out[i] = to_u8(g)
     return out
 
 
@@ -231,53 +234,6 @@ def group_score(logits: np.ndarray, y: np.ndarray, samples: list[Sample]) -> flo
     return float(np.mean([np.mean(v) for v in groups.values()]))
 
 
-def _source_adversary_class():  # noqa: ANN202
-    import torch
-    from torch import nn
-
-    class _Reverse(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, lam):  # noqa: ANN001, ANN205
-            ctx.lam = lam
-            return x.view_as(x)
-
-        @staticmethod
-        def backward(ctx, g):  # noqa: ANN001, ANN205
-            return -ctx.lam * g, None
-
-    class SourceAdversary(nn.Module):
-        """Class-conditional source adversary (recipe key ``adv``): from the pooled features it
-        tells the sources of an image's own class apart, and the reversed gradient takes that
-        information out of the features, so inside a class the hospital's look cannot carry the
-        call. Classes with one source add nothing. Each class/source group weighs the same."""
-
-        def __init__(self, y: np.ndarray, sources: list[str], channels: int) -> None:
-            super().__init__()
-            keys = [f"{int(c)}/{s}" for c, s in zip(y, sources, strict=True)]
-            self.groups = sorted(set(keys))
-            gi = np.array([self.groups.index(k) for k in keys])
-            cls_of = np.array([int(g.split("/")[0]) for g in self.groups])
-            self.register_buffer("target", torch.from_numpy(gi))
-            self.register_buffer("allowed", torch.from_numpy(cls_of[None, :] == np.asarray(y)[:, None]))
-            size = np.bincount(gi, minlength=len(self.groups)).astype(np.float64)
-            self.register_buffer("weight", torch.tensor(size.sum() / (len(size) * size), dtype=torch.float32))
-            self.head = nn.Sequential(nn.Linear(channels, 256), nn.ReLU(), nn.Linear(256, len(self.groups)))
-
-        def loss(self, pooled, idx, lam: float):  # noqa: ANN001, ANN201
-            import torch.nn.functional as F
-
-            ti = torch.from_numpy(np.asarray(idx))
-            z = self.head(_Reverse.apply(pooled, lam)).float()
-            z = z.masked_fill(~self.allowed[ti], -1e4)
-            return F.cross_entropy(z, self.target[ti], weight=self.weight)
-
-    return SourceAdversary
-
-
-def _SourceAdversary(y: np.ndarray, sources: list[str], channels: int):  # noqa: ANN202, N802
-    return _source_adversary_class()(y, sources, channels)
-
-
 def _intra_label_mix(y: np.ndarray, sources: list[str]):  # noqa: ANN202
     """Selective augmentation (LISA, Yao et al. 2022), intra-label part, on cached trunk features
     (recipe key ``lisa``: the share of batches mixed): each image is mixed (lambda ~ Beta(2, 2))
@@ -352,7 +308,11 @@ def run_recipe(rc: dict, out: Path) -> dict:
     net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
     src_train = [s.source for s in sets["train"]]
-    adv = _SourceAdversary(y["train"], src_train, net.fc.in_features) if float(rc["adv"]) > 0 else None
+    adv = None
+    if float(rc["adv"]) > 0:
+        from .adversary import SourceAdversary
+
+        adv = SourceAdversary(y["train"], src_train, net.fc.in_features)
     if adv is not None:
         params += list(adv.parameters())
         print(f"source adversary: {len(adv.groups)} class/source groups, weight {rc['adv']}", flush=True)

@@ -24,6 +24,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from conftest import RECEIVER_AE, free_port  # noqa: E402 - tests/pacs/conftest.py
+from fake_dialogs import FakeDialogs  # noqa: E402 - tests/fake_dialogs.py
 from PySide6.QtCore import QStandardPaths, Qt  # noqa: E402
 
 from engine import default_model_path  # noqa: E402
@@ -38,41 +39,11 @@ SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33", 
 SC_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
 
-class Answers:
-    """The window's questions answered from queues; messages recorded instead of shown."""
-
-    def __init__(self) -> None:
-        self.confirms: list[bool] = []
-        self.passwords: list[str] = []
-        self.asked: list[tuple[str, str]] = []
-        self.errors: list[tuple[str, str]] = []
-        self.infos: list[tuple[str, str]] = []
-
-    def open_files(self, folder: str) -> list[str]:
-        return []
-
-    def open_folder(self, folder: str, title: str = "") -> str:
-        return ""
-
-    def text(self, title: str, label: str, default: str = "") -> str:
-        return ""
-
-    def password(self, title: str, label: str) -> str:
-        self.asked.append((title, label))
-        return self.passwords.pop(0) if self.passwords else ""
+class Answers(FakeDialogs):
+    """The desktop tests' dialogs; a list to choose from is answered with its first item."""
 
     def choose(self, title: str, label: str, items: list[str]) -> str:
         return items[0] if items else ""
-
-    def error(self, title: str, text: str) -> None:
-        self.errors.append((title, text))
-
-    def info(self, title: str, text: str) -> None:
-        self.infos.append((title, text))
-
-    def confirm(self, title: str, text: str, action: str) -> bool:
-        self.asked.append((title, text))
-        return self.confirms.pop(0) if self.confirms else True
 
 
 @pytest.fixture

@@ -82,7 +82,9 @@ def test_intra_label_mix_only_mixes_a_class_with_its_other_sources() -> None:
 def test_source_adversary_reverses_its_gradient_and_ignores_one_source_classes() -> None:
     y = np.array([0, 0, 1, 1])
     src = ["a", "b", "c", "c"]
-    adv = recipe_v2._SourceAdversary(y, src, 8)
+    from training.adversary import SourceAdversary
+
+    adv = SourceAdversary(y, src, 8)
     assert adv.groups == ["0/a", "0/b", "1/c"]
     torch.manual_seed(0)
     pooled = torch.randn(4, 8, requires_grad=True)
