@@ -67,6 +67,15 @@ class ModelCard:
     decision_rule: str = DECISION_RULE
     ood: dict[str, Any] | None = None  # {"method", "threshold", "output": "ood"}
     out_of_source_metrics: dict[str, Any] = field(default_factory=dict)
+    # {"file", "sha256", "rows", "dim", ...}: the base model's training features for site adaptation
+    reference_set: dict[str, Any] | None = None
+    # {"parent": {name, version, sha256}, "site": {name, date, counts}, "parameters", figures}: an adapted model
+    site_adaptation: dict[str, Any] | None = None
+
+    @property
+    def parent(self) -> dict[str, str] | None:
+        """The model this one was adapted from (name, version, sha256); None for a base model."""
+        return (self.site_adaptation or {}).get("parent")
 
     def to_dict(self) -> dict[str, Any]:
         """The card as plain JSON types (what ``from_dict`` reads back to an equal card)."""
@@ -74,8 +83,9 @@ class ModelCard:
         d["labels"] = list(self.labels)
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        if self.ood is None:
-            del d["ood"]
+        for key in ("ood", "reference_set", "site_adaptation"):
+            if d[key] is None:
+                del d[key]
         return d
 
     def to_json(self) -> str:
@@ -261,6 +271,32 @@ def _ood(d: dict[str, Any]) -> dict[str, Any] | None:
     return {**raw, "threshold": float(threshold)}
 
 
+def _reference_set(d: dict[str, Any]) -> dict[str, Any] | None:
+    raw = d.get("reference_set")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ModelError(f"model card reference_set must be a JSON object or absent, got {_show(raw)}.")
+    name, sha = raw.get("file"), raw.get("sha256")
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
+        raise ModelError(f"model card reference_set.file must be a file name beside the model, got {_show(name)}.")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha):
+        raise ModelError(f"model card reference_set.sha256 must be 64 hex digits, got {_show(sha)}.")
+    return {**raw, "sha256": sha.lower()}
+
+
+def _site_adaptation(d: dict[str, Any]) -> dict[str, Any] | None:
+    raw = d.get("site_adaptation")
+    if raw is None:
+        return None
+    parent = raw.get("parent") if isinstance(raw, dict) else None
+    if not isinstance(parent, dict) or not all(isinstance(parent.get(k), str) and parent.get(k)
+                                               for k in ("name", "version", "sha256")):
+        raise ModelError("model card site_adaptation must name its parent model {name, version, sha256}, got "
+                         f"{_show(raw)}.")
+    return dict(raw)
+
+
 # Field name -> validator, in the order the fields are checked (the first bad one is reported).
 _VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "name": lambda d: _text_field(d, "name"),
@@ -282,4 +318,6 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "decision_rule": lambda d: _text_field(d, "decision_rule", DECISION_RULE) or DECISION_RULE,
     "ood": _ood,
     "out_of_source_metrics": lambda d: _object_field(d, "out_of_source_metrics"),
+    "reference_set": _reference_set,
+    "site_adaptation": _site_adaptation,
 }

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 REQUIRED_OUTPUTS = ("logits", "probs", "cam")
 OPTIONAL_OUTPUTS = ("ood",)  # [N]: out-of-distribution score (higher = less like the training data)
+FEATURES_OUTPUT = "features"  # optional [N, D]: the pooled features feeding the linear head (site adaptation)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -50,6 +51,7 @@ class ModelOutputs:
     probs: np.ndarray  # [N, C]
     cam: np.ndarray  # [N, C, h, w]
     ood: np.ndarray | None = None  # [N], when the model has the optional output
+    features: np.ndarray | None = None  # [N, D], only when asked for (``run(..., features=True)``)
 
 
 def _dims(shape: list) -> list:
@@ -85,6 +87,9 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
             raise ModelError(f"output '{name}' has {shape[1]} classes but the card lists {n_cls} labels {list(card.labels)}.")
     if "ood" in outs and len(_dims(outs["ood"].shape)) != 1:
         raise ModelError(f"output 'ood' must be [N] (one score per image), got shape {outs['ood'].shape}.")
+    if FEATURES_OUTPUT in outs and len(_dims(outs[FEATURES_OUTPUT].shape)) != 2:
+        raise ModelError(f"output '{FEATURES_OUTPUT}' must be [N, D] (pooled features), got shape "
+                         f"{outs[FEATURES_OUTPUT].shape}.")
     if getattr(card, "ood", None) and "ood" not in outs:
         raise ModelError("the model card describes an out-of-distribution score ('ood') but the graph has no 'ood' "
                          "output; re-export the model.")
@@ -173,6 +178,7 @@ class Classifier:
         names = {o.name for o in self.session.get_outputs()}
         self._outputs = [*REQUIRED_OUTPUTS, *(n for n in OPTIONAL_OUTPUTS if n in names)]
         self.has_ood = "ood" in names
+        self.has_features = FEATURES_OUTPUT in names
         self._lock = threading.Lock()
         if warmup:
             self._warmup()
@@ -210,12 +216,18 @@ class Classifier:
         if out.probs.shape[1] != len(self.labels):
             raise ModelError(f"{self.path.name}: 'probs' gives {out.probs.shape[1]} classes but the card lists {len(self.labels)} labels.")
 
-    def run(self, batch: np.ndarray) -> ModelOutputs:
-        """Run on preprocessed input [N, 3, H, W] float32."""
+    def run(self, batch: np.ndarray, features: bool = False) -> ModelOutputs:
+        """Run on preprocessed input [N, 3, H, W] float32. ``features=True`` also returns the pooled
+        features (the model must have the optional ``features`` output)."""
         if batch.ndim != 4:
             raise ValueError(f"expected [N, 3, H, W], got {batch.shape}")
-        out = self.session.run(self._outputs, {"image": np.ascontiguousarray(batch, np.float32)})
-        return ModelOutputs(logits=out[0], probs=out[1], cam=out[2], ood=out[3] if self.has_ood else None)
+        if features and not self.has_features:
+            raise ModelError(f"{self.path.name} has no '{FEATURES_OUTPUT}' output (pooled features); re-export it "
+                             "with `python -m training features MODEL.onnx`.")
+        names = [*self._outputs, FEATURES_OUTPUT] if features else self._outputs
+        out = self.session.run(names, {"image": np.ascontiguousarray(batch, np.float32)})
+        return ModelOutputs(logits=out[0], probs=out[1], cam=out[2], ood=out[3] if self.has_ood else None,
+                            features=out[-1] if features else None)
 
     def describe(self) -> dict[str, str]:
         return {"model_name": self.card.name, "model_version": self.card.version, "model_sha256": self.sha256}

@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("checkpoint")
     x.add_argument("-o", "--output", required=True)
     x.set_defaults(func=cmd_export)
+    from .features import add_parser as add_features_parser
+
+    add_features_parser(sub)
     args = p.parse_args(argv)
     try:
         return int(args.func(args))
