@@ -31,6 +31,10 @@ class Actions:
         self.quit = action(win, "&Quit", QKeySequence.StandardKey.Quit, "Quit RadLens")
         self.card = action(win, "Model &card…", "Ctrl+I", "What the model was trained on and how well it does")
         self.card.setEnabled(False)
+        self.adapt = action(win, "&Adapt to this site…", None,
+                            "Refit the model on your site's confirmed films and save it as a new model")
+        self.adapt.setEnabled(False)
+        self.bundled = action(win, "Use the &bundled model", None, "Switch back to the model that ships with RadLens")
         self.next = action(win, "&Next image", "PgDown", "Next image of the study")
         self.prev = action(win, "&Previous image", "PgUp", "Previous image of the study")
         self.save_preset = action(win, "&Save window as preset…", "Ctrl+Shift+W", "Keep this window/level")
@@ -53,6 +57,7 @@ class Actions:
         """Actions that need a model: the model card and batch analysis."""
         self.card.setEnabled(on)
         self.batch.setEnabled(on)
+        self.adapt.setEnabled(on)
 
     def build_menus(self, win: QMainWindow, display: DisplayController, study_toggle: QAction,
                     analysis_toggle: QAction, tags_toggle: QAction) -> None:
@@ -94,6 +99,8 @@ class Actions:
         an.addSeparator()
         an.addAction(self.batch)  # also under File: where people look for it
         an.addAction(self.card)
+        an.addSeparator()
+        an.addActions([self.adapt, self.bundled])
         dev = an.addMenu("&Device")
         dev.addActions(list(self.devices.values()))
         h = mb.addMenu("&Help")

@@ -15,6 +15,7 @@ from engine import DISCLAIMER, Classifier, Prediction, Window
 
 from . import APP_NAME
 from .actions import Actions
+from .adapt_dialog import AdaptDialog
 from .analysis_dock import AnalysisDock
 from .batch_dialog import BatchDialog
 from .compare import CompareMode
@@ -163,6 +164,8 @@ class MainWindow(QMainWindow):
         a.model.triggered.connect(self.load_model_dialog)
         a.quit.triggered.connect(self.close)
         a.card.triggered.connect(self.show_model_card)
+        a.adapt.triggered.connect(self.adapt_dialog)
+        a.bundled.triggered.connect(self.models.use_bundled)
         a.next.triggered.connect(lambda: self.study.browser.move(1))
         a.prev.triggered.connect(lambda: self.study.browser.move(-1))
         a.save_preset.triggered.connect(self.save_preset)
@@ -322,6 +325,17 @@ class MainWindow(QMainWindow):
             return None
         dlg = ModelCardDialog(c.card, c.sha256, str(c.path), f"{c.device_label} [{c.provider}]", c.provider_note, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.show()
+        return dlg
+
+    def adapt_dialog(self) -> AdaptDialog | None:
+        """Analysis > Adapt to this site…; the adapted model is loaded when the user chooses it."""
+        c = self.classifier
+        if c is None:
+            return None
+        dlg = AdaptDialog(c, self.dialogs, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.useModel.connect(lambda path: self.models.load(path, user=True))
         dlg.show()
         return dlg
 

@@ -47,6 +47,8 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
     parts = [f"<h2>{_esc(card.name)} {_esc(card.version)}</h2>",
              f"<p style='color:#b00020'><b>{_esc(DISCLAIMER)}.</b></p>",
              f"<h3>Intended use</h3><p>{_esc(card.intended_use)}</p>"]
+    if card.site_adaptation:
+        parts.append(_site_html(card))
     ops = card.operating_points
     rows = "".join(
         f"<tr><td>{_esc(lab)}</td><td align='right'>{ops[lab] * 100:.1f}%</td></tr>" if lab in ops
@@ -84,6 +86,24 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
     if card.extra:
         parts.append("<h3>More</h3>" + _dict_list(card.extra))
     return "".join(parts)
+
+
+def _site_html(card: ModelCard) -> str:
+    from engine.adapt.summary import summary_rows
+
+    sa = card.site_adaptation or {}
+    p, site = sa.get("parent", {}), sa.get("site", {})
+    counts = ", ".join(f"{lab} {n}" for lab, n in (site.get("counts") or {}).items() if n)
+    rows = "".join(f"<tr><td>{_esc(r.what)}</td><td align='right'>{_esc(r.before)}</td>"
+                   f"<td align='right'>{_esc(r.after)}</td><td>{_esc(r.note)}</td></tr>"
+                   for r in summary_rows(sa.get("figures", {}), tuple(card.labels)))
+    warn = "".join(f"<li>{_esc(w)}</li>" for w in sa.get("warnings", []))
+    return (f"<h3>Site adaptation</h3><p>Adapted to the site <b>{_esc(str(site.get('name', '')))}</b> on "
+            f"{_esc(str(site.get('date', '')))} from {_esc(counts)} films. Parent model: {_esc(p.get('name', ''))} "
+            f"{_esc(p.get('version', ''))} (SHA-256 {_esc(p.get('sha256', ''))}).</p>"
+            f"<table border='1' cellspacing='0' cellpadding='3'><tr><th></th><th>before</th><th>after</th><th></th></tr>"
+            f"{rows}</table>" + (f"<ul style='color:#b00020'>{warn}</ul>" if warn else "")
+            + f"<p>Parameters: {_value(sa.get('parameters', {}))}</p>")
 
 
 class ModelCardDialog(QDialog):

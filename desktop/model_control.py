@@ -129,6 +129,10 @@ class ModelControl(QObject):
                 f"[{c.provider}]")
         if c.provider_note:
             info += f"\n{c.provider_note}"
+        if c.card.parent:
+            site = (c.card.site_adaptation or {}).get("site", {}).get("name", "")
+            info += (f"\nAdapted to site '{site}' from {c.card.parent['name']} {c.card.parent['version']}. "
+                     "Analysis > Use the bundled model switches back.")
         self.analysis.model.setText(info)
 
     def set_device(self, device: str) -> None:
@@ -138,6 +142,11 @@ class ModelControl(QObject):
         if self.path or self.classifier is not None:
             # the same model on another device: the remembered model choice stays as it is
             self.load(self.path, user=False)
+
+    def use_bundled(self) -> None:
+        """Analysis > Use the bundled model: back to the model that ships with RadLens."""
+        self.settings.model_path = ""
+        self.load(str(default_model_path()), user=False)
 
     def load_dialog(self) -> None:
         path = self.dialogs.open_model(os.path.dirname(self.path) or str(default_model_path().parent))

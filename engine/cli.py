@@ -131,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     card = classifier.card
     print(f"RadLens batch - {DISCLAIMER}.")
     print(printable(f"Model: {card.name} {card.version} ({model_path.name}, sha256 {classifier.sha256[:12]}...)"))
+    if card.parent:
+        print(printable(f"Adapted from: {card.parent['name']} {card.parent['version']} (sha256 "
+                        f"{card.parent['sha256'][:12]}...), site '{(card.site_adaptation or {}).get('site', {}).get('name', '')}'"))
     print(f"Device: {classifier.device_label} [{classifier.provider}]")
     if classifier.provider_note:
         print(f"  {classifier.provider_note}")

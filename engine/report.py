@@ -69,6 +69,10 @@ class ModelInfo:
             "preprocessing": getattr(card, "preprocessing", None) or {},
             "ood": getattr(card, "ood", None),
         }
+        adapted = getattr(card, "site_adaptation", None)
+        if adapted:  # an adapted model: the report names its parent and its site
+            summary["adapted_from"] = adapted.get("parent")
+            summary["site"] = {k: adapted.get("site", {}).get(k) for k in ("name", "date", "counts")}
         seg = getattr(classifier, "lung_segmenter", None)
         if seg is not None:  # the lung model of the per-image job (scope check, and crop when the card asks)
             summary["lung_model"] = seg.describe()

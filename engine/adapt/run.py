@@ -109,7 +109,7 @@ def build_card(parent: Classifier, site_name: str, films: SiteFilms, fitted: Fit
                   "on the parent's reference training features plus the site's films; temperature and operating "
                   "points (Youden's J) refitted on k-fold out-of-fold logits; backbone, lung model and OOD score "
                   "unchanged",
-        "parameters": {**options_dict(opts), "reference_rows": int((load_reference_rows(parent)))},
+        "parameters": {**options_dict(opts), "reference_rows": int(load_reference_rows(parent))},
         "figures": fitted.figures,
         "warnings": warnings,
     }

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..batch import _error_text, _fatal, _is_cancelled, default_workers
 from ..errors import RadLensError
-from .errors import AdaptError
 from ..fileio import printable
 from ..io import load_image
 from ..listing import list_folder
 from ..model import Classifier
 from ..pipeline import Prepared, conclude, ood_of, prepare
+from .errors import AdaptError
 
 Progress = Callable[[int, int], None]  # (films done, films in all)
 
