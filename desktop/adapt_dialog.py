@@ -112,7 +112,8 @@ class AdaptDialog(QDialog):
         self.state.setObjectName("adaptState")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["", "before", "after", ""])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for col in (0, 1, 2):
+            self.table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)

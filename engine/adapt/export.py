@@ -88,10 +88,9 @@ def base_head(path: Path) -> Head:
     return Head(w if hn.transposed else w.T, numpy_helper.to_array(inits[hn.bias]).astype(np.float64).ravel())
 
 
-def write_adapted(parent: Path, out: Path, head: Head, temperature: float, card: ModelCard) -> Path:
-    """A copy of ``parent`` with ``head``, 1/``temperature`` and ``card``, written atomically to ``out``."""
-    import onnx
-    from onnx import helper, numpy_helper
+def adapted_model(parent: Path, head: Head, temperature: float, card: ModelCard):  # noqa: ANN201 - onnx.ModelProto
+    """A copy of ``parent``'s graph with ``head``, 1/``temperature`` and ``card`` (in memory)."""
+    from onnx import numpy_helper
 
     model = _load(Path(parent))
     hn = head_nodes(model)
@@ -106,9 +105,34 @@ def write_adapted(parent: Path, out: Path, head: Head, temperature: float, card:
     }
     for name, arr in new.items():
         inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+    set_card(model, card)
+    model.producer_name = "radlens-adapt"
+    return model
+
+
+def set_card(model, card: ModelCard) -> None:  # noqa: ANN001 - onnx.ModelProto
+    from onnx import helper
+
     del model.metadata_props[:]
     helper.set_model_props(model, {CARD_KEY: card.to_json()})
-    model.producer_name = "radlens-adapt"
+
+
+def call_cam_peaks(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001 - onnx.ModelProto
+    """The peak of the call's Grad-CAM map for each input [N, 3, H, W], run on the CPU from memory."""
+    import onnxruntime as ort
+
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    probs, cam = sess.run(["probs", "cam"], {"image": np.ascontiguousarray(x, np.float32)})
+    top = probs.argmax(1)
+    return cam[np.arange(len(cam)), top].reshape(len(cam), -1).max(1)
+
+
+def save_model(model, out: Path) -> Path:  # noqa: ANN001 - onnx.ModelProto
+    """Check and write ``model`` atomically (a temp file beside ``out``, then a rename)."""
+    import onnx
+
     onnx.checker.check_model(model)
     out = Path(out)
     fd, tmp = create_temp(out)
@@ -120,3 +144,8 @@ def write_adapted(parent: Path, out: Path, head: Head, temperature: float, card:
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def write_adapted(parent: Path, out: Path, head: Head, temperature: float, card: ModelCard) -> Path:
+    """A copy of ``parent`` with ``head``, 1/``temperature`` and ``card``, written atomically to ``out``."""
+    return save_model(adapted_model(parent, head, temperature, card), out)

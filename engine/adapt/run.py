@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..card import ModelCard
 from ..errors import ModelError
 from ..model import Classifier
 from .errors import AdaptError
-from .export import base_head, write_adapted
+from .export import adapted_model, base_head, call_cam_peaks, save_model, set_card
 from .fit import AdaptOptions, Fitted, adapt_features, options_dict, prior_of
 from .reference import load_reference
 from .site import Cancelled, SiteFilms, read_site
@@ -119,6 +121,28 @@ def build_card(parent: Classifier, site_name: str, films: SiteFilms, fitted: Fit
     return ModelCard.from_dict(d)
 
 
+def _rescale_cam(card: ModelCard, model, films: SiteFilms, parent: Classifier) -> ModelCard:  # noqa: ANN001
+    """The adapted head's Grad-CAM is on another scale than the parent's: keep "1.0 = as strong as on
+    the parent's validation images" by scaling the parent's ``cam_scale`` with the median ratio of the
+    call's CAM peak (adapted / parent) on the site's films."""
+    from ..cam import card_cam_scale
+
+    scale = card_cam_scale(parent.card)
+    if scale is None or films.cam_inputs is None:
+        return card
+    new = call_cam_peaks(model, films.cam_inputs)
+    ok = films.cam_peaks > 1e-6
+    if not ok.any():
+        return card
+    ratio = float(np.median(new[ok] / films.cam_peaks[ok]))
+    d = card.to_dict()
+    d.setdefault("extra", {})
+    d["extra"]["cam_scale"] = round(scale * ratio, 6)
+    d["extra"]["cam_scale_rule"] = (f"the parent's cam_scale x the median ratio ({ratio:.3f}) of the call's CAM peak, "
+                                    f"adapted over parent, on {int(ok.sum())} of the site's films")
+    return ModelCard.from_dict(d)
+
+
 def load_reference_rows(parent: Classifier) -> int:
     return int((parent.card.reference_set or {}).get("rows", 0))
 
@@ -157,6 +181,9 @@ def adapt_site(site: str | Path, classifier: Classifier, output: str | Path, sit
         raise Cancelled("site adaptation cancelled; nothing was written.")
     warnings = missing_warnings(films.counts(labels), labels) + _drop_warnings(fitted.figures)
     card = build_card(classifier, site_name or site.name, films, fitted, opts, warnings)
-    write_adapted(classifier.path, output, fitted.head, fitted.temperature, card)
+    model = adapted_model(classifier.path, fitted.head, fitted.temperature, card)
+    card = _rescale_cam(card, model, films, classifier)
+    set_card(model, card)
+    save_model(model, output)
     return AdaptResult(output=output, card=card, site=films, fitted=fitted, warnings=warnings,
                        seconds=round(time.time() - t0, 2))

@@ -28,6 +28,7 @@ from ..pipeline import Prepared, conclude, ood_of, prepare
 from .errors import AdaptError
 
 Progress = Callable[[int, int], None]  # (films done, films in all)
+CAM_SAMPLE = 48  # films whose model input is kept to rescale the adapted model's Grad-CAM
 
 
 class SiteFolderError(AdaptError):
@@ -49,6 +50,9 @@ class SiteFilms:
     found: dict[str, int] = field(default_factory=dict)  # files per label folder
     left_out: dict[str, int] = field(default_factory=dict)  # reason -> count
     left_out_files: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    # up to CAM_SAMPLE model inputs and the parent's call-CAM peaks on them (to rescale the adapted heatmaps)
+    cam_inputs: np.ndarray | None = None
+    cam_peaks: np.ndarray | None = None
 
     def counts(self, labels: tuple[str, ...]) -> dict[str, int]:
         c = Counter(int(v) for v in self.label)
@@ -97,6 +101,7 @@ def read_site(site: Path, classifier: Classifier, progress: Progress | None = No
     left: Counter[str] = Counter()
     left_files: list[tuple[str, str]] = []
     feats, ys, logits, kept, digests = [], [], [], [], []
+    cam_x, cam_peak = [], []
 
     def rel(p: Path) -> str:
         return printable(os.path.relpath(p, site))
@@ -135,6 +140,10 @@ def read_site(site: Path, classifier: Classifier, progress: Progress | None = No
                     ys.append(chunk[j][1])
                     kept.append(rel(chunk[j][0]))
                     digests.append(_digest(p.x))
+                    if len(cam_x) < CAM_SAMPLE:
+                        top = int(np.argmax(out.probs[k]))
+                        cam_x.append(p.x)
+                        cam_peak.append(float(np.max(out.cam[k][top])))
             done += len(chunk)
             if progress is not None:
                 progress(done, len(files))
@@ -144,7 +153,9 @@ def read_site(site: Path, classifier: Classifier, progress: Progress | None = No
         features=np.asarray([feats[i] for i in keep], np.float32).reshape(len(keep), d),
         label=np.asarray([ys[i] for i in keep], np.int64),
         base_logits=np.asarray([logits[i] for i in keep], np.float32).reshape(len(keep), len(labels)),
-        files=[kept[i] for i in keep], found=found, left_out=dict(left), left_out_files=left_files)
+        files=[kept[i] for i in keep], found=found, left_out=dict(left), left_out_files=left_files,
+        cam_inputs=np.asarray(cam_x, np.float32) if cam_x else None,
+        cam_peaks=np.asarray(cam_peak, np.float32) if cam_peak else None)
 
 
 def _dedupe(digests: list[str], ys: list[int], names: list[str], left: Counter, left_files: list) -> list[int]:
