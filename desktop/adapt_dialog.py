@@ -62,7 +62,8 @@ class AdaptWorker(QThread):
     def run(self) -> None:
         try:
             res = adapt_site(self.site, self.classifier, self.output, self.name,
-                             progress=lambda s, d, n: self.progressed.emit(s, d, n), cancel=self._stop.is_set)
+                             progress=lambda s, d, n: self.progressed.emit(s, d, n), cancel=self._stop.is_set,
+                             overwrite=True)  # the dialog asked before replacing an existing file
         except Cancelled as e:
             self.failed.emit(str(e), True)
         except RadLensError as e:

@@ -6,7 +6,9 @@ graph changes, so ``logits``, ``probs``, ``cam`` and ``ood`` stay bit-identical 
 
 ``build_reference``: the base model's own training features, with labels and sources, for
 ``engine.adapt`` to refit the head on together with a site's films. ``fit`` rows come from the
-model's ``train`` split, ``holdout`` rows from its ``test`` split (never fitted on: they give the
+model's ``train`` split (the head is refitted on them), ``calib`` rows from its ``val`` split (films the
+backbone never trained on: the temperature and operating points are refitted on them with the site's
+out-of-fold logits) and ``holdout`` rows from its ``test`` split (never fitted on: they give the
 "reference before/after" figures). Rows are drawn evenly over the sources within each class
 (seeded), run through the engine's per-image path, and stored as float16 in
 ``MODEL.reference.npz`` beside the model. The card names the file and its SHA-256; the file holds
@@ -113,7 +115,7 @@ def engine_features(clf: Classifier, samples: list[Sample], batch: int = 32, wor
 
 
 def build_reference(model: Path, split_file: Path, fit_per_class: int = 600, holdout_per_class: int = 250,
-                    seed: int = 42) -> Path:
+                    seed: int = 42, calib_per_class: int = 200) -> Path:
     """Write ``MODEL.reference.npz`` (float16 features, labels, sources, part) and name it in the card."""
     clf = Classifier(model, device="cpu")
     if not clf.has_features:
@@ -121,6 +123,7 @@ def build_reference(model: Path, split_file: Path, fit_per_class: int = 600, hol
     labels = list(clf.labels)
     splits = read_split(split_file, data_root(resolve_data(POOL)))
     rows = [("fit", s) for s in _even_draw(splits["train"], fit_per_class, seed)]
+    rows += [("calib", s) for s in _even_draw(splits["val"], calib_per_class, seed)]
     rows += [("holdout", s) for s in _even_draw(splits["test"], holdout_per_class, seed)]
     t0 = time.time()
     feats, kept = engine_features(clf, [s for _, s in rows])
@@ -134,16 +137,17 @@ def build_reference(model: Path, split_file: Path, fit_per_class: int = 600, hol
         labels=np.array(labels), probe=probe.astype(np.float32),
         meta=np.array(json.dumps({"model": clf.card.name, "version": clf.card.version, "seed": seed,
                                   "split_file": split_file.name, "fit_per_class": fit_per_class,
-                                  "holdout_per_class": holdout_per_class,
+                                  "holdout_per_class": holdout_per_class, "calib_per_class": calib_per_class,
                                   "made": time.strftime("%Y-%m-%d")})))
     tmp.replace(out)
     card = json.loads(clf.card.to_json())
     counts = {part: {lab: int(sum(1 for p, s in rows if p == part and s.label == lab)) for lab in labels}
-              for part in ("fit", "holdout")}
+              for part in ("fit", "calib", "holdout")}
     card["reference_set"] = {"file": out.name, "sha256": sha256_file(out), "rows": len(rows), "dim": int(feats.shape[1]),
                              "counts": counts, "seed": seed,
-                             "what": "the model's own features of training-split films (fit) and test-split films "
-                                     "(holdout), drawn evenly over the sources within each class, float16"}
+                             "what": "the model's own features of training-split films (fit), validation-split films "
+                                     "(calib: temperature and operating points) and test-split films (holdout: "
+                                     "figures), drawn evenly over the sources within each class, float16"}
     write_card(model, card)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(rows)} rows, {time.time() - t0:.0f} s); counts {counts}")
     return out
@@ -158,7 +162,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     split = Path(args.split_file) if args.split_file else default_split_file(model)
     if split is None:
         raise SystemExit("no split file beside the model; pass --split-file")
-    build_reference(model, Path(split), args.fit_per_class, args.holdout_per_class, args.seed)
+    build_reference(model, Path(split), args.fit_per_class, args.holdout_per_class, args.seed, args.calib_per_class)
     return 0
 
 
@@ -169,5 +173,6 @@ def add_parser(sub) -> None:  # noqa: ANN001 - argparse subparsers
     f.add_argument("--split-file")
     f.add_argument("--fit-per-class", type=int, default=600)
     f.add_argument("--holdout-per-class", type=int, default=250)
+    f.add_argument("--calib-per-class", type=int, default=200)
     f.add_argument("--seed", type=int, default=42)
     f.set_defaults(func=cmd_features)

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = threading.Event()
     try:
-        result = adapt_site(args.site, classifier, out, args.name, opts, progress, stop.is_set)
+        result = adapt_site(args.site, classifier, out, args.name, opts, progress, stop.is_set, overwrite=args.force)
     except KeyboardInterrupt:
         _err("interrupted; nothing was written.")
         return EXIT_INTERRUPTED

@@ -31,8 +31,17 @@ class HeadNodes:
     cam_weight: str
 
 
+def _onnx():  # noqa: ANN202 - the onnx module
+    try:
+        import onnx
+    except ImportError:
+        raise ModelError("site adaptation needs the 'onnx' package, which this installation lacks; install it with "
+                         "`pip install onnx` (it is a RadLens dependency).") from None
+    return onnx
+
+
 def _load(path: Path):  # noqa: ANN202 - onnx.ModelProto
-    import onnx
+    onnx = _onnx()
 
     try:
         return onnx.load(str(path))

@@ -2,7 +2,8 @@
 
 ``MODEL.reference.npz`` (written by ``python -m training features``) holds float16 ``features``
 [R, D], ``label`` [R] (indices into ``labels``), ``source`` [R], ``part`` [R] ("fit": training-split
-films; "holdout": test-split films, never fitted on) and ``probe``: the features of two fixed
+films, the head is refitted on them; "calib": validation-split films, for the temperature and the
+operating points; "holdout": test-split films, never fitted on) and ``probe``: the features of two fixed
 inputs (``probe_inputs``), so the engine can check that the file belongs to this backbone. The
 model card names the file and its SHA-256 (``reference_set``).
 """
@@ -36,7 +37,7 @@ class Reference:
     features: np.ndarray  # float32 [R, D]
     label: np.ndarray  # int [R]
     source: np.ndarray  # str [R]
-    part: np.ndarray  # str [R]: "fit" | "holdout"
+    part: np.ndarray  # str [R]: "fit" | "calib" | "holdout"
     labels: tuple[str, ...]
     path: Path
     meta: dict
@@ -76,6 +77,10 @@ def load_reference(classifier: Classifier) -> Reference:
             probe = z["probe"].astype(np.float32)
     except (OSError, KeyError, ValueError) as e:
         raise ModelError(f"the reference set {path.name} cannot be read ({e}).") from None
+    missing = {"fit", "calib", "holdout"} - set(ref.part.tolist())
+    if missing:
+        raise ModelError(f"the reference set {path.name} has no {', '.join(sorted(missing))} rows; rebuild it with "
+                         "`python -m training features`.")
     if ref.labels != tuple(classifier.labels):
         raise ModelError(f"the reference set {path.name} has labels {list(ref.labels)} but the model has "
                          f"{list(classifier.labels)}.")

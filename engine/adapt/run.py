@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import ModelError
 from ..model import Classifier
 from .errors import AdaptError
 from .export import adapted_model, base_head, call_cam_peaks, save_model, set_card
@@ -90,12 +89,32 @@ def _drop_warnings(figs: dict) -> list[str]:
         a = after["per_class"].get(lab, b)
         if a["rate"] < b["rate"] - 0.05:
             out.append(f"{lab} recall on the reference hold-out fell from {b['rate']:.3f} to {a['rate']:.3f}.")
+    if after["ece"] is not None and after["ece"] > max(0.05, before["ece"] + 0.02):
+        out.append(f"calibration on the reference hold-out is worse (ECE {before['ece']:.3f} -> {after['ece']:.3f}): "
+                   "read the probabilities with care.")
     return out
 
 
 def build_card(parent: Classifier, site_name: str, films: SiteFilms, fitted: Fitted, opts: AdaptOptions,
-               warnings: list[str]) -> ModelCard:
+               warnings: list[str], reference_rows: dict[str, int] | None = None) -> ModelCard:
+    """The adapted model's card: the parent's contract (labels, input, preprocessing, OOD, lung model),
+    with ITS OWN figures (the parent's are kept under site_adaptation.parent_figures) and the site."""
     d = json.loads(parent.card.to_json())
+    figs = fitted.figures
+    d["test_metrics"] = {
+        "what": "the adapted model on the reference hold-out: test-split films of the parent's training sources, "
+                "never fitted on",
+        "accuracy": figs["reference_after"]["accuracy"], "ece": figs["reference_after"]["ece"],
+        "n": figs["reference_after"]["n"],
+        "per_class": {lab: {"recall": v["rate"], "n": v["n"]} for lab, v in figs["reference_after"]["per_class"].items()},
+        "site_cross_validated": figs["site_cross_validated"]["per_class"],
+    }
+    d["out_of_source_metrics"] = {"note": "not measured for the adapted model: it was fitted on this site's films; "
+                                          "the parent's figures are in site_adaptation.parent_figures"}
+    extra = d.get("extra") or {}
+    for key in ("validation", "temperature_fit", "cam_scale_fit"):  # the parent's fits; its card keeps them
+        extra.pop(key, None)
+    d["extra"] = extra
     labels = parent.labels
     date = time.strftime("%Y-%m-%d")
     s = slug(site_name)
@@ -109,9 +128,11 @@ def build_card(parent: Classifier, site_name: str, films: SiteFilms, fitted: Fit
         "site": {"name": site_name, "date": date, "counts": films.counts(labels), "left_out": films.left_out},
         "method": "linear head refitted (weighted multinomial logistic regression, L2 pull toward the parent's head) "
                   "on the parent's reference training features plus the site's films; temperature and operating "
-                  "points (Youden's J) refitted on k-fold out-of-fold logits; backbone, lung model and OOD score "
-                  "unchanged",
-        "parameters": {**options_dict(opts), "reference_rows": int(load_reference_rows(parent))},
+                  "points (Youden's J) refitted on the reference validation films and the site's k-fold out-of-fold "
+                  "logits; backbone, lung model and OOD score unchanged",
+        "parameters": {**options_dict(opts), "reference_rows": reference_rows or {}},
+        "parent_figures": {"test_metrics": parent.card.test_metrics,
+                           "out_of_source_metrics": parent.card.out_of_source_metrics},
         "figures": fitted.figures,
         "warnings": warnings,
     }
@@ -143,16 +164,13 @@ def _rescale_cam(card: ModelCard, model, films: SiteFilms, parent: Classifier) -
     return ModelCard.from_dict(d)
 
 
-def load_reference_rows(parent: Classifier) -> int:
-    return int((parent.card.reference_set or {}).get("rows", 0))
-
-
 def adapt_site(site: str | Path, classifier: Classifier, output: str | Path, site_name: str | None = None,
                options: AdaptOptions | None = None, progress: Progress | None = None,
-               cancel: Callable[[], bool] | None = None) -> AdaptResult:
+               cancel: Callable[[], bool] | None = None, overwrite: bool = False) -> AdaptResult:
     """Adapt ``classifier`` to the films under ``site`` and write the new model to ``output``.
-    Raises AdaptError (bad folder, too few films, bad options), ModelError (no features output or
-    reference set) or Cancelled; the base model file is never written."""
+    Raises AdaptError (bad folder, too few films, bad options, an existing ``output`` without
+    ``overwrite``), ModelError (no features output or reference set) or Cancelled; the base model
+    file is never written."""
     t0 = time.time()
     opts = options or AdaptOptions()
     opts.check()
@@ -160,27 +178,28 @@ def adapt_site(site: str | Path, classifier: Classifier, output: str | Path, sit
     if output.resolve() == classifier.path.resolve():
         raise AdaptError(f"the adapted model must be a new file; {output.name} is the base model itself. Choose "
                          "another output name.")
+    if output.exists() and not overwrite:
+        raise AdaptError(f"{output} exists; choose a new file name (or allow overwriting it).")
     if output.suffix.lower() != ".onnx":
         raise AdaptError(f"the adapted model is an .onnx file; got {output.name}.")
     if not output.parent.is_dir():
         raise AdaptError(f"the output folder {output.parent} does not exist.")
     ref = load_reference(classifier)  # before the films: a model without one fails at once
+    base_head(classifier.path)  # and one whose head cannot be refitted (or without the onnx package)
     labels = classifier.labels
     films = read_site(site, classifier, (lambda d, n: progress("films", d, n)) if progress else None, cancel)
     _check_counts(films, labels)
     if cancel is not None and cancel():
         raise Cancelled("site adaptation cancelled; nothing was written.")
-    try:
-        base = base_head(classifier.path)
-    except ModelError:
-        raise
+    base = base_head(classifier.path)
     fitted = adapt_features(ref, base, float(classifier.card.temperature), prior_of(classifier.card.extra, labels),
                             films.features, films.label, films.base_logits, opts,
                             (lambda d, n: progress("fit", d, n)) if progress else None)
     if cancel is not None and cancel():
         raise Cancelled("site adaptation cancelled; nothing was written.")
     warnings = missing_warnings(films.counts(labels), labels) + _drop_warnings(fitted.figures)
-    card = build_card(classifier, site_name or site.name, films, fitted, opts, warnings)
+    rows = {part: int((ref.part == part).sum()) for part in ("fit", "calib", "holdout")}
+    card = build_card(classifier, site_name or site.name, films, fitted, opts, warnings, rows)
     model = adapted_model(classifier.path, fitted.head, fitted.temperature, card)
     card = _rescale_cam(card, model, films, classifier)
     set_card(model, card)
