@@ -43,6 +43,7 @@ from .selftest_checks import (
     main_window_import,
     qt_check,
     qt_plugins,
+    site_adaptation_check,
 )
 
 _T_IMPORT = time.time()
@@ -166,6 +167,7 @@ def run_self_test(argv: list[str] | None = None) -> int:
         rep.check(f"DICOM {item['file']}", lambda item=item: golden.dicom(item))
     if golden.clf is not None:
         rep.check("DICOM results (SR, SC) and PACS modules", golden.dicom_results)
+        rep.check("site adaptation (onnx, head, reference set)", lambda: site_adaptation_check(golden.clf))
     rep.check("DICOM decoding in a child process", decoder_process_check)
     rep.check("Qt", lambda: qt_check(golden.pred))
     rep.check("Qt platform plugins", qt_plugins)

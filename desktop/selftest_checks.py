@@ -286,3 +286,18 @@ def main_window_import() -> str:
             return "desktop.main_window not present (skipped)"
         raise
     return "desktop.main_window imports"
+
+
+def site_adaptation_check(clf) -> str:  # noqa: ANN001 - engine.Classifier
+    """What Analysis > Adapt to this site… needs: the onnx package (it writes the adapted graph), the
+    model's head and its reference set, checked against the backbone."""
+    from engine.adapt.export import base_head
+    from engine.adapt.reference import load_reference
+
+    if not clf.has_features:
+        return f"{clf.card.name} has no 'features' output: site adaptation unavailable for it (skipped)"
+    head = base_head(clf.path)
+    ref = load_reference(clf)
+    _require(head.weight.shape == (len(clf.labels), ref.features.shape[1]), "head and reference set disagree")
+    return f"head {head.weight.shape[0]}x{head.weight.shape[1]}, reference set {len(ref.label)} rows (onnx package present)"
+
