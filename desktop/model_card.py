@@ -68,6 +68,7 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
                      + "".join(f"<li>{_esc(str(c))}</li>" for c in items) + "</ul>")
     if td:
         parts.append(_dict_list(td))
+    parts.append(_out_of_source_html(card))
     tm = dict(card.test_metrics)
     parts.append("<h3>Test metrics</h3>")
     if not tm:
@@ -86,6 +87,40 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
     if card.extra:
         parts.append("<h3>More</h3>" + _dict_list(card.extra))
     return "".join(parts)
+
+
+def _rate(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, (int, float)) else "-"
+
+
+def _out_of_source_html(card: ModelCard) -> str:
+    """Per source: how the model called films from collections it never saw, beside the internal test
+    split's correct-call rate for each training source (the honest figure comes first)."""
+    oos = card.out_of_source_metrics or {}
+    rule = (oos.get("under_the_decision_rule") or {}).get("per_source") or {}
+    plain = oos.get("per_source") or {}
+    sources = list(dict.fromkeys([*rule, *plain]))
+    head = "<h3>Out-of-source figures (collections never trained on)</h3>"
+    if not sources:
+        note = oos.get("note") or "The card reports no out-of-source figures."
+        return head + f"<p>{_esc(str(note))}</p>"
+    rows = []
+    for src in sources:
+        d = rule.get(src) or plain.get(src) or {}
+        inf = d.get("infection_rate")
+        rows.append(f"<tr><td>{_esc(src)}</td><td>{_esc(str(d.get('label', '')))}</td><td align='right'>{d.get('n', '')}"
+                    f"</td><td align='right'>{_rate(d.get('correct_call_rate'))}</td>"
+                    f"<td align='right'>{_rate(inf) if inf is not None else ''}</td></tr>")
+    internal = (card.test_metrics or {}).get("per_source_correct_call_rate") or {}
+    irows = "".join(f"<tr><td>{_esc(k)}</td><td align='right'>{_rate(v)}</td></tr>" for k, v in internal.items())
+    what = ("under the card's decision rule" if rule else "the call as the card's rule makes it")
+    return (head + f"<p>Films of each source called their label, {what}. These are the figures to expect on "
+            f"another hospital's films; the internal test figures below are higher. {_esc(str(oos.get('set', '')))}</p>"
+            "<table border='1' cellspacing='0' cellpadding='3'><tr><th>source</th><th>label</th><th>films</th>"
+            "<th>called correctly</th><th>infection (COVID-19 or pneumonia)</th></tr>" + "".join(rows) + "</table>"
+            + (("<p>Internal test split, called correctly per training source (in-source):</p>"
+                "<table border='1' cellspacing='0' cellpadding='3'><tr><th>class/source</th><th>called correctly</th>"
+                f"</tr>{irows}</table>") if irows else ""))
 
 
 def _site_html(card: ModelCard) -> str:

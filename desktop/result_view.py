@@ -66,7 +66,7 @@ class ResultView(QObject):
             self.view.set_banner("")
             self.analysis.probs.set_prediction(p.labels, probs, p.operating_points, call=p.call, flags=p.flags)
             self._show_heatmaps(r, "call")
-            call_prob = p.top_prob  # in scope, the call is the top class
+            call_prob = p.top_prob  # the call's probability (top_index is the call's class)
             self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)")
             self.study.analysed(r.path, p.call, call_prob)
         else:

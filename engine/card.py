@@ -27,6 +27,14 @@ PREPROCESSING_KEYS = ("crop", "crop_margin", "intensity", "lung_model")
 OOD_OUTPUT = "ood"
 DISCLAIMER = "Research use only, not for diagnosis"
 DECISION_RULE = "the call is the top class; flags are the classes at or above their operating points"
+# radlens-cxr4 3.0 on: one coherent call. A disease is flagged at or above its operating point; the call is the
+# flagged disease furthest above its operating point (as a fraction of the way from it to 1), else normal; a
+# normal call carries no flag, so the flags never contradict the call.
+DECISION_RULE_MARGIN = ("the call is the flagged disease furthest above its operating point (as a fraction of the "
+                        "way from it to 1), else normal; flags are the diseases at or above their operating points, "
+                        "so a normal call carries no flag")
+DECISION_RULES = (DECISION_RULE, DECISION_RULE_MARGIN)
+NORMAL_LABEL = "normal"
 
 
 # Every field DESIGN.md's model contract lists; a card without one is refused, naming it.
@@ -271,6 +279,17 @@ def _ood(d: dict[str, Any]) -> dict[str, Any] | None:
     return {**raw, "threshold": float(threshold)}
 
 
+def _decision_rule(d: dict[str, Any]) -> str:
+    rule = _text_field(d, "decision_rule", DECISION_RULE) or DECISION_RULE
+    if rule not in DECISION_RULES:  # a rule this engine would not apply as written: refuse, never guess
+        raise ModelError(f"model card decision_rule {_show(rule)} is not one this engine applies; expected one of "
+                         f"{[r[:40] + '...' for r in DECISION_RULES]}.")
+    if rule == DECISION_RULE_MARGIN and NORMAL_LABEL not in d["labels"]:
+        raise ModelError(f"model card decision_rule needs a '{NORMAL_LABEL}' label (the call when no disease is "
+                         "flagged).")
+    return rule
+
+
 def _reference_set(d: dict[str, Any]) -> dict[str, Any] | None:
     raw = d.get("reference_set")
     if raw is None:
@@ -315,7 +334,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "created": lambda d: _text_field(d, "created", ""),
     "architecture": lambda d: _text_field(d, "architecture", ""),
     "preprocessing": _preprocessing,
-    "decision_rule": lambda d: _text_field(d, "decision_rule", DECISION_RULE) or DECISION_RULE,
+    "decision_rule": lambda d: _decision_rule(d),
     "ood": _ood,
     "out_of_source_metrics": lambda d: _object_field(d, "out_of_source_metrics"),
     "reference_set": _reference_set,

@@ -94,7 +94,8 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
     threshold = (card.ood or {}).get("threshold")
     scope = verdict(prep.scope, prep.lungs,
                     None if ood is None else float(ood), None if threshold is None else float(threshold))
-    call, flags = decide(card.labels, probs, card.operating_points) if scope.in_scope else ("", ())
+    call, flags = (decide(card.labels, probs, card.operating_points, card.decision_rule) if scope.in_scope
+                   else ("", ()))
     return Prediction(
         path=prep.image.meta.path, image=prep.image, labels=card.labels,
         probs=np.asarray(probs, np.float32), logits=np.asarray(logits, np.float32),

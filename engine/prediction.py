@@ -1,9 +1,15 @@
-"""``Prediction``: the frozen result of the per-image job, and the one decision rule.
+"""``Prediction``: the frozen result of the per-image job, and the decision rule, in one place.
 
-The rule (also written in every model card as ``decision_rule``): **the call is the top
-class; flags are the classes at or above their operating points.** The probability panel,
-the study list, the batch table, the CSV and the CLI summary all show ``call`` and
-``flags`` from here, so they cannot disagree.
+The model card names its rule (``decision_rule``); ``decide`` is the only implementation:
+
+- ``DECISION_RULE`` (models up to 2.x): the call is the top class; flags are the classes at or
+  above their operating points.
+- ``DECISION_RULE_MARGIN`` (3.0 on): a disease is flagged at or above its operating point; the
+  call is the flagged disease furthest above its operating point, as a fraction of the way from
+  it to 1, else normal. A normal call carries no flag.
+
+The probability panel, the study list, the corner text, the batch table, the CSV, the PDF, the
+SR and the CLI summary all show ``call`` and ``flags`` from here, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,17 +20,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cam import heatmap
-from .card import DECISION_RULE
+from .card import DECISION_RULE, DECISION_RULE_MARGIN, NORMAL_LABEL
 from .image import LoadedImage
 from .scope import IN_SCOPE, Scope
 
-__all__ = ["DECISION_RULE", "Prediction", "decide"]
+__all__ = ["DECISION_RULE", "DECISION_RULE_MARGIN", "Prediction", "decide"]
 
 
-def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[str, float]) -> tuple[str, tuple[str, ...]]:
-    """(call, flags) for one image's calibrated probabilities. Ties go to the first class.
-    Flags are ordered by probability, highest first."""
+def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[str, float],
+           rule: str = DECISION_RULE) -> tuple[str, tuple[str, ...]]:
+    """(call, flags) for one image's calibrated probabilities by the card's ``rule``. Ties go to
+    the first class. Flags are ordered by probability, highest first."""
     p = np.asarray(probs, np.float64)
+    if rule == DECISION_RULE_MARGIN:
+        margins = []
+        for i, lab in enumerate(labels):
+            if lab == NORMAL_LABEL or lab not in operating_points or p[i] < operating_points[lab]:
+                continue
+            op = float(operating_points[lab])
+            margins.append(((p[i] - op) / (1.0 - op) if op < 1.0 else 0.0, float(p[i]), -i, lab))
+        if not margins:
+            return NORMAL_LABEL, ()
+        call = max(margins)[3]
+        return call, tuple(lab for _, _, _, lab in sorted(margins, key=lambda t: (-t[1], -t[2])))
     call = labels[int(np.argmax(p))]
     flagged = [(float(p[i]), lab) for i, lab in enumerate(labels)
                if lab in operating_points and p[i] >= operating_points[lab]]
@@ -40,8 +58,8 @@ class Prediction:
     probs: np.ndarray  # [C], calibrated (temperature-scaled) softmax
     logits: np.ndarray  # [C]
     cam: np.ndarray  # [C, h, w], raw Grad-CAM maps at the model's last conv layer
-    call: str  # the decision: the top class; "" when the image is out of scope (no verdict)
-    flags: tuple[str, ...]  # classes at or above their operating points, highest first; () out of scope
+    call: str  # the decision by the card's rule (``decide``); "" when the image is out of scope (no verdict)
+    flags: tuple[str, ...]  # what ``decide`` flags, highest probability first; () out of scope
     model_name: str
     model_version: str
     model_sha256: str
@@ -59,7 +77,11 @@ class Prediction:
 
     @property
     def top_index(self) -> int:
-        """The class with the highest probability (the call, when the image is in scope)."""
+        """The class of the call (what every view shows first and the heatmap's default class);
+        the highest probability when there is no call (out of scope). Under the 3.0 rule the call
+        need not be the most probable class."""
+        if self.call and self.call in self.labels:
+            return self.labels.index(self.call)
         return int(np.argmax(self.probs))
 
     @property

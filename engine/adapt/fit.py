@@ -19,7 +19,7 @@ from .head import Head, ece, fit_head, fit_temperature, softmax, youden_points
 from .reference import Reference
 
 DEFAULT_SITE_SHARE = 0.75
-DEFAULT_STRENGTH = 0.1
+DEFAULT_STRENGTH = 0.03
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 0
 

@@ -253,3 +253,18 @@ def test_window_size_parses() -> None:
     from desktop.app import build_parser
 
     assert build_parser().parse_args(["--size", "1600X1000"]).size == (1600, 1000)
+
+
+def test_model_card_shows_out_of_source_figures_per_source_first() -> None:
+    """The bundled model's card in the app: every out-of-source source with its correct-call rate, before the
+    internal test metrics (the PDF footer points readers to this card)."""
+    from desktop.model_card import card_html
+    from engine import Classifier, default_model_path
+
+    card = Classifier(default_model_path(), device="cpu", warmup=False).card
+    html = card_html(card)
+    assert "Out-of-source figures" in html and html.index("Out-of-source figures") < html.index("Test metrics")
+    per_source = (card.out_of_source_metrics.get("under_the_decision_rule") or card.out_of_source_metrics)["per_source"]
+    assert {"chestxray-com-normal", "hannover-mhh", "cohen-pneumonia", "jsrt-nonodule"} <= set(per_source)
+    for src, d in per_source.items():
+        assert src in html and f"{d['correct_call_rate']:.3f}" in html

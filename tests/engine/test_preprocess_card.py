@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tinymodel import tiny_card
 
-from engine.card import DECISION_RULE, ModelCard
+from engine.card import DECISION_RULE, DECISION_RULE_MARGIN, ModelCard
 from engine.errors import ModelError
 from engine.io import load_image
 from engine.preprocess import letterbox_box, preprocess, resize_gray, to_8bit_steps
@@ -164,12 +164,14 @@ def test_shipped_model_card_still_loads() -> None:
 def test_new_fields_round_trip() -> None:
     d = tiny_card() | {
         "preprocessing": {"crop": "lungs", "intensity": "clahe", "lung_model": LUNG_MODEL | {"sha256": "AB" * 32}},
-        "decision_rule": "flags only", "ood": {"method": "mahalanobis", "threshold": 3, "output": "ood"},
+        "decision_rule": DECISION_RULE_MARGIN, "ood": {"method": "mahalanobis", "threshold": 3, "output": "ood"},
         "out_of_source_metrics": {"nih": {"auc": 0.8}},
     }
     card = ModelCard.from_dict(d)
     assert card.preprocessing == {"crop": "lungs", "intensity": "clahe", "crop_margin": 0.1, "lung_model": LUNG_MODEL}
-    assert card.decision_rule == "flags only"
+    assert card.decision_rule == DECISION_RULE_MARGIN
+    with pytest.raises(ModelError, match="decision_rule"):  # a rule the engine would not apply as written
+        ModelCard.from_dict(tiny_card() | {"decision_rule": "flags only"})
     assert card.ood == {"method": "mahalanobis", "threshold": 3.0, "output": "ood"}
     assert card.out_of_source_metrics == {"nih": {"auc": 0.8}}
     assert ModelCard.from_json(card.to_json()) == card
@@ -200,3 +202,26 @@ def test_new_field_refusals_name_the_field(change: dict, fragment: str) -> None:
         ModelCard.from_dict(tiny_card() | change)
     with pytest.raises(ModelError, match=fragment):
         ModelCard.from_json(json.dumps(tiny_card() | change))
+
+
+def test_margin_rule_one_coherent_call() -> None:
+    """3.0's rule: the call is the flagged disease furthest above its operating point (relative), else
+    normal; a normal call never carries a flag, whatever the probabilities."""
+    from engine.prediction import decide
+
+    labels = ("normal", "covid", "pneumonia", "tuberculosis")
+    ops = {"normal": 0.5, "covid": 0.6, "pneumonia": 0.2, "tuberculosis": 0.1}
+    rule = DECISION_RULE_MARGIN
+    # 2.1.0's incoherence: normal on top while diseases are flagged -> now the call is a disease
+    assert decide(labels, np.array([0.388, 0.30, 0.17, 0.142]), ops) == ("normal", ("tuberculosis",))
+    call, flags = decide(labels, np.array([0.388, 0.30, 0.17, 0.142]), ops, rule)
+    assert call == "tuberculosis" and flags == ("tuberculosis",)
+    # relative margin: pneumonia (0.5-0.2)/0.8 = 0.375 beats covid (0.7-0.6)/0.4 = 0.25 though covid is higher
+    assert decide(labels, np.array([0.0, 0.7, 0.5, 0.0]), ops, rule) == ("pneumonia", ("covid", "pneumonia"))
+    # nothing flagged: normal, no flag, even when normal is not the most probable class
+    assert decide(labels, np.array([0.3, 0.55, 0.1, 0.05]), ops, rule) == ("normal", ())
+    rng = np.random.default_rng(0)
+    for p in rng.dirichlet(np.ones(4), size=500):
+        call, flags = decide(labels, p, ops, rule)
+        assert (call == "normal") == (flags == ()) and "normal" not in flags
+        assert call == "normal" or call in flags
