@@ -33,7 +33,10 @@ DECISION_RULE = "the call is the top class; flags are the classes at or above th
 DECISION_RULE_MARGIN = ("the call is the flagged disease furthest above its operating point (as a fraction of the "
                         "way from it to 1), else normal; flags are the diseases at or above their operating points, "
                         "so a normal call carries no flag")
-DECISION_RULES = (DECISION_RULE, DECISION_RULE_MARGIN)
+# radlens-cxr4 3.0.0: the call is the most probable class (as before), and a normal call carries no flag.
+DECISION_RULE_COHERENT = ("the call is the most probable class; when it is a disease, flags are the diseases at or "
+                          "above their operating points; a normal call carries no flag")
+DECISION_RULES = (DECISION_RULE, DECISION_RULE_MARGIN, DECISION_RULE_COHERENT)
 NORMAL_LABEL = "normal"
 
 
@@ -284,7 +287,7 @@ def _decision_rule(d: dict[str, Any]) -> str:
     if rule not in DECISION_RULES:  # a rule this engine would not apply as written: refuse, never guess
         raise ModelError(f"model card decision_rule {_show(rule)} is not one this engine applies; expected one of "
                          f"{[r[:40] + '...' for r in DECISION_RULES]}.")
-    if rule == DECISION_RULE_MARGIN and NORMAL_LABEL not in d["labels"]:
+    if rule in (DECISION_RULE_MARGIN, DECISION_RULE_COHERENT) and NORMAL_LABEL not in d["labels"]:
         raise ModelError(f"model card decision_rule needs a '{NORMAL_LABEL}' label (the call when no disease is "
                          "flagged).")
     return rule

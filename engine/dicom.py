@@ -4,8 +4,10 @@ Pixel data -> Modality LUT (slope/intercept or sequence) -> VOI (VOI LUT sequenc
 window center/width with its VOI LUT Function, else full range) -> MONOCHROME1 inversion.
 The stages are ``engine.dicom_pipeline``'s functions; this module reads the file, decodes
 the pixel data and turns every failure into a typed error. Compressed transfer syntaxes
-decode through the pylibjpeg plugins; a native decoder's panic (pyo3 ``PanicException``,
-a BaseException) is caught like any other decoder error.
+decode through the pylibjpeg plugins; a JPEG frame they refuse goes to a second decoder
+(``engine.dicom_jpeg``: imagecodecs' libjpeg-turbo, for 12-bit and progressive JPEG), then
+through the same pipeline. A native decoder's panic (pyo3 ``PanicException``, a
+BaseException) is caught like any other decoder error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from . import dicom_jpeg as jpeg_fallback
 from .dicom_header import PIXEL_KEYWORDS, int_value, magnification_factor, spacing_pair, tag_rows
 from .dicom_pipeline import (
     apply_modality,
@@ -178,16 +181,44 @@ def check_jp2_boxes(path: Path, ds: Dataset, ts: UID) -> None:
         offset += length
 
 
-def _decode(path: Path, ds: Dataset, ts: UID, frames: int) -> np.ndarray:
+def _also_refused(error: BaseException, reason: str) -> BaseException:
+    """pydicom's refusal with the second decoder's reason added as one more plugin line."""
+    if not isinstance(error, Exception):  # a panic stays a panic (CorruptImageError)
+        return error
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) > 1:  # "Unable to decode ...:" then one line per plugin
+        return RuntimeError("\n".join([*lines, f"  imagecodecs: {reason}"]))
+    first = lines[0] if lines else type(error).__name__
+    return RuntimeError(f"No decoder could read the pixel data:\n  pydicom: {first}\n  imagecodecs: {reason}")
+
+
+def _decode(path: Path, ds: Dataset, ts: UID, shape: tuple[int, int, int], notes: list[str]) -> np.ndarray:
+    """Frame 1 (of ``shape``: rows, columns, frames) through pydicom's plugins, else the second JPEG decoder."""
+    rows, cols, frames = shape
     check_jp2_boxes(path, ds, ts)
+    jpeg = str(ts) in jpeg_fallback.FALLBACK_SYNTAXES
     try:
         # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
         # once decoded), so no colour conversion is left to do here.
-        return pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
+        arr = pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - plugins raise many types; a Rust panic is a BaseException
-        raise _decode_error(path, ts, e) from None
+        error = e
+    else:
+        if jpeg:  # never show the grey rows a decoder made up for a cut-short frame
+            jpeg_fallback.check_complete(path, ds, frames)
+        return arr
+    if not jpeg:
+        raise _decode_error(path, ts, error) from None
+    # JPEG that pydicom's plugins refuse (12-bit Se != 63, spectral selection, progression):
+    # the second decoder, with the same checks and the same display pipeline after it
+    try:
+        arr, note = jpeg_fallback.decode_first_frame(path, ds, frames, rows, cols)
+    except jpeg_fallback.FallbackRefused as why:
+        raise _decode_error(path, ts, _also_refused(error, str(why))) from None
+    notes.append(note)
+    return arr
 
 
 def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000) -> LoadedImage:
@@ -213,7 +244,7 @@ def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_
     cols = int_value(path, ds, "Columns", 0, minimum=0)
     frames = int_value(path, ds, "NumberOfFrames", 1, minimum=1)
     check_pixels(path.name, cols, rows, frames, max_pixels)
-    arr = _decode(path, ds, ts, frames)
+    arr = _decode(path, ds, ts, (rows, cols, frames), notes)
     if frames > 1:
         notes.append(f"multi-frame ({frames} frames): showing frame 1")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()

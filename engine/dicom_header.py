@@ -194,17 +194,56 @@ def _shown(elem: DataElement) -> str:
     return str(elem.value) if not isinstance(elem.value, bytes) else f"<{len(elem.value)} bytes>"
 
 
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+
+
+def _raw_text(elem: DataElement) -> bytes | None:
+    """The bytes of a text element read without a Specific Character Set: raw bytes, a
+    PersonName's original string, else the text re-encoded as pydicom's default decoding
+    (ISO 8859-1, which maps every byte to one character) read it."""
+    if str(elem.VR) not in _TEXT_VRS or elem.value is None:
+        return None
+    values = elem.value if isinstance(elem.value, (list, tuple, pydicom.multival.MultiValue)) else [elem.value]
+    out = []
+    for v in values:
+        raw = getattr(v, "original_string", None)
+        if isinstance(v, bytes) or isinstance(raw, bytes):
+            out.append(v if isinstance(v, bytes) else raw)
+        else:
+            out.append(str(v).encode("latin-1", "replace"))
+    return b"\\".join(out)
+
+
+def _charset_note(ds: Dataset, found: list[tuple[DataElement, bytes]]) -> TagRow:
+    """The row that says text was decoded without a Specific Character Set, with raw bytes."""
+    shown = "; ".join(f"{e.keyword or e.tag} = {b[:48].hex(' ')}{' ...' if len(b) > 48 else ''}" for e, b in found[:3])
+    more = f" (and {len(found) - 3} more element(s))" if len(found) > 3 else ""
+    state = "empty" if "SpecificCharacterSet" in ds else "missing"
+    return TagRow(
+        tag="(0008,0005)", keyword="SpecificCharacterSet", name="Specific Character Set", vr="CS",
+        value=(f"<{state}: text with non-ASCII bytes is shown with the default character set (ISO 8859-1); "
+               f"names may be wrong. Raw bytes: {shown}{more}>"),
+        identifying=any(e.tag.group in _IDENTIFYING_GROUPS or e.keyword in _IDENTIFYING_KEYWORDS for e, _ in found),
+    )
+
+
 def tag_rows(ds: Dataset, max_value_chars: int = 200) -> tuple[TagRow, ...]:
     """Every data element of ``ds`` and its file meta (pixel data summarised), for the tag
     viewer. An element whose value cannot be read is shown as unreadable: the rows never
-    stop an image from loading."""
+    stop an image from loading. When the data set has no (or an empty) Specific Character
+    Set but its text holds non-ASCII bytes, pydicom's default decoding is kept and a
+    (0008,0005) row says so, with the raw bytes (the first row of the data set)."""
     rows: list[TagRow] = []
+    no_charset = not ds.get("SpecificCharacterSet")
+    non_ascii: list[tuple[DataElement, bytes]] = []
 
     def walk(d: Dataset, depth: int) -> None:
         for tag in list(d.keys()):
             try:
                 elem = d[tag]
                 value = _shown(elem)
+                if no_charset and (raw := _raw_text(elem)) is not None and max(raw, default=0) >= 0x80:
+                    non_ascii.append((elem, raw))
             except Exception as e:  # noqa: BLE001 - a damaged value is shown, not raised
                 rows.append(TagRow(tag=f"({tag.group:04X},{tag.element:04X})", keyword=keyword_for_tag(tag),
                                    name="", vr="", value=f"<unreadable: {type(e).__name__}>", depth=depth))
@@ -220,5 +259,13 @@ def tag_rows(ds: Dataset, max_value_chars: int = 200) -> tuple[TagRow, ...]:
 
     if getattr(ds, "file_meta", None) is not None:
         walk(ds.file_meta, 0)
+    meta_rows = len(rows)
     walk(ds, 0)
+    if non_ascii:
+        note = _charset_note(ds, non_ascii)
+        at = next((i for i in range(meta_rows, len(rows)) if rows[i].tag == note.tag and rows[i].depth == 0), None)
+        if at is None:
+            rows.insert(meta_rows, note)
+        else:  # an empty (0008,0005): its own row carries the note
+            rows[at] = note
     return tuple(rows)

@@ -4,7 +4,9 @@ The model card names its rule (``decision_rule``); ``decide`` is the only implem
 
 - ``DECISION_RULE`` (models up to 2.x): the call is the top class; flags are the classes at or
   above their operating points.
-- ``DECISION_RULE_MARGIN`` (3.0 on): a disease is flagged at or above its operating point; the
+- ``DECISION_RULE_COHERENT`` (3.0.0): the call is the most probable class; when it is a disease,
+  flags are the diseases at or above their operating points; a normal call carries no flag.
+- ``DECISION_RULE_MARGIN``: a disease is flagged at or above its operating point; the
   call is the flagged disease furthest above its operating point, as a fraction of the way from
   it to 1, else normal. A normal call carries no flag.
 
@@ -20,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cam import heatmap
-from .card import DECISION_RULE, DECISION_RULE_MARGIN, NORMAL_LABEL
+from .card import DECISION_RULE, DECISION_RULE_COHERENT, DECISION_RULE_MARGIN, NORMAL_LABEL
 from .image import LoadedImage
 from .scope import IN_SCOPE, Scope
 
-__all__ = ["DECISION_RULE", "DECISION_RULE_MARGIN", "Prediction", "decide"]
+__all__ = ["DECISION_RULE", "DECISION_RULE_COHERENT", "DECISION_RULE_MARGIN", "Prediction", "decide"]
 
 
 def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[str, float],
@@ -44,8 +46,11 @@ def decide(labels: Sequence[str], probs: np.ndarray, operating_points: Mapping[s
         call = max(margins)[3]
         return call, tuple(lab for _, _, _, lab in sorted(margins, key=lambda t: (-t[1], -t[2])))
     call = labels[int(np.argmax(p))]
+    if rule == DECISION_RULE_COHERENT and call == NORMAL_LABEL:
+        return call, ()
     flagged = [(float(p[i]), lab) for i, lab in enumerate(labels)
-               if lab in operating_points and p[i] >= operating_points[lab]]
+               if lab in operating_points and p[i] >= operating_points[lab]
+               and not (rule == DECISION_RULE_COHERENT and lab == NORMAL_LABEL)]
     flags = tuple(lab for _, lab in sorted(flagged, key=lambda t: -t[0]))
     return call, flags
 

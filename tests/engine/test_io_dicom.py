@@ -15,7 +15,6 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit, JPEGLosslessSV1
 
 from engine.dicom import dicom_tags
-from engine.errors import UnsupportedImageError
 from engine.io import load_image
 
 # What ../shared/data/cxr/README.md says about each fixture: (rows, cols) where given.
@@ -28,7 +27,8 @@ EXPECTED = {
     "RG3_JPLL.dcm": dict(modality="CR", photometric="MONOCHROME1", bits=10, ts=JPEGLosslessSV1),
     "CR-ModalitySequenceLUT.dcm": dict(modality="CR", ts=JPEGLosslessSV1),
 }
-UNSUPPORTED = {"RG2_JPLY.dcm": JPEGExtended12Bit}
+# pydicom's plugins refuse it; the second JPEG decoder (imagecodecs) opens it (issue 23)
+SECOND_DECODER = {"RG2_JPLY.dcm": JPEGExtended12Bit}
 LOADABLE = sorted(EXPECTED)
 
 
@@ -62,7 +62,7 @@ def _pydicom_display(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_fixture_folder_is_what_the_readme_lists(dicom_dir: Path) -> None:
-    assert {p.name for p in dicom_dir.iterdir()} == set(EXPECTED) | set(UNSUPPORTED)
+    assert {p.name for p in dicom_dir.iterdir()} == set(EXPECTED) | set(SECOND_DECODER)
 
 
 @pytest.mark.parametrize("name", LOADABLE)
@@ -174,13 +174,28 @@ def test_strict_files_are_not_forced(dicom_dir: Path) -> None:
     assert not any("force" in n for n in im.meta.notes)
 
 
-def test_jpeg_extended_12bit_is_a_clear_unsupported_error(dicom_dir: Path) -> None:
-    with pytest.raises(UnsupportedImageError) as info:
-        load_image(dicom_dir / "RG2_JPLY.dcm")
-    msg = str(info.value)
-    assert "RG2_JPLY.dcm" in msg and "unsupported compression" in msg
-    assert JPEGExtended12Bit.name in msg and str(JPEGExtended12Bit) in msg  # names the transfer syntax
-    assert "Convert" in msg  # and says what to do next
+def test_jpeg_extended_12bit_opens_through_the_second_decoder(dicom_dir: Path) -> None:
+    """RG2_JPLY: 12-bit JPEG Extended whose scan header pylibjpeg-libjpeg rejects. imagecodecs
+    decodes it and the same display pipeline follows (its window 511/1024, MONOCHROME2).
+    tests/engine/test_dicom_corpus.py compares it with DCMTK's decode."""
+    import imagecodecs
+    from pydicom.encaps import get_frame
+
+    path = dicom_dir / "RG2_JPLY.dcm"
+    ds = pydicom.dcmread(path)
+    with pytest.raises(Exception):  # noqa: B017 - pydicom's plugins still refuse it
+        _ = ds.pixel_array
+    im = load_image(path)
+    m = im.meta
+    assert (m.modality, m.photometric, m.bits_stored, im.shape) == ("CR", "MONOCHROME2", 10, (2140, 1760))
+    assert m.transfer_syntax == JPEGExtended12Bit and m.transfer_syntax_name == JPEGExtended12Bit.name
+    assert any("imagecodecs" in n and "12-bit" in n for n in m.notes), m.notes
+    stored = imagecodecs.jpeg8_decode(get_frame(ds.PixelData, 0, number_of_frames=1))
+    np.testing.assert_array_equal(im.values, stored.astype(np.float32))  # no rescale in the file
+    assert (m.default_window.center, m.default_window.width) == (511.0, 1024.0) and m.voi_source == "window"
+    expected = np.clip((stored.astype(np.float64) - (511 - 0.5)) / (1024 - 1) + 0.5, 0.0, 1.0)  # LINEAR, PS3.3 C.11.2.1.2
+    np.testing.assert_allclose(im.pixels, expected, atol=1e-4)
+    assert not m.inverted and float(im.pixels.std()) > 0.05
 
 
 @pytest.mark.parametrize("name", ["CR-MONO1-10-chest.dcm", "nccid_nih_dx.dcm", "RG3_JPLL.dcm"])

@@ -225,3 +225,24 @@ def test_margin_rule_one_coherent_call() -> None:
         call, flags = decide(labels, p, ops, rule)
         assert (call == "normal") == (flags == ()) and "normal" not in flags
         assert call == "normal" or call in flags
+
+
+def test_coherent_rule_keeps_the_top_call_and_never_flags_a_normal_call() -> None:
+    """3.0.0's rule: the call is the most probable class; a normal call carries no flag; a disease call
+    lists the diseases at or above their operating points."""
+    from engine.card import DECISION_RULE_COHERENT
+    from engine.prediction import decide
+
+    labels = ("normal", "covid", "pneumonia", "tuberculosis")
+    ops = {"covid": 0.2, "pneumonia": 0.2, "tuberculosis": 0.1}
+    rule = DECISION_RULE_COHERENT
+    assert decide(labels, np.array([0.388, 0.30, 0.17, 0.142]), ops, rule) == ("normal", ())
+    assert decide(labels, np.array([0.1, 0.5, 0.25, 0.15]), ops, rule) == ("covid", ("covid", "pneumonia", "tuberculosis"))
+    assert decide(labels, np.array([0.3, 0.35, 0.3, 0.05]), {"covid": 0.4, "pneumonia": 0.2}, rule) == ("covid", ("pneumonia",))
+    rng = np.random.default_rng(1)
+    for p in rng.dirichlet(np.ones(4), size=500):
+        call, flags = decide(labels, p, ops, rule)
+        assert call == labels[int(np.argmax(p))]
+        assert "normal" not in flags and (call != "normal" or flags == ())
+    card = ModelCard.from_dict(tiny_card() | {"decision_rule": rule})
+    assert card.decision_rule == rule
