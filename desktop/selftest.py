@@ -165,6 +165,7 @@ def run_self_test(argv: list[str] | None = None) -> int:
             rep.check("golden heatmap", golden.golden_heatmap)
     for item in golden.dicom_items():
         rep.check(f"DICOM {item['file']}", lambda item=item: golden.dicom(item))
+    rep.check("DICOM 12-bit JPEG (imagecodecs)", golden.dicom_jpeg12)
     if golden.clf is not None:
         rep.check("DICOM results (SR, SC) and PACS modules", golden.dicom_results)
         rep.check("site adaptation (onnx, head, reference set)", lambda: site_adaptation_check(golden.clf))

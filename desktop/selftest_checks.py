@@ -160,6 +160,30 @@ class GoldenChecks:
         return f"{st['transfer_syntax_name']}, {st['shape'][1]}x{st['shape'][0]}, decoders {st['plugins']}"
 
 
+    def dicom_jpeg12(self) -> str:
+        """The second JPEG decoder (engine.dicom_jpeg: imagecodecs, for the 12-bit and progressive
+        JPEG pydicom's plugins refuse) is in the bundle: the golden radiograph as 12-bit JPEG
+        Extended, in an in-memory data set, decoded by it."""
+        import cv2
+        import imagecodecs
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.encaps import encapsulate
+
+        from engine.dicom_jpeg import decode_first_frame
+
+        src = cv2.imread(str(self.gdir / GOLDEN_IMAGE), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 16  # 12-bit
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.51"
+        ds.Rows, ds.Columns = src.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = encapsulate([imagecodecs.jpeg8_encode(src, level=95, bitspersample=12)])
+        arr, _ = decode_first_frame(Path("selftest.dcm"), ds, 1, *src.shape)
+        diff = int(np.abs(arr.astype(np.int32) - src.astype(np.int32)).max())
+        _require(arr.shape == src.shape and diff <= 64, f"decoded {arr.shape}, max |diff| {diff} of 4095")
+        return f"{imagecodecs.jpeg8_version()}: 12-bit JPEG {src.shape[1]}x{src.shape[0]}, max |diff| {diff} of 4095"
+
     def dicom_results(self) -> str:
         """DICOM results and PACS: highdicom writes the SR and the heatmap Secondary Capture for a
         golden DICOM (read back with pydicom), and the DICOMweb (dicomweb-client) and C-STORE
