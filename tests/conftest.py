@@ -1,6 +1,7 @@
 """Shared fixtures: the shared data beside the checkout (../shared/data), a PNG made from
-one of its radiographs, a tiny real ONNX model that satisfies the full contract, and a
-classifier on it. No Qt here: tests/desktop_core runs where PySide6 is not installed."""
+one of its radiographs, a DICOM file that no installed decoder reads, a tiny real ONNX model
+that satisfies the full contract, and a classifier on it. No Qt here: tests/desktop_core runs
+where PySide6 is not installed."""
 
 from __future__ import annotations
 
@@ -79,6 +80,39 @@ def pydicom_file():
         return Path(pydicom.data.get_testdata_file(name))
 
     return get
+
+
+def write_undecodable_dicom(src: Path, dst: Path) -> Path:
+    """``src``, a 12-bit JPEG Extended file with one frame (SOF1), written to ``dst`` with its
+    frame header marker changed to SOF5: a differential frame of hierarchical JPEG, which
+    pydicom's plugins, libjpeg-turbo (imagecodecs) and DCMTK's dcmdjpeg all refuse."""
+    import pydicom
+    from pydicom.encaps import encapsulate, get_frame
+
+    ds = pydicom.dcmread(src)
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    sof = frame.index(b"\xff\xc1")
+    ds.PixelData = encapsulate([frame[:sof] + b"\xff\xc5" + frame[sof + 2 :]])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def undecodable_dicom(tmp_path_factory: pytest.TempPathFactory, pydicom_file) -> Path:
+    """A well-formed DICOM file that no decoder reads, for the tests of what a refused image
+    gives (a typed error naming the transfer syntax, one reason per decoder, an error row):
+    pydicom's 12-bit JPEG Extended sample JPEG-lossy.dcm patched by ``write_undecodable_dicom``.
+    Shared by the session: copy it under the name a test needs rather than change it."""
+    from engine.errors import UnsupportedImageError
+    from engine.io import load_image
+
+    path = write_undecodable_dicom(pydicom_file("JPEG-lossy.dcm"), tmp_path_factory.mktemp("undecodable") / "jpeg_sof5.dcm")
+    try:
+        load_image(path)
+    except UnsupportedImageError:
+        return path
+    raise AssertionError(f"{path.name} was meant to be undecodable, but the engine opens it: pick another file")
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ SHARED_DICOM_SEEDS: tuple[tuple[str, float], ...] = (
     ("nccid_nih_dx.dcm", 1),  # implicit LE, 1024x1024 8-bit
     ("CR-ModalitySequenceLUT.dcm", 0.5),  # JPEG lossless + Modality LUT Sequence
     ("RG1_J2KI.dcm", 0.5),  # JPEG 2000, 1955x1841
-    ("RG2_JPLY.dcm", 0.5),  # JPEG 12-bit lossy (unsupported by the plugins)
+    ("RG2_JPLY.dcm", 0.5),  # JPEG 12-bit lossy (pydicom's plugins refuse it; imagecodecs decodes it)
     ("RG3_JPLL.dcm", 0.5),  # JPEG lossless 1760x1760
 )
 

@@ -20,10 +20,10 @@ def test_child_process_decode_matches_engine(dicom_dir: Path) -> None:
     assert a.meta == b.meta
 
 
-def test_engine_errors_cross_the_process_boundary(dicom_dir: Path, tmp_path: Path) -> None:
+def test_engine_errors_cross_the_process_boundary(undecodable_dicom: Path, tmp_path: Path) -> None:
     dec = shared_decoder()
     with pytest.raises(UnsupportedImageError, match="unsupported compression"):
-        dec.load(str(dicom_dir / "RG2_JPLY.dcm"))
+        dec.load(str(undecodable_dicom))
     with pytest.raises(Exception, match="empty"):
         empty = tmp_path / "empty.dcm"
         empty.write_bytes(b"")

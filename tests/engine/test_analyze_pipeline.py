@@ -45,6 +45,6 @@ def test_analyze_large_dicom_heatmap_at_image_size(classifier, dicom_dir: Path) 
     assert np.isclose(float(pred.probs.sum()), 1.0, atol=1e-5)
 
 
-def test_analyze_bad_file_raises_typed_error(classifier, dicom_dir: Path) -> None:
-    with pytest.raises(UnsupportedImageError, match="JPEG Extended"):
-        analyze(dicom_dir / "RG2_JPLY.dcm", classifier)
+def test_analyze_bad_file_raises_typed_error(classifier, undecodable_dicom: Path) -> None:
+    with pytest.raises(UnsupportedImageError, match=r"unsupported compression: JPEG Extended .*1\.2\.840\.10008\.1\.2\.4\.51"):
+        analyze(undecodable_dicom, classifier)

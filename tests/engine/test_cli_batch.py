@@ -18,13 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path) -> Path:
+def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path,
+           undecodable_dicom: Path) -> Path:
     root = tmp_path_factory.mktemp("cliin")
     for label, paths in cxr_samples.items():
         for i, p in enumerate(paths[:2]):
             shutil.copy(p, root / f"{label}{i}.jpg")
     shutil.copy(dicom_dir / "CR-MONO1-10-chest.dcm", root / "chest.dcm")
-    shutil.copy(dicom_dir / "RG2_JPLY.dcm", root / "jply.dcm")
+    shutil.copy(undecodable_dicom, root / "jply.dcm")  # no decoder reads it: an error row
     (root / "empty.png").write_bytes(b"")
     return root
 

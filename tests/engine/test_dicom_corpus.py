@@ -296,13 +296,11 @@ def test_jpeg_frame_against_header(tmp_path: Path, header: dict, words: str) -> 
     assert words in str(info.value)
 
 
-def test_frame_both_decoders_refuse_names_the_transfer_syntax(tmp_path: Path) -> None:
+def test_frame_both_decoders_refuse_names_the_transfer_syntax(tmp_path: Path, undecodable_dicom: Path) -> None:
     """A 12-bit JPEG Extended file whose frame header says hierarchical (SOF5, a differential
-    frame): pydicom's plugins and libjpeg-turbo refuse it, and so does DCMTK."""
-    src = _bundled("JPEG-lossy.dcm")
-    frame = _frame(src)
-    sof = frame.index(b"\xff\xc1")
-    path = _with_frame(src, tmp_path / "sof5.dcm", frame[:sof] + b"\xff\xc5" + frame[sof + 2 :])
+    frame; tests/conftest.py's ``undecodable_dicom``): pydicom's plugins and libjpeg-turbo
+    refuse it, and so does DCMTK."""
+    path = Path(shutil.copy(undecodable_dicom, tmp_path / "sof5.dcm"))
     with pytest.raises(UnsupportedImageError) as info:
         load_image(path)
     msg = str(info.value)

@@ -64,37 +64,40 @@ def _unknown_codec(src: Path, path: Path) -> Path:
     return path
 
 
-# name -> (builder(folder, cxr_jpeg, dicom_dir, pydicom_file) -> path, error type, message fragment)
-Builder = Callable[[Path, Path, Path, Callable[[str], Path]], Path]
+# name -> (builder(folder, cxr_jpeg, dicom_dir, pydicom_file, undecodable_dicom) -> path, error type, message fragment)
+Builder = Callable[[Path, Path, Path, Callable[[str], Path], Path], Path]
 CASES: dict[str, tuple[Builder, type[ImageLoadError], str]] = {
-    "zero_byte": (lambda d, c, dd, pf: _write(d / "zero.png", b""),
+    "zero_byte": (lambda d, c, dd, pf, ud: _write(d / "zero.png", b""),
                   CorruptImageError, "the file is empty (0 bytes)"),
-    "truncated_png": (lambda d, c, dd, pf: _write(d / "cut.png", _png_bytes(c)[:3000]),
+    "truncated_png": (lambda d, c, dd, pf, ud: _write(d / "cut.png", _png_bytes(c)[:3000]),
                       CorruptImageError, "truncated PNG"),
-    "truncated_jpeg": (lambda d, c, dd, pf: _write(d / "cut.jpg", c.read_bytes()[: c.stat().st_size // 2]),
+    "truncated_jpeg": (lambda d, c, dd, pf, ud: _write(d / "cut.jpg", c.read_bytes()[: c.stat().st_size // 2]),
                        CorruptImageError, "truncated JPEG"),
-    "text_named_dcm": (lambda d, c, dd, pf: _write(d / "notes.dcm", "Patient notes: not an image.\n" * 20),
+    "text_named_dcm": (lambda d, c, dd, pf, ud: _write(d / "notes.dcm", "Patient notes: not an image.\n" * 20),
                        UnsupportedImageError, "not a PNG, JPEG or DICOM file"),
-    "dicom_sr_built": (lambda d, c, dd, pf: _sr_dataset(d / "report_sr.dcm"),
+    "dicom_sr_built": (lambda d, c, dd, pf, ud: _sr_dataset(d / "report_sr.dcm"),
                        UnsupportedImageError, "holds no image (Basic Text SR Storage)"),
-    "dicom_sr_pydicom": (lambda d, c, dd, pf: Path(shutil.copy(pf("test-SR.dcm"), d / "test-SR.dcm")),
+    "dicom_sr_pydicom": (lambda d, c, dd, pf, ud: Path(shutil.copy(pf("test-SR.dcm"), d / "test-SR.dcm")),
                          UnsupportedImageError, "holds no image"),
-    "mr_truncated": (lambda d, c, dd, pf: Path(shutil.copy(pf("MR_truncated.dcm"), d / "MR_truncated.dcm")),
+    "mr_truncated": (lambda d, c, dd, pf, ud: Path(shutil.copy(pf("MR_truncated.dcm"), d / "MR_truncated.dcm")),
                      CorruptImageError, "pixel data is truncated"),
-    "jpeg_extended_12bit": (lambda d, c, dd, pf: Path(shutil.copy(dd / "RG2_JPLY.dcm", d / "RG2_JPLY.dcm")),
-                            UnsupportedImageError, "unsupported compression: JPEG Extended"),
-    "unknown_codec": (lambda d, c, dd, pf: _unknown_codec(dd / "nccid_nih_dx.dcm", d / "mpeg2.dcm"),
+    # a 12-bit JPEG Extended file whose frame no decoder reads (hierarchical JPEG: tests/conftest.py)
+    "jpeg_extended_12bit": (lambda d, c, dd, pf, ud: Path(shutil.copy(ud, d / "jpeg_sof5.dcm")),
+                            UnsupportedImageError,
+                            "unsupported compression: JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51)"),
+    "unknown_codec": (lambda d, c, dd, pf, ud: _unknown_codec(dd / "nccid_nih_dx.dcm", d / "mpeg2.dcm"),
                       UnsupportedImageError, "unsupported compression: MPEG2 Main Profile"),
-    "decompression_bomb": (lambda d, c, dd, pf: cv2.imwrite(str(d / "bomb.png"), np.zeros((10001, 10001), np.uint8)) and d / "bomb.png",
+    "decompression_bomb": (lambda d, c, dd, pf, ud: cv2.imwrite(str(d / "bomb.png"), np.zeros((10001, 10001), np.uint8)) and d / "bomb.png",
                            ImageTooLargeError, "10001x10001 pixels exceeds the limit"),
 }
 
 
 @pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path,
-               pydicom_file) -> tuple[Path, dict[str, Path], Path]:
+               pydicom_file, undecodable_dicom: Path) -> tuple[Path, dict[str, Path], Path]:
     d = tmp_path_factory.mktemp("bad")
-    paths = {name: builder(d, cxr_samples["normal"][0], dicom_dir, pydicom_file) for name, (builder, _, _) in CASES.items()}
+    paths = {name: builder(d, cxr_samples["normal"][0], dicom_dir, pydicom_file, undecodable_dicom)
+             for name, (builder, _, _) in CASES.items()}
     good = Path(shutil.copy(cxr_samples["covid"][0], d / "good.jpg"))
     return d, paths, good
 

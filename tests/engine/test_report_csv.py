@@ -25,11 +25,12 @@ LABELS = ("normal", "covid", "pneumonia", "tuberculosis")
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path) -> Path:
+def folder(tmp_path_factory: pytest.TempPathFactory, cxr_samples: dict[str, list[Path]], dicom_dir: Path,
+           undecodable_dicom: Path) -> Path:
     root = tmp_path_factory.mktemp("reportin")
     shutil.copy(cxr_samples["normal"][0], root / "a.jpg")
     shutil.copy(dicom_dir / "RG3_JPLL.dcm", root / "b.dcm")
-    shutil.copy(dicom_dir / "RG2_JPLY.dcm", root / "c_bad.dcm")
+    shutil.copy(undecodable_dicom, root / "c_bad.dcm")  # no decoder reads it: an error row
     (root / "sub").mkdir()
     shutil.copy(cxr_samples["tuberculosis"][0], root / "sub" / "d.jpg")
     return root
