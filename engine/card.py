@@ -82,6 +82,8 @@ class ModelCard:
     reference_set: dict[str, Any] | None = None
     # {"parent": {name, version, sha256}, "site": {name, date, counts}, "parameters", figures}: an adapted model
     site_adaptation: dict[str, Any] | None = None
+    # {"output": "lateral", "threshold", "method", "figures"}: the frontal/lateral head (scope check 2)
+    view_check: dict[str, Any] | None = None
 
     @property
     def parent(self) -> dict[str, str] | None:
@@ -94,7 +96,7 @@ class ModelCard:
         d["labels"] = list(self.labels)
         d["input_size"] = list(self.input_size)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        for key in ("ood", "reference_set", "site_adaptation"):
+        for key in ("ood", "reference_set", "site_adaptation", "view_check"):
             if d[key] is None:
                 del d[key]
         return d
@@ -319,6 +321,17 @@ def _site_adaptation(d: dict[str, Any]) -> dict[str, Any] | None:
     return dict(raw)
 
 
+def _view_check(d: dict[str, Any]) -> dict[str, Any] | None:
+    raw = d.get("view_check")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("output") != "lateral" or not _is_number(raw.get("threshold")) \
+            or not 0.0 < raw["threshold"] < 1.0:
+        raise ModelError("model card view_check must be {\"output\": \"lateral\", \"threshold\": a probability "
+                         f"between 0 and 1, ...}}, got {_show(raw)}.")
+    return {**raw, "threshold": float(raw["threshold"])}
+
+
 # Field name -> validator, in the order the fields are checked (the first bad one is reported).
 _VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "name": lambda d: _text_field(d, "name"),
@@ -342,4 +355,5 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "out_of_source_metrics": lambda d: _object_field(d, "out_of_source_metrics"),
     "reference_set": _reference_set,
     "site_adaptation": _site_adaptation,
+    "view_check": _view_check,
 }

@@ -17,7 +17,9 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 REQUIRED_OUTPUTS = ("logits", "probs", "cam")
-OPTIONAL_OUTPUTS = ("ood",)  # [N]: out-of-distribution score (higher = less like the training data)
+# [N] each: the out-of-distribution score (higher = less like the training data); the probability that the
+# film is a lateral view (scope check 2)
+OPTIONAL_OUTPUTS = ("ood", "lateral")
 FEATURES_OUTPUT = "features"  # optional [N, D]: the pooled features feeding the linear head (site adaptation)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -52,6 +54,7 @@ class ModelOutputs:
     cam: np.ndarray  # [N, C, h, w]
     ood: np.ndarray | None = None  # [N], when the model has the optional output
     features: np.ndarray | None = None  # [N, D], only when asked for (``run(..., features=True)``)
+    lateral: np.ndarray | None = None  # [N], P(lateral view), when the model has the optional output
 
 
 def _dims(shape: list) -> list:
@@ -90,6 +93,11 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
     if FEATURES_OUTPUT in outs and len(_dims(outs[FEATURES_OUTPUT].shape)) != 2:
         raise ModelError(f"output '{FEATURES_OUTPUT}' must be [N, D] (pooled features), got shape "
                          f"{outs[FEATURES_OUTPUT].shape}.")
+    if "lateral" in outs and len(_dims(outs["lateral"].shape)) != 1:
+        raise ModelError(f"output 'lateral' must be [N] (one score per image), got shape {outs['lateral'].shape}.")
+    if getattr(card, "view_check", None) and "lateral" not in outs:
+        raise ModelError("the model card describes a view check ('lateral') but the graph has no 'lateral' output; "
+                         "re-export the model.")
     if getattr(card, "ood", None) and "ood" not in outs:
         raise ModelError("the model card describes an out-of-distribution score ('ood') but the graph has no 'ood' "
                          "output; re-export the model.")
@@ -226,8 +234,9 @@ class Classifier:
                              "with `python -m training features MODEL.onnx`.")
         names = [*self._outputs, FEATURES_OUTPUT] if features else self._outputs
         out = self.session.run(names, {"image": np.ascontiguousarray(batch, np.float32)})
-        return ModelOutputs(logits=out[0], probs=out[1], cam=out[2], ood=out[3] if self.has_ood else None,
-                            features=out[-1] if features else None)
+        got = dict(zip(names, out, strict=True))
+        return ModelOutputs(logits=got["logits"], probs=got["probs"], cam=got["cam"], ood=got.get("ood"),
+                            features=got.get(FEATURES_OUTPUT), lateral=got.get("lateral"))
 
     def describe(self) -> dict[str, str]:
         return {"model_name": self.card.name, "model_version": self.card.version, "model_sha256": self.sha256}

@@ -173,13 +173,20 @@ def lung_evidence(lungs: object | None) -> Scope | None:
                 {"lung_area_fraction": float(getattr(lungs, "area_fraction", 0.0) or 0.0)})
 
 
-def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_threshold: float | None) -> Scope:
-    """The final verdict: the first decisive evidence in DESIGN.md's order, with the OOD score
-    recorded whatever the verdict."""
+LATERAL_REASON = ("looks like a lateral view of the chest: RadLens analyses frontal (PA or AP) chest radiographs "
+                  "only. Open the frontal film of the study.")
+
+
+def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_threshold: float | None,
+            lateral: float | None = None, lateral_threshold: float | None = None) -> Scope:
+    """The final verdict: the first decisive evidence in DESIGN.md's order (header and pixels, the
+    view, the lung field, the OOD score), with the OOD score recorded whatever the verdict."""
     score = None if ood_score is None or not np.isfinite(ood_score) else float(ood_score)
     extra = {"ood_score": score, "ood_threshold": ood_threshold}
     if not before.in_scope:
         return Scope(False, before.kind, before.reason, evidence=before.evidence, **extra)
+    if lateral is not None and lateral_threshold is not None and (not np.isfinite(lateral) or lateral > lateral_threshold):
+        return Scope(False, "lateral", LATERAL_REASON, evidence={"lateral_probability": float(lateral)}, **extra)
     lung = lung_evidence(lungs)
     if lung is not None:
         return Scope(False, lung.kind, lung.reason, evidence=lung.evidence, **extra)
