@@ -35,12 +35,16 @@ class ClassRow:
     prob: float
     op: float | None  # the class's operating point (None: the card gives none)
     call: bool  # this class is the call
-    flagged: bool  # at or above its operating point
+    flagged: bool  # flagged by the card's decision rule (a normal call carries no flag)
+    above: bool | None = None  # at or above its operating point (None: as ``flagged``)
 
     def verdict(self) -> str:
         if self.op is None:
             return "no operating point"
-        return "at or above" if self.flagged else "below"
+        above = self.flagged if self.above is None else self.above
+        if above and not self.flagged:
+            return "at or above (not flagged: see the decision rule)"
+        return "at or above" if above else "below"
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def row_text(r: ClassRow) -> str:
 def class_rows(pred: Prediction) -> tuple[ClassRow, ...]:
     ops = pred.operating_points
     return tuple(ClassRow(lab, float(pred.probs[i]), ops.get(lab), lab == pred.call and pred.in_scope,
-                          lab in ops and float(pred.probs[i]) >= ops[lab])
+                          lab in pred.flags, lab in ops and float(pred.probs[i]) >= ops[lab])
                  for i, lab in enumerate(pred.labels))
 
 
