@@ -137,7 +137,7 @@ def _report(prediction: Prediction, source: Dataset) -> hd.sr.MeasurementReport:
     items = [_text(NOTICE, DISCLAIMER)]
     if not prediction.in_scope:
         items.append(_text(SCOPE_REASON, prediction.scope.reason or "out of scope"))
-    items.append(_text(RULE, DECISION_RULE))
+    items.append(_text(RULE, prediction.decision_rule or DECISION_RULE))
     container.ContentSequence = hd.sr.ContentSequence(items)
     report[0].ContentSequence.append(container)
     return report

@@ -106,7 +106,7 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
         call=call, flags=flags,
         model_name=card.name, model_version=card.version, model_sha256=classifier.sha256,
         operating_points=dict(card.operating_points), input_size=card.input_size, resize=card.resize,
-        box=prep.box, lungs=prep.lungs, notes=prep.notes, scope=scope,
+        box=prep.box, lungs=prep.lungs, notes=prep.notes, scope=scope, decision_rule=card.decision_rule,
     )
 
 

@@ -75,6 +75,7 @@ class Prediction:
     lungs: object | None = None  # engine.lungs.LungField when the model's card uses one
     notes: tuple[str, ...] = ()
     scope: Scope = IN_SCOPE
+    decision_rule: str = DECISION_RULE  # the card's rule that made ``call`` and ``flags``
 
     @property
     def in_scope(self) -> bool:

@@ -221,6 +221,8 @@ def build_report(path: str, pred: Prediction | None, card: ModelCard | None, sha
         sha256=(pred.model_sha256 if pred is not None else sha256) or "unknown",
         card_lines=card_summary(card) if card is not None else (),
         measurements=tuple(measurements),
+        decision_rule=(pred.decision_rule if pred is not None else card.decision_rule if card is not None
+                       else DECISION_RULE),
     )
 
 
