@@ -142,18 +142,19 @@ def pixel_evidence(image: LoadedImage, stats: dict[str, float] | None = None) ->
     st["colour"] = colour
     h, w = image.shape
     if colour > MAX_COLOUR:
-        return _out("colour", "this is a colour image (a photograph, a screenshot or a drawing), not a radiograph: "
-                    "RadLens analyses chest radiographs only.", st)
+        return _out("colour", "not a radiograph: a colour image (a photograph, a screenshot or a drawing). RadLens "
+                    "analyses chest radiographs only.", st)
     if min(h, w) < MIN_SIDE:
         return _out("small", f"the image is too small to analyse ({w}x{h} pixels; at least {MIN_SIDE} on each side "
                     "are needed). Open the full-resolution radiograph.", st)
     if st["spread"] < MIN_SPREAD or st["std"] < MIN_STD:
         return _out("blank", "the image is blank or nearly uniform: there is no radiograph to analyse.", st)
     if st["noise"] > MAX_NOISE:
-        return _out("noise", "the image looks like noise, not a radiograph: RadLens analyses chest radiographs only.", st)
+        return _out("noise", "not a radiograph: the image looks like a document, a screenshot or noise. RadLens "
+                    "analyses chest radiographs only.", st)
     if st["flat"] > MAX_FLAT:
-        return _out("graphic", "the image has large perfectly flat areas, as a screenshot or a drawing has, "
-                    "not a radiograph: open the radiograph itself.", st)
+        return _out("graphic", "not a radiograph: a document or screenshot (large perfectly flat areas). Open the "
+                    "radiograph itself.", st)
     return None
 
 
@@ -169,7 +170,8 @@ def lung_evidence(lungs: object | None) -> Scope | None:
     if getattr(lungs, "plausible", True):
         return None
     why = getattr(lungs, "reason", "") or "no two lung fields of plausible size and position were found"
-    return _out("lungs", f"this does not look like a frontal chest radiograph ({why}).",
+    return _out("lungs", "not a frontal chest radiograph: no pair of lung fields where a frontal chest film has "
+                f"them. It may be another body part, a lateral view or a photograph ({why}).",
                 {"lung_area_fraction": float(getattr(lungs, "area_fraction", 0.0) or 0.0)})
 
 
@@ -191,7 +193,8 @@ def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_th
     if lung is not None:
         return Scope(False, lung.kind, lung.reason, evidence=lung.evidence, **extra)
     if score is not None and ood_threshold is not None and score > ood_threshold:
-        return Scope(False, "ood", "the image is unlike the chest radiographs the model was trained on "
-                     f"(out-of-distribution score {score:.2f}, threshold {ood_threshold:.2f}): it may be another "
-                     "body part, another view, or an edited image.", evidence={"ood_score": score}, **extra)
+        return Scope(False, "ood", "not a frontal chest radiograph, or a very unusual one: it is unlike the films "
+                     "the model was trained on. It may be another body part, another view, a photograph or an edited "
+                     f"image (out-of-distribution score {score:.2f}, threshold {ood_threshold:.2f}).",
+                     evidence={"ood_score": score}, **extra)
     return Scope(True, **extra)
