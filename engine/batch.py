@@ -30,7 +30,7 @@ from .image import Identifiers, LoadedImage
 from .io import load_image
 from .listing import SKIPPED_NAMES, FolderError, _check_folder, list_folder, list_images  # noqa: F401 - re-exported
 from .model import Classifier
-from .pipeline import COMPUTE, Prepared, conclude, lateral_of, lung_fields, ood_of, prepare
+from .pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare, view_of
 from .prediction import Prediction
 
 Cancel = threading.Event | Callable[[], bool] | None
@@ -281,7 +281,7 @@ def _row_for(d: _Decoded, out: Prediction | str, root: Path, total: int, labels:
 def _conclude_one(d: _Decoded, o: object, i: int, classifier: Classifier) -> Prediction | str:
     try:
         return conclude(d.prep, classifier, o.logits[i], o.probs[i], o.cam[i], ood_of(o, i),  # type: ignore[arg-type, attr-defined]
-                        lateral_of(o, i))
+                        view_of(o, i))
     except BaseException as e:  # noqa: BLE001
         if _fatal(e):
             raise

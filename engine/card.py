@@ -82,7 +82,8 @@ class ModelCard:
     reference_set: dict[str, Any] | None = None
     # {"parent": {name, version, sha256}, "site": {name, date, counts}, "parameters", figures}: an adapted model
     site_adaptation: dict[str, Any] | None = None
-    # {"output": "lateral", "threshold", "method", "figures"}: the frontal/lateral head (scope check 2)
+    # {"output": "view", "classes": ["frontal", "lateral", "other"], "threshold", "method", "figures"}:
+    # the view head (scope check 2): out of scope when 1 - P(frontal) > threshold
     view_check: dict[str, Any] | None = None
 
     @property
@@ -325,10 +326,12 @@ def _view_check(d: dict[str, Any]) -> dict[str, Any] | None:
     raw = d.get("view_check")
     if raw is None:
         return None
-    if not isinstance(raw, dict) or raw.get("output") != "lateral" or not _is_number(raw.get("threshold")) \
-            or not 0.0 < raw["threshold"] < 1.0:
-        raise ModelError("model card view_check must be {\"output\": \"lateral\", \"threshold\": a probability "
-                         f"between 0 and 1, ...}}, got {_show(raw)}.")
+    classes = raw.get("classes") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or raw.get("output") != "view" or not _is_number(raw.get("threshold")) \
+            or not 0.0 < raw["threshold"] < 1.0 or not isinstance(classes, list) or "frontal" not in classes \
+            or not all(isinstance(c, str) for c in classes):
+        raise ModelError("model card view_check must be {\"output\": \"view\", \"classes\": [\"frontal\", ...], "
+                         f"\"threshold\": a probability between 0 and 1, ...}}, got {_show(raw)}.")
     return {**raw, "threshold": float(raw["threshold"])}
 
 

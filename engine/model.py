@@ -17,9 +17,9 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 REQUIRED_OUTPUTS = ("logits", "probs", "cam")
-# [N] each: the out-of-distribution score (higher = less like the training data); the probability that the
-# film is a lateral view (scope check 2)
-OPTIONAL_OUTPUTS = ("ood", "lateral")
+# the out-of-distribution score [N] (higher = less like the training data); the view probabilities [N, K]
+# (the card's view_check classes, e.g. frontal / lateral / other: scope check 2)
+OPTIONAL_OUTPUTS = ("ood", "view")
 FEATURES_OUTPUT = "features"  # optional [N, D]: the pooled features feeding the linear head (site adaptation)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -54,7 +54,7 @@ class ModelOutputs:
     cam: np.ndarray  # [N, C, h, w]
     ood: np.ndarray | None = None  # [N], when the model has the optional output
     features: np.ndarray | None = None  # [N, D], only when asked for (``run(..., features=True)``)
-    lateral: np.ndarray | None = None  # [N], P(lateral view), when the model has the optional output
+    view: np.ndarray | None = None  # [N, K], the view probabilities, when the model has the optional output
 
 
 def _dims(shape: list) -> list:
@@ -93,11 +93,15 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
     if FEATURES_OUTPUT in outs and len(_dims(outs[FEATURES_OUTPUT].shape)) != 2:
         raise ModelError(f"output '{FEATURES_OUTPUT}' must be [N, D] (pooled features), got shape "
                          f"{outs[FEATURES_OUTPUT].shape}.")
-    if "lateral" in outs and len(_dims(outs["lateral"].shape)) != 1:
-        raise ModelError(f"output 'lateral' must be [N] (one score per image), got shape {outs['lateral'].shape}.")
-    if getattr(card, "view_check", None) and "lateral" not in outs:
-        raise ModelError("the model card describes a view check ('lateral') but the graph has no 'lateral' output; "
+    vc = getattr(card, "view_check", None)
+    if vc and "view" not in outs:
+        raise ModelError("the model card describes a view check ('view') but the graph has no 'view' output; "
                          "re-export the model.")
+    if "view" in outs:
+        shape = _dims(outs["view"].shape)
+        if len(shape) != 2 or (vc and shape[1] not in (None, len(vc["classes"]))):
+            raise ModelError(f"output 'view' must be [N, {len(vc['classes']) if vc else 'K'}] (view probabilities), "
+                             f"got shape {outs['view'].shape}.")
     if getattr(card, "ood", None) and "ood" not in outs:
         raise ModelError("the model card describes an out-of-distribution score ('ood') but the graph has no 'ood' "
                          "output; re-export the model.")
@@ -236,7 +240,7 @@ class Classifier:
         out = self.session.run(names, {"image": np.ascontiguousarray(batch, np.float32)})
         got = dict(zip(names, out, strict=True))
         return ModelOutputs(logits=got["logits"], probs=got["probs"], cam=got["cam"], ood=got.get("ood"),
-                            features=got.get(FEATURES_OUTPUT), lateral=got.get("lateral"))
+                            features=got.get(FEATURES_OUTPUT), view=got.get("view"))
 
     def describe(self) -> dict[str, str]:
         return {"model_name": self.card.name, "model_version": self.card.version, "model_sha256": self.sha256}

@@ -7,9 +7,9 @@ CLI and the desktop batch window), and both desktop workers. DESIGN.md's order:
     -> scope evidence from the header and pixel statistics (``engine.scope``)
     -> lung field (the lung model the card names, else the bundled one, for the scope check)
     -> model input (crop, intensity normalisation, resize, normalise: the card's preprocessing)
-    -> ``classifier.run`` (logits, probs, cam, ood, lateral)
+    -> ``classifier.run`` (logits, probs, cam, ood, view)
     -> checks (no verdict on a non-finite output)
-    -> scope verdict (header, pixels, the lateral-view score, lung field, OOD score: each against the card)
+    -> scope verdict (header, pixels, the view probabilities, lung field, OOD score: each against the card)
     -> decision (one call + flags by the rule in the card; none out of scope)
     -> ``Prediction``
 
@@ -82,7 +82,7 @@ def prepare(image: LoadedImage, classifier: Classifier, lungs: object = COMPUTE)
 
 
 def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: np.ndarray,
-             cam: np.ndarray, ood: float | None = None, lateral: float | None = None) -> Prediction:
+             cam: np.ndarray, ood: float | None = None, view: np.ndarray | None = None) -> Prediction:
     """Every step after the model for one image: output checks, the scope verdict, the
     decision (no call out of scope), the Prediction."""
     if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(logits))):
@@ -92,11 +92,12 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
         )
     card = classifier.card
     threshold = (card.ood or {}).get("threshold")
-    view = card.view_check or {}
+    vc = card.view_check or {}
+    views = dict(zip(vc["classes"], np.asarray(view, np.float64).tolist(), strict=True)) if vc and view is not None \
+        else None
     scope = verdict(prep.scope, prep.lungs,
                     None if ood is None else float(ood), None if threshold is None else float(threshold),
-                    lateral=None if lateral is None or not view else float(lateral),
-                    lateral_threshold=view.get("threshold"))
+                    views=views, view_threshold=vc.get("threshold"))
     call, flags = (decide(card.labels, probs, card.operating_points, card.decision_rule) if scope.in_scope
                    else ("", ()))
     return Prediction(
@@ -114,7 +115,7 @@ def classify(image: LoadedImage, classifier: Classifier) -> Prediction:
     """The per-image job on a loaded image: prepare, run the model, conclude."""
     prep = prepare(image, classifier)
     out = classifier.run(prep.x[None])
-    return conclude(prep, classifier, out.logits[0], out.probs[0], out.cam[0], ood_of(out, 0), lateral_of(out, 0))
+    return conclude(prep, classifier, out.logits[0], out.probs[0], out.cam[0], ood_of(out, 0), view_of(out, 0))
 
 
 def ood_of(out: object, i: int) -> float | None:
@@ -123,10 +124,10 @@ def ood_of(out: object, i: int) -> float | None:
     return None if ood is None else float(ood[i])
 
 
-def lateral_of(out: object, i: int) -> float | None:
-    """The i-th image's lateral-view probability from ``Classifier.run``'s outputs (None without one)."""
-    lat = getattr(out, "lateral", None)
-    return None if lat is None else float(lat[i])
+def view_of(out: object, i: int) -> np.ndarray | None:
+    """The i-th image's view probabilities from ``Classifier.run``'s outputs (None without them)."""
+    view = getattr(out, "view", None)
+    return None if view is None else np.asarray(view[i])
 
 
 def _name(image: LoadedImage) -> str:

@@ -179,16 +179,26 @@ LATERAL_REASON = ("looks like a lateral view of the chest: RadLens analyses fron
                   "only. Open the frontal film of the study.")
 
 
+OTHER_PART_REASON = ("not a chest radiograph: it looks like another body part (or not a radiograph at all). "
+                     "RadLens analyses frontal chest radiographs only.")
+
+
 def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_threshold: float | None,
-            lateral: float | None = None, lateral_threshold: float | None = None) -> Scope:
+            views: dict[str, float] | None = None, view_threshold: float | None = None) -> Scope:
     """The final verdict: the first decisive evidence in DESIGN.md's order (header and pixels, the
     view, the lung field, the OOD score), with the OOD score recorded whatever the verdict."""
     score = None if ood_score is None or not np.isfinite(ood_score) else float(ood_score)
     extra = {"ood_score": score, "ood_threshold": ood_threshold}
     if not before.in_scope:
         return Scope(False, before.kind, before.reason, evidence=before.evidence, **extra)
-    if lateral is not None and lateral_threshold is not None and (not np.isfinite(lateral) or lateral > lateral_threshold):
-        return Scope(False, "lateral", LATERAL_REASON, evidence={"lateral_probability": float(lateral)}, **extra)
+    if views and view_threshold is not None and "frontal" in views:
+        frontal = views["frontal"]
+        if not np.isfinite(frontal) or 1.0 - frontal > view_threshold:
+            lateral, other = views.get("lateral", 0.0), views.get("other", 0.0)
+            ev = {f"view_{k}": float(v) for k, v in views.items()}
+            if lateral >= other:
+                return Scope(False, "lateral", LATERAL_REASON, evidence=ev, **extra)
+            return Scope(False, "body_part", OTHER_PART_REASON, evidence=ev, **extra)
     lung = lung_evidence(lungs)
     if lung is not None:
         return Scope(False, lung.kind, lung.reason, evidence=lung.evidence, **extra)

@@ -1,12 +1,14 @@
-"""Scope check 2: a frontal/lateral head on the pooled features, inside the classifier's graph.
+"""Scope check 2: a frontal/lateral/other head on the pooled features, inside the classifier's graph.
 
 A lateral chest film is a chest radiograph, so the lung-field and OOD checks miss many of them
-(74% flagged by 2.1.0). The classifier's pooled features tell the two views apart well: a logistic
-head on them (``lateral`` [N], the probability that the film is a lateral view) is added to the
-graph by surgery, like the OOD score, so it costs one dot product per film and every model adapted
-from this one keeps it.
+(74% flagged by 2.1.0). The classifier's pooled features tell the views apart well: a logistic head
+on them (``view`` [N, 3]: P(frontal), P(lateral), P(other body part)) is added to the graph by
+surgery, like the OOD score, so it costs one small product per film and every model adapted from
+this one keeps it.
 
 Data (never test data, never cxr-extdev for fitting):
+- other body parts: the 400 knees of ``ood-dev`` (so a knee is named "not a chest radiograph", not a
+  lateral view);
 - lateral views: the 25 lateral chest films of ``ood-dev`` (23 patients, grouped here by their
   publication id, a coarser key), each also flipped, rotated by +-10 degrees and cropped to 85%;
 - frontal views: training-split films of the model's split (drawn evenly over class and source),
@@ -46,7 +48,8 @@ from .export import write_card
 from .features import pooled_tensor
 
 OOD_DEV = "../shared/data/ood-dev"
-OUTPUT = "lateral"
+OUTPUT = "view"
+CLASSES = ("frontal", "lateral", "other")
 QUANTILE = 0.999
 THRESHOLD = 0.5
 STRENGTH = 1e-3
@@ -95,32 +98,42 @@ def _draw(samples: list, n: int, seed: int) -> list:
     return out
 
 
-def laterals(ood_dev: Path) -> tuple[list[str], list[str]]:
+def laterals(ood_dev: Path, kind: str = "lateral-chest") -> tuple[list[str], list[str]]:
+    """Files of one ood-dev kind and a group key each (laterals: the publication id; knees: the file)."""
     files, groups = [], []
     with open(ood_dev / "manifest.csv", newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            if r["kind"] == "lateral-chest":
+            if r["kind"] == kind:
                 files.append(str(ood_dev / r["file"]))
-                groups.append(Path(r["file"]).stem.split("_", 1)[1].split("-")[0])
+                stem = Path(r["file"]).stem
+                groups.append(stem.split("_", 1)[1].split("-")[0] if kind == "lateral-chest" else stem)
     return files, groups
 
 
-def fit(x_front: np.ndarray, x_lat: np.ndarray) -> Head:
-    """Class-balanced logistic regression (2 outputs, softmax) on standardised features, folded back
-    into raw-feature weights: lateral score = softmax(...)[1]."""
+def fit(x_front: np.ndarray, x_lat: np.ndarray, x_other: np.ndarray) -> Head:
+    """Class-balanced multinomial logistic regression (frontal, lateral, other) on standardised
+    features, folded back into raw-feature weights."""
     mu, sd = x_front.mean(0), x_front.std(0) + 1e-3
-    x = (np.concatenate([x_front, x_lat]) - mu) / sd
-    y = np.r_[np.zeros(len(x_front), int), np.ones(len(x_lat), int)]
-    w = np.r_[np.full(len(x_front), 0.5 / len(x_front)), np.full(len(x_lat), 0.5 / len(x_lat))]
-    base = Head(np.zeros((2, x.shape[1])), np.zeros(2))
+    parts = (x_front, x_lat, x_other)
+    x = (np.concatenate(parts) - mu) / sd
+    y = np.concatenate([np.full(len(p), i, int) for i, p in enumerate(parts)])
+    w = np.concatenate([np.full(len(p), 1.0 / 3 / len(p)) for p in parts])
+    base = Head(np.zeros((3, x.shape[1])), np.zeros(3))
     h = fit_head(x, y, w, base, STRENGTH, max_iter=500)
     weight = h.weight / sd
     return Head(weight, h.bias - weight @ mu)
 
 
-def score(head: Head, x: np.ndarray) -> np.ndarray:
+def probs(head: Head, x: np.ndarray) -> np.ndarray:
     z = head.logits(x)
-    return 1.0 / (1.0 + np.exp(-(z[:, 1] - z[:, 0])))
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def score(head: Head, x: np.ndarray) -> np.ndarray:
+    """P(not frontal): the film is out of scope above the threshold."""
+    return 1.0 - probs(head, x)[:, 0]
 
 
 def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> dict:
@@ -130,6 +143,8 @@ def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> 
     splits = read_split(split_file, data_root(pool))
     lat_files, lat_groups = laterals(resolve_data(OOD_DEV))
     xl, owner_l = features_of(clf, lat_files, augment=True)
+    knee_files, _ = laterals(resolve_data(OOD_DEV), "knee")
+    xk, owner_k = features_of(clf, knee_files, augment=False)
     front = _draw(splits["train"], n_front, seed)
     xf, _ = features_of(clf, [s.path for s in front], augment=True)
     val = _draw(splits["val"], 400, seed)
@@ -139,11 +154,19 @@ def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> 
     g_of_row = np.array([lat_groups[i] for i in owner_l])
     first = np.r_[True, np.diff(owner_l) != 0]  # the original film of each lateral (first variant)
     cv_scores = np.zeros(len(owner_l))
+    cv_kind = np.zeros(len(owner_l), int)
     for g in sorted(set(lat_groups)):
         held = g_of_row == g
-        head = fit(xf, xl[~held])
+        head = fit(xf, xl[~held], xk)
         cv_scores[held] = score(head, xl[held])
-    head = fit(xf, xl)
+        cv_kind[held] = probs(head, xl[held])[:, 1:].argmax(1) + 1
+    knee_fold = np.arange(len(xk)) % 5
+    knee_cv, knee_kind = np.zeros(len(xk)), np.zeros(len(xk), int)
+    for k in range(5):
+        head = fit(xf, xl, xk[knee_fold != k])
+        knee_cv[knee_fold == k] = score(head, xk[knee_fold == k])
+        knee_kind[knee_fold == k] = probs(head, xk[knee_fold == k])[:, 1:].argmax(1) + 1
+    head = fit(xf, xl, xk)
     # the head is class-balanced, so 0.5 is "more likely a lateral than a frontal film"; on the development
     # data it sits between the validation frontals (and their variants; 0.999 quantile reported) and the
     # cross-validated laterals (minimum reported), with a margin on both sides
@@ -153,6 +176,10 @@ def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> 
            "threshold": threshold,
            "cv_lateral_flagged": round(float((cv_scores[first] > threshold).mean()), 4),
            "cv_lateral_variants_flagged": round(float((cv_scores > threshold).mean()), 4),
+           "cv_lateral_named_lateral": round(float(((cv_scores > threshold) & (cv_kind == 1))[first].mean()), 4),
+           "knees": len(knee_files),
+           "cv_knees_flagged": round(float((knee_cv > threshold).mean()), 4),
+           "cv_knees_named_other": round(float(((knee_cv > threshold) & (knee_kind == 2)).mean()), 4),
            "validation_frontals_flagged": round(float((score(head, xv_plain) > threshold).mean()), 4),
            "validation_variants_flagged": round(float((score(head, xv) > threshold).mean()), 4)}
     del cv_thresholds
@@ -186,27 +213,30 @@ def add_view_output(model_path: Path, head: Head, threshold: float, figures: dic
         if init.name.startswith("view_"):
             g.initializer.remove(init)
     pooled = pooled_tensor(m)
-    w = (head.weight[1] - head.weight[0]).astype(np.float32).reshape(-1, 1)
-    b = np.array([head.bias[1] - head.bias[0]], np.float32)
-    g.initializer.extend([numpy_helper.from_array(w, "view_w"), numpy_helper.from_array(b, "view_b"),
-                          numpy_helper.from_array(np.array([1], np.int64), "view_axes")])
+    for out in list(g.output):
+        if out.name == "lateral":  # the two-class head of an earlier build
+            g.output.remove(out)
+    w = head.weight.T.astype(np.float32).copy()  # [D, 3]
+    b = head.bias.astype(np.float32)
+    g.initializer.extend([numpy_helper.from_array(w, "view_w"), numpy_helper.from_array(b, "view_b")])
     g.node.extend([
         helper.make_node("MatMul", [pooled, "view_w"], ["view_z"], name="view_matmul"),
         helper.make_node("Add", ["view_z", "view_b"], ["view_zb"], name="view_add"),
-        helper.make_node("Sigmoid", ["view_zb"], ["view_p"], name="view_sigmoid"),
-        helper.make_node("Squeeze", ["view_p", "view_axes"], [OUTPUT], name="view_squeeze"),
+        helper.make_node("Softmax", ["view_zb"], [OUTPUT], name="view_softmax", axis=1),
     ])
-    g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N"]))
+    g.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["N", 3]))
     onnx.checker.check_model(m)
     onnx.save(m, str(model_path))
     clf = Classifier(model_path, device="cpu", warmup=False)
     card = json.loads(clf.card.to_json())
-    card["view_check"] = {"output": OUTPUT, "threshold": threshold,
-                          "method": "logistic frontal/lateral head on the pooled features (class-balanced, "
-                                    "standardised, L2 1e-3), in the graph; laterals: ood-dev's 25 lateral films with "
-                                    "flips, +-10 degree rotations and 85% crops; frontals: 600 training-split films "
-                                    "with the same variants; threshold: 0.998 quantile of validation frontals and "
-                                    "their variants", "figures": figures}
+    card.pop("view_check", None)
+    card.get("extra", {}).pop("view_check", None)
+    card["view_check"] = {"output": OUTPUT, "classes": list(CLASSES), "threshold": threshold,
+                          "method": "multinomial logistic head (frontal, lateral, other) on the pooled features "
+                                    "(class-balanced, standardised, L2 1e-3), in the graph; laterals: ood-dev's 25 "
+                                    "lateral films with flips, +-10 degree rotations and 85% crops; other: ood-dev's "
+                                    "400 knees; frontals: 600 training-split films with the same variants as the "
+                                    "laterals; out of scope when P(not frontal) > 0.5", "figures": figures}
     write_card(model_path, card)
 
 

@@ -24,7 +24,7 @@ from ..fileio import printable
 from ..io import load_image
 from ..listing import list_folder
 from ..model import Classifier
-from ..pipeline import Prepared, conclude, lateral_of, ood_of, prepare
+from ..pipeline import Prepared, conclude, ood_of, prepare, view_of
 from .errors import AdaptError
 
 Progress = Callable[[int, int], None]  # (films done, films in all)
@@ -130,7 +130,7 @@ def read_site(site: Path, classifier: Classifier, progress: Progress | None = No
                 out = classifier.run(np.stack([preps[j].x for j in ok]), features=True)
                 for k, j in enumerate(ok):
                     p = preps[j]
-                    pred = conclude(p, classifier, out.logits[k], out.probs[k], out.cam[k], ood_of(out, k), lateral_of(out, k))
+                    pred = conclude(p, classifier, out.logits[k], out.probs[k], out.cam[k], ood_of(out, k), view_of(out, k))
                     if not pred.in_scope:
                         left["out of scope"] += 1
                         left_files.append((rel(chunk[j][0]), f"out of scope: {pred.scope.reason}"))

@@ -13,7 +13,7 @@ import pytest
 
 from engine import Classifier, analyze, default_model_path, load_image
 from engine.pipeline import classify
-from engine.scope import IN_SCOPE, LATERAL_REASON, verdict
+from engine.scope import IN_SCOPE, LATERAL_REASON, OTHER_PART_REASON, verdict
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -44,6 +44,18 @@ def test_lateral_films_are_refused_as_lateral_views(model: Classifier) -> None:
     # the card states the held-out (leave-one-group-out) figure, not this in-sample one
     figs = model.card.view_check["figures"]
     assert figs["cv_lateral_flagged"] >= 0.95 and figs["test_frontals_flagged"] <= 0.01
+    assert figs["cv_knees_flagged"] >= 0.99
+
+
+def test_knees_are_named_another_body_part_not_a_lateral(model: Classifier) -> None:
+    man = DATA / "ood-dev" / "manifest.csv"
+    with open(man, newline="", encoding="utf-8") as f:
+        knees = [DATA / "ood-dev" / r["file"] for r in csv.DictReader(f) if r["kind"] == "knee"][:40]
+    preds = [analyze(f, model) for f in knees]
+    assert all(not p.in_scope for p in preds)
+    kinds = {p.scope.kind for p in preds}
+    assert "lateral" not in kinds, kinds
+    assert sum(p.scope.reason == OTHER_PART_REASON for p in preds) >= 38
 
 
 def _variants(px: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,10 +92,15 @@ def test_verdict_puts_the_view_before_the_lung_field() -> None:
         reason = "a lung field is too small (0.5% of the image)"
         area_fraction = 0.005
 
-    lateral = verdict(IN_SCOPE, NoLungs(), 0.5, 3.0, lateral=0.97, lateral_threshold=0.5)
+    def v(frontal: float, lateral: float, other: float) -> dict[str, float]:
+        return {"frontal": frontal, "lateral": lateral, "other": other}
+
+    lateral = verdict(IN_SCOPE, NoLungs(), 0.5, 3.0, views=v(0.02, 0.97, 0.01), view_threshold=0.5)
     assert lateral.kind == "lateral" and lateral.reason == LATERAL_REASON
-    assert verdict(IN_SCOPE, None, 0.5, 3.0, lateral=0.2, lateral_threshold=0.5).in_scope
-    assert not verdict(IN_SCOPE, None, 0.5, 3.0, lateral=float("nan"), lateral_threshold=0.5).in_scope
-    lungs = verdict(IN_SCOPE, NoLungs(), 0.5, 3.0, lateral=0.1, lateral_threshold=0.5)
+    other = verdict(IN_SCOPE, NoLungs(), 0.5, 3.0, views=v(0.1, 0.3, 0.6), view_threshold=0.5)
+    assert other.kind == "body_part" and other.reason == OTHER_PART_REASON
+    assert verdict(IN_SCOPE, None, 0.5, 3.0, views=v(0.8, 0.15, 0.05), view_threshold=0.5).in_scope
+    assert not verdict(IN_SCOPE, None, 0.5, 3.0, views=v(float("nan"), 0.0, 0.0), view_threshold=0.5).in_scope
+    lungs = verdict(IN_SCOPE, NoLungs(), 0.5, 3.0, views=v(0.9, 0.05, 0.05), view_threshold=0.5)
     assert lungs.kind == "lungs" and lungs.reason.startswith("not a frontal chest radiograph")
-    assert verdict(IN_SCOPE, None, 0.5, 3.0, lateral=0.99, lateral_threshold=None).in_scope  # no view check: ignored
+    assert verdict(IN_SCOPE, None, 0.5, 3.0, views=v(0.0, 1.0, 0.0), view_threshold=None).in_scope  # no check
