@@ -9,9 +9,9 @@ import argparse
 from pathlib import Path
 
 from .batch import BatchJob, Cancel, analyze_folder
-from .dask_batch import ClusterError, DaskJob, analyze_on_dask
+from .dask_batch import LOCAL_PREFIX, ClusterError, DaskJob, analyze_on_dask
 from .fileio import printable
-from .filelist import open_source
+from .filelist import Source, open_source
 from .journal import journal_path
 from .model import Classifier
 from .parquet_out import ParquetParts
@@ -38,17 +38,34 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--parquet", metavar="DIR", help="also write the report as Parquet partitions in DIR")
 
 
-def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, out: Path) -> BatchJob:
-    """The job ``radlens-batch`` drives: a local batch, or a distributed one with ``--dask``.
-    Raises a ``RadLensError`` (nothing ran) for a bad source, option, journal or cluster."""
+def check_cluster_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the distributed-run options, or None. Needs no model and starts nothing:
+    ``radlens-batch`` calls it before the model loads."""
     if args.chunk < 1:
-        raise ClusterError(f"--chunk must be at least 1, got {args.chunk}.")
+        return f"--chunk must be at least 1, got {args.chunk}."
     if args.retries is not None and args.retries < 0:
-        raise ClusterError(f"--retries must be 0 or more, got {args.retries}.")
+        return f"--retries must be 0 or more, got {args.retries}."
     if (args.resume or args.worker_model or args.retries is not None) and not args.dask:
-        raise ClusterError("--resume, --worker-model and --retries belong to a distributed run; add --dask "
-                           "ADDRESS or --dask local:N.")
-    source = open_source(args.folder, exclude=(out,))
+        return "--resume, --worker-model and --retries belong to a distributed run; add --dask ADDRESS or --dask local:N."
+    if args.dask and args.dask.startswith(LOCAL_PREFIX):
+        try:
+            n = int(args.dask[len(LOCAL_PREFIX):])
+        except ValueError:
+            n = 0
+        if n < 1:  # as engine.dask_batch.connect says, before any cluster starts
+            return f"--dask {printable(args.dask)}: use local:N with N >= 1 worker processes, e.g. local:4."
+    return None
+
+
+def open_job(args: argparse.Namespace, classifier: Classifier, cancel: Cancel, out: Path,
+             source: Source | None = None) -> BatchJob:
+    """The job ``radlens-batch`` drives: a local batch, or a distributed one with ``--dask``.
+    ``source``: the input already opened (``open_source``), else FOLDER or @LIST is opened here.
+    Raises a ``RadLensError`` (nothing ran) for a bad source, option, journal or cluster."""
+    if (problem := check_cluster_args(args)) is not None:
+        raise ClusterError(problem)
+    if source is None:
+        source = open_source(args.folder, exclude=(out,))
     job: BatchJob
     if args.dask:
         job = analyze_on_dask(source, classifier, args.dask, chunk=args.chunk, batch_size=args.batch_size,

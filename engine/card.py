@@ -332,6 +332,9 @@ def _view_check(d: dict[str, Any]) -> dict[str, Any] | None:
             or not all(isinstance(c, str) for c in classes):
         raise ModelError("model card view_check must be {\"output\": \"view\", \"classes\": [\"frontal\", ...], "
                          f"\"threshold\": a probability between 0 and 1, ...}}, got {_show(raw)}.")
+    trust = raw.get("trust_frontal")
+    if trust is not None and not (_is_number(trust) and 0.0 < trust <= 1.0):
+        raise ModelError(f"model card view_check.trust_frontal must be a probability, got {_show(trust)}.")
     return {**raw, "threshold": float(raw["threshold"])}
 
 

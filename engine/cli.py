@@ -1,7 +1,7 @@
 """``radlens-batch``: analyse a folder of radiographs and write a CSV report.
 
 Exit status (also in ``--help`` and the README):
-  0   every file was analysed; the report is written
+  0   every file was processed (analysed, or found out of scope); the report is written
   1   the report is written, but some files could not be analysed (their rows say why)
   2   nothing could run: bad arguments, no usable model, a missing, unreadable or empty folder
   3   the report could not be written
@@ -11,6 +11,7 @@ Exit status (also in ``--help`` and the README):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .batch import BatchJob, BatchRow, printable
-from .batch_cli import add_cluster_arguments, open_job
+from .batch_cli import add_cluster_arguments, check_cluster_args, open_job
 from .card import DISCLAIMER
 from .dask_batch import ClusterError
 from .errors import ModelError, RadLensError
+from .filelist import Source, open_source
 from .model import DEVICES, Classifier, default_model_path
 from .report import sidecar_path, write_report
 
@@ -35,7 +37,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RAN, EXIT_REPORT_FAILED, EXIT_INTERRUPTE
 EXIT_FAILED = EXIT_REPORT_FAILED  # the name before exit status 1 meant "some files failed"
 
 EXIT_CODES = f"""exit status:
-  {EXIT_OK}    every file was analysed; the report is written
+  {EXIT_OK}    every file was processed (analysed, or found out of scope); the report is written
   {EXIT_SOME_FAILED}    the report is written, but some files could not be analysed (see its 'error' column)
   {EXIT_NOTHING_RAN}    nothing could run: bad arguments, no usable model, missing/unreadable/empty folder
   {EXIT_REPORT_FAILED}    the report could not be written
@@ -102,13 +104,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(problem)
         return EXIT_NOTHING_RAN
     warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")  # odd tags are not our user's problem
-    if args.batch_size < 1:
-        _err(f"--batch-size must be at least 1, got {args.batch_size}.")
-        return EXIT_NOTHING_RAN
+    # Every argument is checked before the model loads (seconds) and the analysis runs (hours):
+    # a typo is reported at once, never after the work is done.
     out = Path(args.output)
-    if not out.parent.is_dir():
-        _err(f"the folder for the report does not exist: {printable(str(out.parent))}. Create it or choose another -o path.")
+    if (problem := check_args(args, out)) is not None:
+        _err(problem)
         return EXIT_NOTHING_RAN
+    source: Source | None = None
+    if not args.dicomweb:  # with --dicomweb the files are known once retrieved
+        try:
+            source = open_source(args.folder, exclude=(out,))
+        except RadLensError as e:
+            _err(str(e))
+            return EXIT_NOTHING_RAN
     model_path = Path(args.model) if args.model else default_model_path()
     if not model_path.is_file():
         _err(f"no model found at {printable(str(model_path))}; pass --model PATH to a RadLens .onnx model.")
@@ -139,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {classifier.provider_note}")
     cancel = threading.Event()
     try:
-        rows: BatchJob = open_job(args, classifier, cancel, out)  # a folder or @LIST; local or --dask
+        rows: BatchJob = open_job(args, classifier, cancel, out, source)  # a folder or @LIST; local or --dask
     except RadLensError as e:
         _err(str(e))
         return EXIT_NOTHING_RAN
@@ -201,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ok = sum(counts.values())
     resumed = len(rows.resumed_indices)  # --resume: read back from the journal, not analysed in this run
     rate = f"{(written - resumed) / max(elapsed, 1e-9):.1f} images/s" + (f", {resumed} from the journal" if resumed else "")
-    print(f"\nAnalysed {written} of {total} file(s) in {elapsed:.1f} s ({rate}): "
-          f"{ok} ok, {len(out_of_scope)} out of scope, {len(errors)} error(s).")
+    # "analysed" means what the report's JSON counts as analysed: a file that got a call
+    print(f"\nProcessed {written} of {total} file(s) in {elapsed:.1f} s ({rate}): "
+          f"{ok} analysed, {len(out_of_scope)} out of scope, {len(errors)} error(s).")
     if rows.skipped:
         print(f"{len(rows.skipped)} file(s) skipped: their names are not image names (e.g. "
               f"{printable(rows.skipped[0].name)}).")
@@ -238,6 +247,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return pacs_code
     print(f"{DISCLAIMER}.")
     return EXIT_SOME_FAILED if errors or (dicom_results and dicom_results.failed) else EXIT_OK
+
+
+def check_args(args: argparse.Namespace, out: Path) -> str | None:
+    """What is wrong with the arguments, or None; only checks that need no model and start nothing
+    (the input folder or @LIST is opened next, also before the model loads)."""
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1, got {args.batch_size}."
+    if args.workers < 0:
+        return f"--workers must be 0 (one per core) or more, got {args.workers}."
+    if (problem := check_cluster_args(args)) is not None:
+        return problem
+    if out.is_dir():
+        return (f"-o names a folder: {printable(str(out))}. Give the report's file name, e.g. "
+                f"{printable(str(out / 'report.csv'))}.")
+    if not out.parent.is_dir():
+        return (f"the folder for the report does not exist: {printable(str(out.parent))}. Create it or choose "
+                "another -o path.")
+    if not os.access(out.parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return f"the report cannot be written to {printable(str(out))} (permission denied). Choose a writable -o path."
+    if args.dicom_results:
+        from .dicom_results import check_folder
+
+        return check_folder(Path(args.dicom_results))
+    return None
 
 
 def _dicom_results(folder: str | None, classifier: Classifier):  # noqa: ANN202 - BatchResults | None | False

@@ -16,7 +16,10 @@ Patient and study attributes are copied from the source; every new UID is genera
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +38,9 @@ from .image import LoadedImage
 from .model import Classifier
 from .prediction import Prediction
 
-__all__ = ["BatchResults", "DicomResultsError", "read_source_header", "results_for", "write_results"]
+__all__ = ["BatchResults", "DicomResultsError", "check_folder", "read_source_header", "results_for", "write_results"]
+
+log = logging.getLogger(__name__)
 
 # Identify the source instance and its study: without them the results cannot join the study.
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -124,15 +129,53 @@ def _invalid(elem: DataElement) -> bool:
     return False
 
 
+_QUIET = threading.RLock()  # catch_warnings swaps process-wide state: one thread at a time
+
+
+@contextlib.contextmanager
+def withheld_warnings() -> Iterator[None]:
+    """Catch every warning raised inside (highdicom's and pydicom's, while a header is read, the
+    results are built or written): they quote header values, such as "The string "Covid0000" is
+    unlikely to represent the intended person name" for a patient's or a referring physician's
+    name, and no identifier may reach stderr or a log unless the user asked for identifiers (and
+    those go to the report only). Each kind of warning is logged once, at debug level, as a
+    generic line naming its category and library, never its text."""
+    with _QUIET, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            kinds = sorted({(w.category.__name__, _library(w.filename)) for w in caught})
+            caught.clear()
+    for category, library in kinds:
+        log.debug("%s from %s while making DICOM results: a header value looks unusual (text withheld: it may "
+                  "quote patient identifiers)", category, library)
+
+
+def _library(filename: str) -> str:
+    """The package a warning came from (its top-level folder in site-packages), not the file."""
+    parts = filename.replace("\\", "/").split("/")
+    for lib in ("highdicom", "pydicom"):
+        if lib in parts:
+            return lib
+    return "radlens" if "engine" in parts else "another library"
+
+
 def results_for(image: LoadedImage, prediction: Prediction, classifier: Classifier) -> list[Dataset]:
     """[SR, SC] for one analysed DICOM image; ``DicomResultsError`` with a clear message when
-    the source is not DICOM or lacks the attributes the results need."""
-    from .dicom_sc import build_sc
-    from .dicom_sr import build_sr
-
+    the source is not DICOM or lacks the attributes the results need. Warnings that highdicom or
+    pydicom raise meanwhile are withheld (``withheld_warnings``): they may quote identifiers."""
     if prediction.image is not image and prediction.path != image.meta.path:
         raise DicomResultsError(f"{_name(image.meta.path)}: the prediction is for another file "
                                 f"({_name(prediction.path)}); analyse this image first.")
+    with withheld_warnings():
+        return _build(image, prediction, classifier)
+
+
+def _build(image: LoadedImage, prediction: Prediction, classifier: Classifier) -> list[Dataset]:
+    from .dicom_sc import build_sc
+    from .dicom_sr import build_sr
+
     evidence = _evidence(read_source_header(image))
     try:
         sc = build_sc(evidence, image, prediction, classifier)
@@ -164,7 +207,7 @@ def write_results(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
             target = out_dir / file_name(ds)
             fd, tmp = create_temp(target)
             temps.append((tmp, target))
-            with os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "wb") as f, withheld_warnings():  # pydicom's may quote a header value
                 ds.save_as(f, enforce_file_format=True)
                 f.flush()
                 os.fsync(f.fileno())
@@ -178,6 +221,29 @@ def write_results(datasets: Sequence[Dataset], out_dir: Path) -> list[Path]:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return [target for _, target in temps]
+
+
+def check_folder(out_dir: Path) -> str | None:
+    """Why ``--dicom-results out_dir`` cannot be created or written, or None; creates nothing, so
+    ``radlens-batch`` can check it with its other arguments, before the model loads."""
+    out_dir = Path(out_dir)
+    where = printable(str(out_dir))
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            return f"--dicom-results {where} is a file, not a folder. Choose a folder for the DICOM results."
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            return f"the folder for DICOM results {where} is not writable. Choose a writable --dicom-results folder."
+        return None
+    parent = out_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return (f"cannot create the folder for DICOM results {where} ({printable(str(parent))} is a file). "
+                "Choose a writable --dicom-results folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return (f"cannot create the folder for DICOM results {where} ({printable(str(parent))} is not writable). "
+                "Choose a writable --dicom-results folder.")
+    return None
 
 
 class BatchResults:
@@ -198,7 +264,8 @@ class BatchResults:
         self.reanalysed = 0  # rows without a kept prediction, analysed again for their results
 
     def prepare(self) -> None:
-        """Create the folder up front, so a bad path fails before the batch runs."""
+        """Create the folder up front, so a bad path fails before the batch runs (``check_folder``
+        says, before anything runs, whether it can be)."""
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -97,7 +97,7 @@ def conclude(prep: Prepared, classifier: Classifier, logits: np.ndarray, probs: 
         else None
     scope = verdict(prep.scope, prep.lungs,
                     None if ood is None else float(ood), None if threshold is None else float(threshold),
-                    views=views, view_threshold=vc.get("threshold"))
+                    views=views, view_threshold=vc.get("threshold"), trust_frontal=vc.get("trust_frontal"))
     call, flags = (decide(card.labels, probs, card.operating_points, card.decision_rule) if scope.in_scope
                    else ("", ()))
     return Prediction(

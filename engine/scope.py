@@ -184,7 +184,8 @@ OTHER_PART_REASON = ("not a chest radiograph: it looks like another body part (o
 
 
 def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_threshold: float | None,
-            views: dict[str, float] | None = None, view_threshold: float | None = None) -> Scope:
+            views: dict[str, float] | None = None, view_threshold: float | None = None,
+            trust_frontal: float | None = None) -> Scope:
     """The final verdict: the first decisive evidence in DESIGN.md's order (header and pixels, the
     view, the lung field, the OOD score), with the OOD score recorded whatever the verdict."""
     score = None if ood_score is None or not np.isfinite(ood_score) else float(ood_score)
@@ -199,7 +200,8 @@ def verdict(before: Scope, lungs: object | None, ood_score: float | None, ood_th
             if lateral >= other:
                 return Scope(False, "lateral", LATERAL_REASON, evidence=ev, **extra)
             return Scope(False, "body_part", OTHER_PART_REASON, evidence=ev, **extra)
-    lung = lung_evidence(lungs)
+    sure_frontal = bool(views and trust_frontal is not None and views.get("frontal", 0.0) >= trust_frontal)
+    lung = None if sure_frontal else lung_evidence(lungs)  # disease may hide a lung field on a sure frontal film
     if lung is not None:
         return Scope(False, lung.kind, lung.reason, evidence=lung.evidence, **extra)
     if score is not None and ood_threshold is not None and score > ood_threshold:
