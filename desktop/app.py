@@ -1,6 +1,12 @@
 """Entry point: ``radlens`` / ``python -m desktop [--model PATH] [--device D] [FILE|FOLDER ...]``.
 
-Sets up the QApplication, logging to a file in the user's data folder, and an exception
+Before anything loads Qt, checks (Linux) that the system libraries Qt links are installed and
+that there is a display to draw on, and says in plain words what to do if not: a missing
+libEGL.so.1 would otherwise stop the import of PySide6 with a traceback, a missing display
+abort Qt with a core dump. So this module imports no PySide6 at its top: Qt is imported only
+once the checks pass (``ErrorReporter`` lives in ``qtapp`` and is reachable from here).
+
+Then sets up the QApplication, logging to a file in the user's data folder, and an exception
 hook that shows a dialog and logs the traceback instead of killing the app.
 ``--screenshot OUT.png`` renders the window once the given image is analysed, saves it
 and exits (works offscreen too: it uses QWidget.grab).
@@ -9,24 +15,132 @@ and exits (works offscreen too: it uses QWidget.grab).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import sys
-import threading
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QCoreApplication, QObject, QStandardPaths, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import QApplication, QMessageBox
+if TYPE_CHECKING:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
 
-from . import APP_NAME
-from .qtapp import make_app
+    from .qtapp import ErrorReporter  # noqa: F401 - desktop.app.ErrorReporter, for type checkers
 
 log = logging.getLogger("radlens")
 SELF_TEST_FLAGS = ("--self-test", "--startup-time", "--write-expected")
-XCB_MISSING = 3  # exit status: the X11 system libraries Qt needs are not installed
+XCB_MISSING = 3  # exit status: the system libraries Qt needs are not installed
+NO_DISPLAY = 1  # exit status: no display to open the window on (an ssh session)
+
+# soname -> Debian/Ubuntu package, for what PySide6's libQt6Core, libQt6Gui and libQt6DBus link
+# (``readelf -d``/``ldd``, less the C/C++ runtime and the libraries PySide6 bundles, such as ICU):
+# needed to import QtGui at all, whatever the platform plugin (offscreen too).
+QT_GUI_LIBRARIES: dict[str, str] = {
+    "libEGL.so.1": "libegl1",
+    "libGL.so.1": "libgl1",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libX11.so.6": "libx11-6",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libz.so.1": "zlib1g",
+    "libzstd.so.1": "libzstd1",
+}
+# what the xcb platform plugin (plugins/platforms/libqxcb.so, libQt6XcbQpa.so.6) links beyond
+# desktop.core.system_libs.XCB_LIBRARIES (which it also needs)
+QT_XCB_LIBRARIES: dict[str, str] = {
+    "libxcb.so.1": "libxcb1",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+}
+# QT_QPA_PLATFORM values that draw on an X11 display; the others (offscreen, minimal, vnc,
+# eglfs, linuxfb, wayland...) need no DISPLAY
+X11_PLATFORMS = ("xcb",)
+NO_DISPLAY_MESSAGE = (
+    "RadLens: no display: run RadLens on the workstation's desktop, or use radlens-batch for folders "
+    "(radlens-batch FOLDER -o report.csv).\n(Neither DISPLAY nor WAYLAND_DISPLAY is set, as in an ssh session.)"
+)
+
+
+def _loadable(soname: str) -> bool:
+    """Whether the dynamic loader finds ``soname``, as Qt's libraries will look it up."""
+    try:
+        ctypes.CDLL(soname)
+    except OSError:
+        return False
+    return True
+
+
+def qt_libraries(platform: str = sys.platform, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """soname -> package of every system library Qt will load here: QtGui's (Linux), and the
+    xcb platform plugin's when Qt will start it."""
+    if not platform.startswith("linux"):
+        return {}
+    from .core import system_libs
+
+    libs = dict(QT_GUI_LIBRARIES)
+    if system_libs.uses_xcb(platform, env):
+        libs.update(system_libs.XCB_LIBRARIES)
+        libs.update(QT_XCB_LIBRARIES)
+    return libs
+
+
+def missing_libraries_message(missing: Iterable[str], packages: Mapping[str, str]) -> str:
+    """What to tell the user: which libraries, which packages, the command."""
+    from .core.system_libs import USUAL_PACKAGES
+
+    missing = list(missing)
+    need = sorted({packages.get(s, s) for s in missing} | set(USUAL_PACKAGES))
+    libs = ", ".join(f"{s} (package {packages[s]})" if s in packages else s for s in missing)
+    return (
+        "RadLens cannot open its window: system libraries Qt needs are missing: "
+        f"{libs}.\n\nInstall them (Debian, Ubuntu) and start RadLens again:\n\n"
+        f"    sudo apt-get install {' '.join(need)}\n\n"
+        "(Fedora: sudo dnf install xcb-util-cursor libxkbcommon-x11 mesa-libEGL mesa-libGL.) Batch analysis needs "
+        "no window and works now: radlens-batch FOLDER -o report.csv"
+    )
+
+
+def check_qt_libraries(platform: str = sys.platform, env: Mapping[str, str] = os.environ,
+                       loadable: Callable[[str], bool] | None = None) -> str:
+    """"" when every system library Qt needs here loads, else the message for the user. Runs
+    before any PySide6 import: importing QtGui without libEGL.so.1 is a traceback."""
+    libs = qt_libraries(platform, env)
+    check = loadable or _loadable
+    missing = [s for s in libs if not check(s)]
+    return missing_libraries_message(missing, libs) if missing else ""
+
+
+def display_problem(platform: str = sys.platform, env: Mapping[str, str] = os.environ) -> str:
+    """"" when Qt has somewhere to draw, else the message for the user: on Linux, Qt's X11
+    (xcb) platform without DISPLAY aborts the process (exit 134). QT_QPA_PLATFORM naming a
+    platform that needs no X11 display (offscreen, minimal, vnc, wayland...) is left to Qt."""
+    if not platform.startswith("linux"):
+        return ""
+    qpa = env.get("QT_QPA_PLATFORM", "").strip()
+    if qpa:  # "wayland;xcb" is a list Qt tries in turn; "xcb:option" gives the plugin options
+        names = [p.split(":")[0].strip().lower() for p in qpa.split(";") if p.strip()]
+        if any(n not in X11_PLATFORMS for n in names):
+            return ""
+        return "" if env.get("DISPLAY", "").strip() else NO_DISPLAY_MESSAGE
+    if env.get("DISPLAY", "").strip() or env.get("WAYLAND_DISPLAY", "").strip():
+        return ""
+    return NO_DISPLAY_MESSAGE
+
+
+def __getattr__(name: str) -> object:
+    """``ErrorReporter`` (a QObject) is defined in ``qtapp``: importing this module loads no Qt."""
+    if name == "ErrorReporter":
+        from .qtapp import ErrorReporter
+
+        return ErrorReporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def window_size(text: str) -> tuple[int, int]:
@@ -57,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def log_dir() -> Path:
+    from PySide6.QtCore import QStandardPaths
+
     base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
     return Path(base or Path.home() / ".radlens")
 
@@ -78,52 +194,11 @@ def setup_logging() -> Path | None:
     return path
 
 
-class ErrorReporter(QObject):
-    """Receives uncaught exceptions from any thread; logs them and shows a dialog on the
-    GUI thread. ``show`` is replaceable (tests)."""
-
-    reported = Signal(str, str)  # summary, traceback text
-
-    def __init__(self, log_path: Path | None, show: Callable[[str, str], None] | None = None,
-                 parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.log_path = log_path
-        self.show = show or self._dialog
-        self.count = 0
-        self._boxes: list[QMessageBox] = []
-        self.reported.connect(self._on_reported, Qt.ConnectionType.QueuedConnection)
-
-    def handle(self, etype: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
-        if issubclass(etype, KeyboardInterrupt):
-            QCoreApplication.quit()
-            return
-        text = "".join(traceback.format_exception(etype, value, tb))
-        log.error("uncaught exception in thread %s:\n%s", threading.current_thread().name, text)
-        self.reported.emit(f"{etype.__name__}: {value}", text)
-
-    def install(self) -> None:
-        sys.excepthook = self.handle
-        threading.excepthook = lambda a: self.handle(a.exc_type, a.exc_value, a.exc_traceback)  # type: ignore[arg-type]
-
-    @Slot(str, str)
-    def _on_reported(self, summary: str, text: str) -> None:
-        self.count += 1
-        self.show(summary, text)
-
-    def _dialog(self, summary: str, text: str) -> None:
-        where = f"\n\nThe details were written to {self.log_path}." if self.log_path else ""
-        box = QMessageBox(QMessageBox.Icon.Critical, f"{APP_NAME}: unexpected error",
-                          f"Something went wrong: {summary}\n\nRadLens keeps running; if something looks wrong, "
-                          f"save your work and restart it. Please report this error.{where}")
-        box.setDetailedText(text)
-        box.setModal(False)
-        self._boxes.append(box)  # no parent: keep it alive until it is closed
-        box.finished.connect(lambda _r, b=box: self._boxes.remove(b) if b in self._boxes else None)
-        box.show()
-
-
 def screenshot_when_done(win, out: str, cam_class: str | None, preset: str | None) -> None:  # noqa: ANN001 - MainWindow
     """Save ``win`` to ``out`` once the first image is analysed (or failed), then quit."""
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication
+
     def grab(_path: str = "") -> None:
         if cam_class and win.prediction is not None and cam_class in win.prediction.labels:
             win.analysis.cam.set_class_index(win.prediction.labels.index(cam_class))
@@ -157,6 +232,8 @@ def quit_on_signals(app: QApplication) -> QTimer:
     runs signal handlers only between bytecodes, so a timer wakes the interpreter."""
     import signal
 
+    from PySide6.QtCore import QTimer
+
     def handler(signum: int, _frame: object) -> None:
         log.info("signal %d: quitting", signum)
         for w in app.topLevelWidgets():
@@ -184,16 +261,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_self_test(argv)
     args = build_parser().parse_args(argv)
-    from .core.system_libs import check_xcb
-
-    problem = check_xcb()  # Linux/X11: say which system packages are missing before Qt aborts
-    if problem:
+    # Linux: say which system packages are missing, or that there is no display, before Qt is
+    # imported (a traceback) or started (an abort and a core dump)
+    if problem := check_qt_libraries():
         print(problem, file=sys.stderr)
         return XCB_MISSING
+    if problem := display_problem():
+        print(problem, file=sys.stderr)
+        return NO_DISPLAY
     from .core.decoder import shared_decoder, wants_decoder
 
     if wants_decoder(args.paths):  # a DICOM to open (a double-click): its decoding process starts while Qt loads
         shared_decoder().warm_async()
+    from PySide6.QtCore import Qt, QTimer
+
+    from .qtapp import ErrorReporter, make_app
+
     app = make_app([])
     log_path = setup_logging()
     reporter = ErrorReporter(log_path, parent=app)
@@ -225,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _open_after_model(win, paths: list[str]) -> None:  # noqa: ANN001
     """Open ``paths`` once the model has loaded (or failed), so the screenshot has results."""
+    from PySide6.QtCore import Qt
+
     if win.model_state.settled:
         win.open_paths(paths)
         return

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QLineEdit, QMessageBox, QWidget
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.dcm *.dicom *.DCM);;All files (*)"
+IMAGES_FILTER = "Images (*.png *.jpg *.jpeg *.dcm *.dicom *.DCM)"
+ALL_FILES_FILTER = "All files (*)"
+# File > Open shows all files by default: DICOM files often have no extension (WG04-style
+# samples, PACS exports, DICOMDIR media), and the engine decides what a file is from its content.
+# The images filter stays one click away.
+IMAGE_FILTER = f"{ALL_FILES_FILTER};;{IMAGES_FILTER}"
+OPEN_DEFAULT_FILTER = ALL_FILES_FILTER
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
 CSV_FILTER = "CSV files (*.csv)"
 
@@ -16,7 +22,7 @@ class Dialogs:
         self.parent = parent
 
     def open_files(self, folder: str) -> list[str]:
-        files, _ = QFileDialog.getOpenFileNames(self.parent, "Open images", folder, IMAGE_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(self.parent, "Open images", folder, IMAGE_FILTER, OPEN_DEFAULT_FILTER)
         return files
 
     def open_folder(self, folder: str, title: str = "Open folder") -> str:

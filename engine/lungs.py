@@ -21,8 +21,8 @@ import numpy as np
 
 from .card import CARD_KEY, card_object
 from .errors import ModelError
-from .model import DEVICES, open_session, sha256_file
 from .preprocess import resize_gray
+from .session import DEVICES, open_session, sha256_file
 
 LUNGSEG_NAME = "radlens-lungseg"
 MIN_COMPONENT = 0.004  # a component smaller than this fraction of the image is a speck, dropped

@@ -180,7 +180,7 @@ def load_gray(path: str, size: tuple[int, int], policy: str = "stretch") -> np.n
 def load_all(samples: list[Sample], size: tuple[int, int], policy: str = "stretch", workers: int = 4) -> np.ndarray:
     """Decode every sample to uint8 [N, H, W] (model input size) with a thread pool; a file
     the engine refuses raises its ``RadLensError`` (see ``decode_samples`` to skip instead)."""
-    from .extra_sources import is_extra, pool_format
+    from .pool_format import is_extra, pool_format
 
     def one(s: Sample) -> np.ndarray:
         u8 = to_u8(load_gray(s.path, size, policy))

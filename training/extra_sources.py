@@ -16,19 +16,10 @@ a split stays reproducible on any machine with the shared data beside the projec
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
-import numpy as np
-
 from .data import Sample, split_samples
-
-POOL_FORMAT_QUALITY = 88
-EXTRA = {
-    "jsrt-nonodule": {"data": "../lungseg", "label": "normal", "case_prefix": "JPCNN", "source": "jsrt-scr",
-                      "licence": "JSRT (Japanese Society of Radiological Technology): research and education "
-                                 "only; not for a model sold or shipped commercially without clearing it"},
-}
+from .pool_format import EXTRA, POOL_FORMAT_QUALITY, is_extra, pool_format  # noqa: F401 - re-exported
 
 
 def extra_samples(name: str, pool_root: Path) -> list[Sample]:
@@ -58,15 +49,3 @@ def add_extra(splits: dict[str, list[Sample]], names: list[str], pool_root: Path
     return out
 
 
-def is_extra(sample: Sample) -> bool:
-    return sample.source in EXTRA
-
-
-def pool_format(u8: np.ndarray) -> np.ndarray:
-    """An 8-bit gray image at model size through a JPEG quality-88 round trip (the pool's format)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(u8, "L").save(buf, "JPEG", quality=POOL_FORMAT_QUALITY)
-    buf.seek(0)
-    return np.asarray(Image.open(buf).convert("L"), np.uint8)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..errors import RadLensError
-
-if TYPE_CHECKING:
-    from .retrieve import RetrieveResult
 
 PacsErrorKind = Literal["unreachable", "timeout", "unauthorized", "forbidden", "not_found", "malformed", "partial",
                         "cancelled", "server", "invalid"]
@@ -33,7 +30,7 @@ class PacsError(RadLensError):
     cancelled retrieve (``complete`` is False), else None."""
 
     def __init__(self, kind: PacsErrorKind, message: str, *, status: int | None = None,
-                 result: RetrieveResult | None = None) -> None:
+                 result: object | None = None) -> None:  # an engine.pacs.retrieve.RetrieveResult
         if kind not in PACS_ERROR_KINDS:
             raise ValueError(f"unknown PacsError kind {kind!r}")
         super().__init__(message)
