@@ -77,9 +77,10 @@ def _loadable(soname: str) -> bool:
     return True
 
 
-def qt_libraries(platform: str = sys.platform, env: Mapping[str, str] = os.environ) -> dict[str, str]:
+def qt_libraries(platform: str | None = None, env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """soname -> package of every system library Qt will load here: QtGui's (Linux), and the
     xcb platform plugin's when Qt will start it."""
+    platform = platform or sys.platform
     if not platform.startswith("linux"):
         return {}
     from .core import system_libs
@@ -107,7 +108,7 @@ def missing_libraries_message(missing: Iterable[str], packages: Mapping[str, str
     )
 
 
-def check_qt_libraries(platform: str = sys.platform, env: Mapping[str, str] = os.environ,
+def check_qt_libraries(platform: str | None = None, env: Mapping[str, str] = os.environ,
                        loadable: Callable[[str], bool] | None = None) -> str:
     """"" when every system library Qt needs here loads, else the message for the user. Runs
     before any PySide6 import: importing QtGui without libEGL.so.1 is a traceback."""
@@ -117,10 +118,11 @@ def check_qt_libraries(platform: str = sys.platform, env: Mapping[str, str] = os
     return missing_libraries_message(missing, libs) if missing else ""
 
 
-def display_problem(platform: str = sys.platform, env: Mapping[str, str] = os.environ) -> str:
+def display_problem(platform: str | None = None, env: Mapping[str, str] = os.environ) -> str:
     """"" when Qt has somewhere to draw, else the message for the user: on Linux, Qt's X11
     (xcb) platform without DISPLAY aborts the process (exit 134). QT_QPA_PLATFORM naming a
     platform that needs no X11 display (offscreen, minimal, vnc, wayland...) is left to Qt."""
+    platform = platform or sys.platform
     if not platform.startswith("linux"):
         return ""
     qpa = env.get("QT_QPA_PLATFORM", "").strip()

@@ -1,8 +1,9 @@
 """Entry script of the frozen app (build.spec): ``RadLens [--self-test | --startup-time | PATH ...]``.
 
 Lets spawned child processes run without importing Qt, records the launch time for ``--startup-time`` where the OS cannot tell it (not Linux),
-then runs ``desktop.app.main`` (which first checks, on Linux/X11, that the system libraries Qt needs are installed,
-and names the packages if not). Absolute imports: PyInstaller runs this file as a script.
+then runs ``desktop.app.main`` (which first checks, on Linux, that the system libraries Qt needs are installed,
+naming the packages if not, and that there is a display, before any PySide6 import). Absolute imports: PyInstaller
+runs this file as a script.
 """
 
 import multiprocessing

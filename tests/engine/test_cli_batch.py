@@ -43,7 +43,7 @@ def test_batch_run(tmp_path: Path, folder: Path, tiny_model_path: Path, capsys: 
     statuses = [r["status"] for r in table]
     assert statuses.count("error") == 2 and statuses.count("ok") == 9
     s = captured.out
-    assert "Analysed 11 of 11 file(s)" in s and "9 ok, 0 out of scope, 2 error(s)" in s
+    assert "Processed 11 of 11 file(s)" in s and "9 analysed, 0 out of scope, 2 error(s)" in s
     assert "Calls per class" in s
     counts = {lab: int(n) for lab, n in re.findall(r"^\s+(normal|covid|pneumonia|tuberculosis)\s+(\d+)", s, re.M)}
     assert sum(counts.values()) == 9
@@ -108,7 +108,7 @@ def test_exit_status_when_files_fail(tmp_path: Path, tiny_model_path: Path, caps
     out = tmp_path / "r.csv"
     assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_path), "--no-progress"]) == 1
     assert read_report(out)[1][0]["status"] == "error"
-    assert "0 ok, 0 out of scope, 1 error(s)" in capsys.readouterr().out
+    assert "0 analysed, 0 out of scope, 1 error(s)" in capsys.readouterr().out
 
 
 def test_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
