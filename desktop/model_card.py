@@ -54,8 +54,8 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
         f"<tr><td>{_esc(lab)}</td><td align='right'>{ops[lab] * 100:.1f}%</td></tr>" if lab in ops
         else f"<tr><td>{_esc(lab)}</td><td>-</td></tr>" for lab in card.labels)
     parts.append("<h3>Classes and operating points</h3>"
-                 "<p>A class is called positive when its probability reaches its operating point "
-                 "(the orange mark on its bar).</p>"
+                 f"<p><b>Decision rule:</b> {_esc(card.decision_rule)}. The orange mark on a class's bar is its "
+                 "operating point.</p>"
                  f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>class</th><th>operating point</th></tr>{rows}</table>")
     td = dict(card.training_data)
     parts.append("<h3>Training data</h3>")
