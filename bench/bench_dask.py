@@ -31,16 +31,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
+from engine.ai.lungs import LungSegmenter, default_lungseg_path  # noqa: E402
+from engine.ai.model import Classifier, default_model_path  # noqa: E402
+from engine.ai.pipeline import conclude, ood_of, prepare  # noqa: E402
 from engine.batch import BatchRow, analyze_folder  # noqa: E402
-from engine.dask_batch import analyze_on_dask  # noqa: E402
-from engine.filelist import Source  # noqa: E402
+from engine.batch.dask_batch import analyze_on_dask  # noqa: E402
+from engine.batch.journal import Journal  # noqa: E402
+from engine.batch.parquet_out import ParquetParts  # noqa: E402
+from engine.batch.report import ModelInfo, write_report  # noqa: E402
 from engine.io import load_image  # noqa: E402
-from engine.journal import Journal  # noqa: E402
-from engine.lungs import LungSegmenter, default_lungseg_path  # noqa: E402
-from engine.model import Classifier, default_model_path  # noqa: E402
-from engine.parquet_out import ParquetParts  # noqa: E402
-from engine.pipeline import conclude, ood_of, prepare  # noqa: E402
-from engine.report import ModelInfo, write_report  # noqa: E402
+from engine.io.filelist import Source  # noqa: E402
 
 DICOMS = ("CR-MONO1-10-chest.dcm", "nccid_nih_dx.dcm", "RG1_J2KI.dcm", "RG3_JPLL.dcm")
 

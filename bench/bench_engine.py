@@ -34,11 +34,11 @@ SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from engine.analyze import analyze  # noqa: E402
+from engine.ai.analyze import analyze  # noqa: E402
+from engine.ai.model import REQUIRED_OUTPUTS, Classifier  # noqa: E402
+from engine.ai.preprocess import preprocess  # noqa: E402
 from engine.batch import analyze_folder, default_workers  # noqa: E402
 from engine.io import load_image  # noqa: E402
-from engine.model import REQUIRED_OUTPUTS, Classifier  # noqa: E402
-from engine.preprocess import preprocess  # noqa: E402
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 
@@ -174,7 +174,7 @@ def single_image(name: str, clf: Classifier, png: Path, reps: int) -> None:
     vs the bare session.run of the models it needs (the classifier, and the lung segmenter when
     the classifier has one), and the scope check's own share of analyze()."""
     from engine import prepare
-    from engine.scope import header_and_pixels, verdict
+    from engine.ai.scope import header_and_pixels, verdict
 
     image = load_image(png)
     prep = prepare(image, clf)

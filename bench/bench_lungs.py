@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
 
+from engine.ai.lungs import LungSegmenter, default_lungseg_path  # noqa: E402
+from engine.ai.model import Classifier, default_model_path  # noqa: E402
+from engine.ai.preprocess import preprocess  # noqa: E402
 from engine.io import load_image  # noqa: E402
-from engine.lungs import LungSegmenter, default_lungseg_path  # noqa: E402
-from engine.model import Classifier, default_model_path  # noqa: E402
-from engine.preprocess import preprocess  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], reps: int) -> float:

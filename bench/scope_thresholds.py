@@ -27,8 +27,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 DATA = REPO.parent / "shared" / "data"
 
 from engine import Classifier, analyze, default_model_path  # noqa: E402
+from engine.ai.scope import image_statistics  # noqa: E402
 from engine.errors import RadLensError  # noqa: E402
-from engine.scope import image_statistics  # noqa: E402
 
 
 def split_rows(split_file: Path, split: str, n: int, seed: int = 0) -> list[Path]:

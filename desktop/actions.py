@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
-from engine.model import DEVICES
+from engine.ai.model import DEVICES
 
 from .display_control import DisplayController, action
 

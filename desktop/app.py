@@ -158,7 +158,7 @@ def window_size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from engine import DISCLAIMER
-    from engine.model import DEVICES
+    from engine.ai.model import DEVICES
 
     p = argparse.ArgumentParser(prog="radlens", description=f"RadLens: chest radiograph viewer with AI. {DISCLAIMER}.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="images or folders to open")

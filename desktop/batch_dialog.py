@@ -1,5 +1,5 @@
 """Analyse a folder: the window that shows progress (count, rate, ETA), cancels, lists the
-results and exports them through ``engine.report.write_report`` (atomic). The work,
+results and exports them through ``engine.batch.report.write_report`` (atomic). The work,
 ``engine.batch.analyze_folder``, runs in its own process (``batch_process``)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from engine import DISCLAIMER, Classifier
 from engine.batch import BatchRow
-from engine.report import ModelInfo, write_report
+from engine.batch.report import ModelInfo, write_report
 
 from .batch_process import BatchEnd, BatchWorker
 from .batch_view import ALL, ERRORS, OUT_OF_SCOPE, PATH_ROLE, BatchFilterProxy, BatchTableModel

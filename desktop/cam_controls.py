@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QPixmap
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from engine.cam import CamScale
+from engine.ai.cam import CamScale
 
 from .convert import rgb_qimage
 from .core.windowing import legend_rgb

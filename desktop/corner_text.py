@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu
 
 from engine import ImageMeta, Prediction
-from engine.image import TagRow
+from engine.io.image import TagRow
 
 from .core.corner_info import CornerLines, ai_line, corner_lines
 from .core.messages import AnalysisDone, Failure, ImageReady

@@ -15,7 +15,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QWidget
 
 from engine import Window
-from engine.cam import NEGLIGIBLE_EVIDENCE
+from engine.ai.cam import NEGLIGIBLE_EVIDENCE
 
 from .convert import gray_qimage, rgba_qimage
 from .core.windowing import (
@@ -364,7 +364,7 @@ class DisplayController(QObject):
 
     # -- lung outline --------------------------------------------------------------------
     def set_lungs(self, lungs: object | None) -> None:
-        """The lung field of the current image (``engine.lungs.LungField`` or anything with a
+        """The lung field of the current image (``engine.ai.lungs.LungField`` or anything with a
         bool HxW ``mask`` at image size), or None: no outline, and the toggle is disabled."""
         mask = getattr(lungs, "mask", None)
         contours = lung_contours(mask) if isinstance(mask, np.ndarray) and mask.ndim == 2 else []

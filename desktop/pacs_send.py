@@ -57,10 +57,10 @@ def object_kind(ds: Dataset) -> str:
 
 
 def build_objects(items: Sequence[SendItem], progress: Progress, cancel: threading.Event, folder: str) -> Built:
-    """The SR and SC of each item (engine.dicom_results), written to ``folder`` as they are made;
+    """The SR and SC of each item (engine.results.dicom_results), written to ``folder`` as they are made;
     an item that cannot give them (not DICOM, header lacking, unreadable, disk full) is listed in
     ``skipped`` with the reason."""
-    from engine.dicom_results import results_for, write_results
+    from engine.results.dicom_results import results_for, write_results
 
     files: list[str] = []
     kinds: list[str] = []

@@ -1,5 +1,5 @@
 """File > Save results as DICOM…: the current image's Structured Report and heatmap Secondary
-Capture (``engine.dicom_results``) written to a folder the user chooses.
+Capture (``engine.results.dicom_results``) written to a folder the user chooses.
 
 Enabled when the current image is DICOM and analysed (in or out of scope: an out-of-scope
 image gets an SR with the scope verdict and no call). The objects are built and written on a
@@ -36,7 +36,7 @@ class SaveOutcome:
 
 def save_results(prediction: object, classifier: object, folder: str) -> SaveOutcome:
     """Build and write the SR and SC of one analysed image (runs on the worker thread)."""
-    from engine.dicom_results import results_for, write_results
+    from engine.results.dicom_results import results_for, write_results
 
     image = prediction.image  # type: ignore[attr-defined]
     name = os.path.basename(image.meta.path)

@@ -50,7 +50,7 @@ _T_IMPORT = time.time()
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    from engine.model import DEVICES
+    from engine.ai.model import DEVICES
 
     p = argparse.ArgumentParser(prog="RadLens --self-test", description="RadLens installation self-test.")
     p.add_argument("--self-test", action="store_true", help="run the self-test (default action)")
@@ -76,8 +76,8 @@ def _ensure_headless() -> None:
 def write_expected(model: str | None = None, out: str | Path | None = None, device: str = "cpu") -> Path:
     """Analyse the golden files with the model and store the results as expected.json."""
     from engine import __version__ as engine_version
-    from engine.analyze import analyze
-    from engine.model import Classifier, default_model_path
+    from engine.ai.analyze import analyze
+    from engine.ai.model import Classifier, default_model_path
 
     gdir = golden_dir()
     clf = Classifier(model or default_model_path(), device=device)

@@ -85,7 +85,7 @@ class GoldenChecks:
         return str(self.expected)
 
     def load_model(self) -> str:
-        from engine.model import Classifier, default_model_path
+        from engine.ai.model import Classifier, default_model_path
 
         path = Path(self.model) if self.model else default_model_path()
         clf = Classifier(path, device=self.device)
@@ -108,7 +108,7 @@ class GoldenChecks:
                 f"available {ort.get_available_providers()}){note}")
 
     def golden_probs(self) -> str:
-        from engine.analyze import analyze
+        from engine.ai.analyze import analyze
 
         exp = self.exp["golden"]
         pred = analyze(self.gdir / exp["file"], self.clf)
@@ -161,7 +161,7 @@ class GoldenChecks:
 
 
     def dicom_jpeg12(self) -> str:
-        """The second JPEG decoder (engine.dicom_jpeg: imagecodecs, for the 12-bit and progressive
+        """The second JPEG decoder (engine.io.dicom_jpeg: imagecodecs, for the 12-bit and progressive
         JPEG pydicom's plugins refuse) is in the bundle: the golden radiograph as 12-bit JPEG
         Extended, in an in-memory data set, decoded by it."""
         import cv2
@@ -169,7 +169,7 @@ class GoldenChecks:
         from pydicom.dataset import Dataset, FileMetaDataset
         from pydicom.encaps import encapsulate
 
-        from engine.dicom_jpeg import decode_first_frame
+        from engine.io.dicom_jpeg import decode_first_frame
 
         src = cv2.imread(str(self.gdir / GOLDEN_IMAGE), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 16  # 12-bit
         ds = Dataset()
@@ -192,11 +192,11 @@ class GoldenChecks:
 
         import pydicom
 
-        from engine.dicom_results import results_for, write_results
+        from engine.ai.pipeline import classify
         from engine.io import load_image
         from engine.pacs.dicomweb import PacsClient  # noqa: F401 - the import is the check
         from engine.pacs.receiver import StoreReceiver  # noqa: F401
-        from engine.pipeline import classify
+        from engine.results.dicom_results import results_for, write_results
 
         _require(self.clf is not None, "no model")
         items = self.dicom_items()
@@ -255,7 +255,7 @@ def _app():
 def qt_check(pred) -> str:  # noqa: ANN001 - a Prediction or None
     from PySide6.QtWidgets import QLabel
 
-    from engine.cam import overlay
+    from engine.ai.cam import overlay
 
     from .convert import gray_qimage, rgb_qimage
 

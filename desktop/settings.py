@@ -9,7 +9,7 @@ import json
 from PySide6.QtCore import QByteArray, QSettings
 
 from engine import Window
-from engine.model import DEVICES
+from engine.ai.model import DEVICES
 
 from . import APP_NAME, ORG_NAME
 

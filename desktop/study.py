@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QDockWidget, QWidget
 
 from engine import Classifier
 from engine.batch import FolderError, list_images
-from engine.fileio import looks_like_image
+from engine.io.fileio import looks_like_image
 
 from .study_browser import StudyBrowser
 from .workers import AnalysisService, StudyItem

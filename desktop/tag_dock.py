@@ -122,7 +122,7 @@ class TagDock(QDockWidget):
         else:  # just the summary: the study list above gets the room
             body.setMaximumHeight(max(60, self.info.heightForWidth(max(120, self.info.width())) + 16))
 
-    def set_rows(self, rows: Sequence, message: str = "") -> None:  # rows: engine.dicom.TagRow
+    def set_rows(self, rows: Sequence, message: str = "") -> None:  # rows: engine.io.dicom.TagRow
         if rows:
             self._show_table(True)
         self.table.setSortingEnabled(False)

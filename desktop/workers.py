@@ -17,7 +17,7 @@ import time
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine import Classifier, LoadedImage, Prediction, RadLensError, classify
-from engine.cam import card_cam_scale
+from engine.ai.cam import card_cam_scale
 
 from .core.decoder import Decoder, shared_decoder
 from .core.gates import Busy, Generation
@@ -67,7 +67,7 @@ def describe_error(e: BaseException) -> str:
 # -- workers -------------------------------------------------------------------------------
 def all_heatmaps(pred: Prediction, card: object = None) -> ClassHeatmaps:
     """Every class's overlay on one scale: the card's ``cam_scale`` when it has one, else
-    the image's top-class peak (``engine.cam``)."""
+    the image's top-class peak (``engine.ai.cam``)."""
     return class_heatmaps(pred, card_cam_scale(card))
 
 
@@ -151,7 +151,7 @@ class AnalysisWorker(QObject):
                 self._no_tags(req, image.meta.format)
             return
         # The image did not load: show what header there is (an error path, so a second read is fine).
-        from engine.fileio import sniff_format
+        from engine.io.fileio import sniff_format
 
         try:
             with open(req.path, "rb") as f:
@@ -163,7 +163,7 @@ class AnalysisWorker(QObject):
             self._no_tags(req, kind or "")
             return
         try:
-            from engine.dicom import dicom_tags
+            from engine.io.dicom import dicom_tags
 
             rows = tuple(dicom_tags(req.path))
         except Exception as e:  # noqa: BLE001

@@ -3,8 +3,11 @@
 Research use only, not for diagnosis.
 """
 
-from .analyze import analyze
-from .card import DISCLAIMER, ModelCard
+from .ai.analyze import analyze
+from .ai.card import DISCLAIMER, ModelCard
+from .ai.model import Classifier, default_model_path
+from .ai.pipeline import Prepared, classify, conclude, prepare
+from .ai.prediction import DECISION_RULE, Prediction, decide
 from .errors import (
     AnalysisError,
     CorruptImageError,
@@ -14,11 +17,8 @@ from .errors import (
     RadLensError,
     UnsupportedImageError,
 )
-from .image import Identifiers, ImageMeta, LoadedImage, Window
 from .io import load_image
-from .model import Classifier, default_model_path
-from .pipeline import Prepared, classify, conclude, prepare
-from .prediction import DECISION_RULE, Prediction, decide
+from .io.image import Identifiers, ImageMeta, LoadedImage, Window
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m engine``: the batch command line (``radlens-batch``)."""
 
-from .cli import main
+from .batch.cli import main
 
 raise SystemExit(main())

@@ -124,6 +124,6 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier(tiny_model_path: Path):
-    from engine.model import Classifier
+    from engine.ai.model import Classifier
 
     return Classifier(tiny_model_path, device="auto")

@@ -1385,7 +1385,7 @@ def worker_main() -> None:
     with contextlib.suppress(Exception):  # import the decoders now, not in the first case
         import pydicom.pixels  # noqa: F401
 
-        import engine.dicom  # noqa: F401
+        import engine.io.dicom  # noqa: F401
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)

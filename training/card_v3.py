@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.model import Classifier
+from engine.ai.model import Classifier
 
 from .export import write_card
 

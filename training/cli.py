@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.card import DISCLAIMER, ModelCard
+from engine.ai.card import DISCLAIMER, ModelCard
+from engine.ai.model import DEVICES
 from engine.errors import ModelError
-from engine.model import DEVICES
 
 from .data import data_root, describe_split, load_samples, read_split, resolve_data
 
@@ -60,7 +60,7 @@ def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> ModelCard:
         "training_data": training_data, "test_metrics": metrics,
         "intended_use": intended_use,
         "created": _dt.date.today().isoformat(), "architecture": cfg["model"]["arch"],
-        # training resizes only (engine.preprocess.resize_gray): no crop, no intensity step
+        # training resizes only (engine.ai.preprocess.resize_gray): no crop, no intensity step
         "preprocessing": {"crop": "none", "intensity": "none"},
         "decision_rule": card_cfg.get("decision_rule"),  # None: the engine's default rule
         "ood": result.get("ood"),

@@ -1,8 +1,8 @@
 """Datasets: a manifest CSV or plain class folders; class selection/merging; grouped split.
 
-Images are read with ``engine.io.load_image`` and resized with ``engine.preprocess`` so
+Images are read with ``engine.io.load_image`` and resized with ``engine.ai.preprocess`` so
 training and serving share one pipeline; which files count as images is the engine's rule
-(``engine.fileio.looks_like_image``), and a file the engine refuses is skipped and counted
+(``engine.io.fileio.looks_like_image``), and a file the engine refuses is skipped and counted
 (``decode_samples``), never the end of a training run.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.ai.preprocess import resize_gray, to_u8
 from engine.errors import RadLensError
-from engine.fileio import looks_like_image
 from engine.io import load_image
-from engine.preprocess import resize_gray, to_u8
+from engine.io.fileio import looks_like_image
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

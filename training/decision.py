@@ -1,7 +1,7 @@
 """One coherent call (radlens-cxr4 3.0): operating points for a stated specificity, the decision rule,
 and the figures every view will show, measured through the engine.
 
-Two coherent rules (a normal call never carries a flag), both implemented in ``engine.prediction``:
+Two coherent rules (a normal call never carries a flag), both implemented in ``engine.ai.prediction``:
 
 - ``coherent`` (``DECISION_RULE_COHERENT``, 3.0.0's): the call is the most probable class; when it is
   a disease, the flags are the diseases at or above their operating points. Operating points
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.card import DECISION_RULE_COHERENT, DECISION_RULE_MARGIN, NORMAL_LABEL
-from engine.model import Classifier, sha256_file
-from engine.prediction import decide
+from engine.ai.card import DECISION_RULE_COHERENT, DECISION_RULE_MARGIN, NORMAL_LABEL
+from engine.ai.model import Classifier, sha256_file
+from engine.ai.prediction import decide
 
 from .data import Sample, data_root, load_samples, read_split, resolve_data
 from .evaluate_ext import EXTDEV, POOL, default_split_file, engine_logits, other_normals
@@ -73,7 +73,7 @@ def one_vs_rest_points(probs: np.ndarray, y: np.ndarray, labels: list[str], spec
 
 def calls(probs: np.ndarray, labels: list[str], ops: dict[str, float], rule: str = DECISION_RULE_MARGIN
           ) -> tuple[np.ndarray, np.ndarray]:
-    """(call index per row, number of flags per row) by ``rule`` (engine.prediction.decide)."""
+    """(call index per row, number of flags per row) by ``rule`` (engine.ai.prediction.decide)."""
     out, nflags = [], []
     for p in probs:
         call, flags = decide(labels, p, ops, rule)

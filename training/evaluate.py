@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from engine.ai.model import Classifier
+from engine.ai.preprocess import preprocess
 from engine.io import load_image
-from engine.model import Classifier
-from engine.preprocess import preprocess
 
 from .data import Sample
 from .metrics import evaluate

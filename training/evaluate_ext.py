@@ -5,7 +5,7 @@ test split and on ``../shared/data/cxr-extdev`` and writes one JSON with, for ea
 per class recall, specificity, one-vs-rest AUC and ECE; per source the calls (what fraction
 of the source's images got each class as the call), the rate of correct calls, and for
 each normal source the fraction called normal. Each image runs ``engine.load_image`` ->
-``engine.pipeline.prepare`` (lung field when the card crops, the card's preprocessing) ->
+``engine.ai.pipeline.prepare`` (lung field when the card crops, the card's preprocessing) ->
 ``Classifier.run``, so the figures are what ``radlens-batch`` gives. The call is the top
 class (the card's decision rule).
 """
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from engine.ai.model import Classifier, sha256_file
+from engine.ai.preprocess import card_preprocessing
 from engine.io import load_image
-from engine.model import Classifier, sha256_file
-from engine.preprocess import card_preprocessing
 
 from .data import Sample, data_root, load_samples, read_split, resolve_data
 from .metrics import evaluate, expected_calibration_error, roc_auc, softmax
@@ -37,7 +37,7 @@ def attach_segmenter(clf: Classifier) -> None:
     pp = card_preprocessing(clf.card)
     if pp["crop"] != "lungs" or getattr(clf, "segmenter", None) is not None:
         return
-    from engine.lungs import LungSegmenter
+    from engine.ai.lungs import LungSegmenter
 
     spec = pp.get("lung_model") or {}
     here = Path(clf.path).parent
@@ -53,7 +53,7 @@ def attach_segmenter(clf: Classifier) -> None:
 def engine_logits(clf: Classifier, samples: list[Sample], batch: int = 32, workers: int = 2,
                   desc: str = "evaluate") -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Logits for every sample through the engine's per-image path; notes per image."""
-    from engine.pipeline import prepare
+    from engine.ai.pipeline import prepare
 
     attach_segmenter(clf)
 

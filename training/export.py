@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.card import CARD_KEY, ModelCard
+from engine.ai.card import CARD_KEY, ModelCard
 
 from .metrics import softmax
 from .models import CamNet, ExportModule
@@ -106,8 +106,8 @@ def verify_export(path: Path, net: CamNet, temperature: float, images: np.ndarra
     Raises ExportVerificationError naming every check that failed."""
     import onnxruntime as ort
 
+    from engine.ai.model import Classifier
     from engine.errors import ModelError
-    from engine.model import Classifier
 
     images = np.ascontiguousarray(images, np.float32)
     x = torch.from_numpy(images)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.card import DECISION_RULE
-from engine.preprocess import model_input
+from engine.ai.card import DECISION_RULE
+from engine.ai.preprocess import model_input
 
 from .data import data_root, read_split, resolve_data
 from .evaluate_ext import EXTDEV, POOL, evaluate_model, headline, write_json
@@ -198,8 +198,8 @@ def export_run(run: Path, install: Path | None = None, baseline: Path | None = N
                force_install: bool = False) -> dict:
     import torch
 
-    from engine.card import ModelCard
-    from engine.model import sha256_file
+    from engine.ai.card import ModelCard
+    from engine.ai.model import sha256_file
 
     from .export import export_onnx, verify_export, write_card
     from .models import build_model
@@ -213,7 +213,7 @@ def export_run(run: Path, install: Path | None = None, baseline: Path | None = N
     seg, lung_model = None, None
     seg_path = lung_model_path or rc.get("lung_model_path")
     if rc["preprocessing"].get("crop") == "lungs":
-        from engine.lungs import LungSegmenter
+        from engine.ai.lungs import LungSegmenter
 
         seg = LungSegmenter(seg_path)
         lung_model = {"name": getattr(getattr(seg, "card", None), "name", None) or Path(seg_path).stem,

@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from engine.adapt.reference import FEATURES_OUTPUT, REFERENCE_SUFFIX, probe_inputs
-from engine.model import Classifier, sha256_file
+from engine.ai.model import Classifier, sha256_file
 
 from .data import Sample, data_root, read_split, resolve_data
 from .evaluate_ext import POOL, attach_segmenter, default_split_file

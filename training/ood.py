@@ -27,7 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import Classifier, load_image, prepare
-from engine.card import CARD_KEY
+from engine.ai.card import CARD_KEY
 
 OOD_OUTPUT = "ood"
 METHOD = ("mahalanobis: sqrt(min over classes of the squared Mahalanobis distance / feature dims) on the pooled "
@@ -223,7 +223,7 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
     card["ood"] = {"method": METHOD, "threshold": threshold, "output": OOD_OUTPUT,
                    "threshold_rule": report["threshold_rule"], "val_flagged": report["val"]["flagged"],
                    "ood_dev_flagged": report.get("ood_dev", {}).get("flagged")}
-    from engine.card import ModelCard
+    from engine.ai.card import ModelCard
 
     card_json = ModelCard.from_dict(card).to_json()  # the shared schema: a card the engine refuses is never written
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, CARD_KEY: card_json})

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from engine.model import Classifier, sha256_file
+from engine.ai.model import Classifier, sha256_file
 
 from .data import Sample, data_root, read_split, resolve_data
 from .evaluate_ext import POOL, default_split_file, engine_logits, headline, print_report, write_json

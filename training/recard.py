@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine.model import Classifier, sha256_file
+from engine.ai.model import Classifier, sha256_file
 
 from .data import resolve_data
 from .evaluate_ext import POOL, default_split_file, evaluate_set, other_normals, write_json

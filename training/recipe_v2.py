@@ -3,7 +3,7 @@
 One function, ``run_recipe(rc, out)``, trains one recipe and scores it on the internal
 validation (and test) split and on the external-dev set, per source. Levers (keys of
 ``rc``): ``preprocessing`` (lung crop with margin, CLAHE / histogram equalisation, run by
-``engine.preprocess.model_gray``, the engine's own code), ``aug`` (``v1``: geometry and mild
+``engine.ai.preprocess.model_gray``, the engine's own code), ``aug`` (``v1``: geometry and mild
 photometry after preprocessing; ``scanner``: other-scanner looks before preprocessing, then
 ``v1``), ``balance`` (``class``: class-weighted loss; ``source``: sampling balanced by class
 and by source within class, ``source_alpha``), ``cut`` (layers below it frozen and their
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.card import ModelCard
-from engine.preprocess import model_gray, to_u8
+from engine.ai.card import ModelCard
+from engine.ai.preprocess import model_gray, to_u8
 
 from .augment import FOV_AUGMENT, augment
 from .data import Sample, data_root, load_all, load_samples, read_split, resolve_data, write_split
@@ -75,8 +75,8 @@ def _key(*parts: object) -> str:
 
 def lung_boxes(samples: list[Sample], imgs: np.ndarray, seg_path: str | None) -> list[tuple | None]:
     """Lung boxes (segmenter on the stored image, as the engine would) cached by file."""
-    from engine.lungs import LungSegmenter
-    from engine.model import sha256_file
+    from engine.ai.lungs import LungSegmenter
+    from engine.ai.model import sha256_file
 
     sha = sha256_file(seg_path)
     path = CACHE / f"lungboxes-{sha[:12]}.json"
@@ -280,7 +280,13 @@ def run_recipe(rc: dict, out: Path) -> dict:
     splits = load_splits(rc)
     write_split(splits, out / "split.csv")
     ext_samples, _ = load_samples(resolve_data(rc["extdev"]))
+    hold = set(rc.get("hold_out") or [])  # leave-one-source-out: "label/source" groups kept out of train and val
+    held = [s for part in ("train", "val", "test") for s in splits[part] if f"{s.label}/{s.source}" in hold]
+    if hold:
+        splits = {p: [s for s in v if f"{s.label}/{s.source}" not in hold] for p, v in splits.items()}
     sets = {"train": splits["train"], "val": splits["val"], "extdev": ext_samples}
+    if held:
+        sets["held_out"] = held  # every film of the held-out source(s): how a source never seen is called
     if rc["eval_test"]:
         sets["test"] = splits["test"]
     y = {k: np.array([LABELS.index(s.label) for s in v]) for k, v in sets.items()}

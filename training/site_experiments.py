@@ -27,7 +27,7 @@ import numpy as np
 from engine.adapt.fit import AdaptOptions, adapt_features, prior_of
 from engine.adapt.head import Head
 from engine.adapt.reference import load_reference
-from engine.model import Classifier
+from engine.ai.model import Classifier
 
 from .data import data_root, load_samples, read_split, resolve_data
 from .evaluate_ext import EXTDEV, POOL, default_split_file, other_normals

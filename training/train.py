@@ -46,7 +46,7 @@ def seed_everything(seed: int) -> None:
 
 def normalize_batch(gray_u8: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
     """uint8 [N, H, W] (engine-preprocessed gray) -> float32 [N, 3, H, W]; same math as
-    engine.preprocess.normalize."""
+    engine.ai.preprocess.normalize."""
     x = gray_u8.astype(np.float32) / 255.0
     m = np.asarray(mean, np.float32)[None, :, None, None]
     s = np.asarray(std, np.float32)[None, :, None, None]

@@ -249,7 +249,7 @@ def retune_scope(model_path: Path, split_file: Path) -> dict:
     refusing diseased frontal films (consolidation hides a lung field; an AP COVID-19 film is unusual):
     the lung-field rule decides only when P(frontal) < TRUST_FRONTAL, and the OOD threshold moves from
     the 0.995 to the OOD_QUANTILE quantile of the validation split's scores. Both from validation only."""
-    from engine.pipeline import ood_of
+    from engine.ai.pipeline import ood_of
 
     clf = Classifier(model_path, device="cpu")
     attach_segmenter(clf)

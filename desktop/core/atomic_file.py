@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.fileio import create_temp
+from engine.io.fileio import create_temp
 
 
 class ExportError(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine import DISCLAIMER, ImageMeta, Prediction
-from engine.image import TagRow
+from engine.io.image import TagRow
 
 from .measurements import calibration_for
 from .messages import call_text

@@ -60,7 +60,7 @@ def _quiet() -> None:
 
 def _warm() -> int:
     _quiet()
-    import engine.dicom  # noqa: F401 - import pydicom and the decoders once, ahead of the first file
+    import engine.io.dicom  # noqa: F401 - import pydicom and the decoders once, ahead of the first file
 
     return os.getpid()
 

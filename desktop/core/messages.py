@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import Classifier, LoadedImage, Prediction
-from engine.cam import CamScale
+from engine.ai.cam import CamScale
 
 from .windowing import DisplaySource
 
@@ -46,7 +46,7 @@ class AnalysisDone:
 class TagsReady:
     generation: int
     path: str
-    rows: tuple = ()  # engine.dicom.TagRow
+    rows: tuple = ()  # engine.io.dicom.TagRow
     message: str = ""
 
 
@@ -95,7 +95,7 @@ class StudyItem:
     probs: tuple[float, ...] = field(default_factory=tuple)
     message: str = ""
     flags: tuple[str, ...] = ()  # classes at or above their operating points (engine.decide)
-    scope: str = ""  # "in", "out" (engine.scope.Scope.label); "" when not analysed
+    scope: str = ""  # "in", "out" (engine.ai.scope.Scope.label); "" when not analysed
     scope_reason: str = ""  # why it is out of scope, a sentence for the user
 
     @property
@@ -115,7 +115,7 @@ def percent_text(p: float, sign: bool = True) -> str:
 
 
 def call_text(call: str, prob: float, flags: tuple[str, ...]) -> str:
-    """The decision as every view words it (engine.prediction.DECISION_RULE): the call is
+    """The decision as every view words it (engine.ai.prediction.DECISION_RULE): the call is
     the top class; flags are the classes at or above their operating points."""
     flagged = f"flagged (at or above the operating point): {', '.join(flags)}" if flags else \
         "no class at or above its operating point"

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import DISCLAIMER, ModelCard, Prediction
-from engine.prediction import DECISION_RULE
+from engine.ai.prediction import DECISION_RULE
 
 SUMMARY_CHARS = 330  # the training-data summary is cut at a sentence or word before this
 

@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from engine import LoadedImage, Prediction, Window
-from engine.cam import CamScale, cam_scale, colorize, evidence, heatmap
-from engine.display import apply_window
+from engine.ai.cam import CamScale, cam_scale, colorize, evidence, heatmap
+from engine.io.display import apply_window
 
 LEVELS = 65536
 DEFAULT_PRESET = "DICOM default"
@@ -174,10 +174,10 @@ def heat_rgba(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], inpu
               resize: str, box: tuple[int, int, int, int] | None = None, *, scale: float | None = None) -> np.ndarray:
     """Grad-CAM of one class as RGBA (turbo colours, alpha = heat) at overlay size.
     ``box``: the image region (top, left, height, width, image pixels) the model saw.
-    ``scale``: CAM units drawn as full heat, shared by all classes (``engine.cam``); a class
+    ``scale``: CAM units drawn as full heat, shared by all classes (``engine.ai.cam``); a class
     with negligible evidence is fully transparent. None: the class's own peak.
 
-    Drawn over the image with the overlay opacity, this is ``engine.cam.overlay``:
+    Drawn over the image with the overlay opacity, this is ``engine.ai.cam.overlay``:
     out = gray * (1 - opacity * heat) + turbo(heat) * opacity * heat."""
     size = overlay_size(image_hw)
     if box is not None:
@@ -203,7 +203,7 @@ class ClassHeatmaps:
 
 def class_heatmaps(pred: Prediction, model_scale: float | None = None) -> ClassHeatmaps:
     """All classes' overlays on one scale: the model's ``cam_scale`` when the card has one,
-    else the peak of the top class's map (``engine.cam.cam_scale``)."""
+    else the peak of the top class's map (``engine.ai.cam.cam_scale``)."""
     sc = cam_scale(pred.cam, pred.top_index, model_scale)
     rgba = tuple(heat_rgba(pred.cam, i, pred.image.shape, pred.input_size, pred.resize, pred.box, scale=sc.value)
                  for i in range(len(pred.labels)))

@@ -14,10 +14,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..card import DISCLAIMER
+from ..ai.card import DISCLAIMER
+from ..ai.model import DEVICES, Classifier, default_model_path
 from ..errors import RadLensError
-from ..fileio import printable
-from ..model import DEVICES, Classifier, default_model_path
+from ..io.fileio import printable
 from .fit import DEFAULT_FOLDS, DEFAULT_SEED, DEFAULT_SITE_SHARE, DEFAULT_STRENGTH, AdaptOptions
 from .run import MIN_FILMS, MIN_PER_CLASS, adapt_site
 from .site import Cancelled

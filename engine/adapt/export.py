@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import CARD_KEY, ModelCard
+from ..ai.card import CARD_KEY, ModelCard
 from ..errors import ModelError
-from ..fileio import create_temp
+from ..io.fileio import create_temp
 from .head import Head
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ai.model import FEATURES_OUTPUT, Classifier, sha256_file
 from ..errors import ModelError
-from ..model import FEATURES_OUTPUT, Classifier, sha256_file
 
 __all__ = ["FEATURES_OUTPUT", "REFERENCE_SUFFIX", "Reference", "load_reference", "probe_inputs"]
 

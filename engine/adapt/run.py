@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard
-from ..model import Classifier
+from ..ai.card import ModelCard
+from ..ai.model import Classifier
 from .errors import AdaptError
 from .export import adapted_model, base_head, call_cam_peaks, save_model, set_card
 from .fit import AdaptOptions, Fitted, adapt_features, options_dict, prior_of
@@ -146,7 +146,7 @@ def _rescale_cam(card: ModelCard, model, films: SiteFilms, parent: Classifier) -
     """The adapted head's Grad-CAM is on another scale than the parent's: keep "1.0 = as strong as on
     the parent's validation images" by scaling the parent's ``cam_scale`` with the median ratio of the
     call's CAM peak (adapted / parent) on the site's films."""
-    from ..cam import card_cam_scale
+    from ..ai.cam import card_cam_scale
 
     scale = card_cam_scale(parent.card)
     if scale is None or films.cam_inputs is None:

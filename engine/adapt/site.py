@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..batch import _error_text, _fatal, _is_cancelled, default_workers
+from ..ai.jobs import default_workers, error_text, is_cancelled, is_fatal
+from ..ai.model import Classifier
+from ..ai.pipeline import Prepared, conclude, ood_of, prepare, view_of
 from ..errors import RadLensError
-from ..fileio import printable
-from ..io import load_image
-from ..listing import list_folder
-from ..model import Classifier
-from ..pipeline import Prepared, conclude, ood_of, prepare, view_of
+from ..io.fileio import printable
+from ..io.listing import list_folder
+from ..io.load import load_image
 from .errors import AdaptError
 
 Progress = Callable[[int, int], None]  # (films done, films in all)
@@ -110,14 +110,14 @@ def read_site(site: Path, classifier: Classifier, progress: Progress | None = No
         try:
             return prepare(load_image(item[0]), classifier)
         except BaseException as e:  # noqa: BLE001 - one bad file never ends the run
-            if _fatal(e):
+            if is_fatal(e):
                 raise
-            return _error_text(e, item[0])
+            return error_text(e, item[0])
 
     done = 0
     with ThreadPoolExecutor(max(1, min(2, default_workers()))) as ex:
         for i in range(0, len(files), batch):
-            if cancel is not None and _is_cancelled(cancel):
+            if cancel is not None and is_cancelled(cancel):
                 raise Cancelled("site adaptation cancelled; nothing was written.")
             chunk = files[i : i + batch]
             preps = list(ex.map(prep, chunk))

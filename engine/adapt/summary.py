@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..card import DISCLAIMER
+from ..ai.card import DISCLAIMER
 
 
 @dataclass(frozen=True)

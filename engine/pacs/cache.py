@@ -12,7 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from ..fileio import sniff_format
+from ..io.fileio import sniff_format
 from .summaries import UID_RE
 
 PART_SUFFIX = ".part"

@@ -1,9 +1,9 @@
 """``radlens-batch --dicomweb URL (--study UID | --query KEY=VALUE ...)``: the PACS side of the CLI.
 
-``engine.cli`` calls three things: ``add_arguments`` (the options), ``check_args`` (a message
+``engine.batch.cli`` calls three things: ``add_arguments`` (the options), ``check_args`` (a message
 for a bad combination) and ``fetch`` (retrieve into the cache; returns a ``DicomwebSource`` that
 gives ``engine.batch.analyze_folder`` its folder and files). With ``--store-results`` the source
-also turns each analysed DICOM image into an SR and a secondary capture (``engine.dicom_results``)
+also turns each analysed DICOM image into an SR and a secondary capture (``engine.results.dicom_results``)
 while the batch runs, and ``store_results`` sends them with STOW-RS once the report is written.
 Failures raise ``PacsCliError`` with the message and the exit status the CLI returns.
 """
@@ -23,8 +23,8 @@ from urllib.parse import urlparse
 
 import pydicom
 
-from ..card import DISCLAIMER
-from ..fileio import printable
+from ..ai.card import DISCLAIMER
+from ..io.fileio import printable
 from .errors import PacsError
 from .servers import AUTH_KINDS, ServerConfig, default_cache_dir
 from .summaries import check_uid

@@ -22,7 +22,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from ..fileio import printable
+from ..io.fileio import printable
 from .cache import remove_stale_parts, study_folder
 from .errors import PACS_ERROR_KINDS, PacsError
 from .http import make_session, translate

@@ -12,7 +12,7 @@ import requests
 import urllib3
 from pydicom.errors import InvalidDicomError
 
-from ..fileio import printable
+from ..io.fileio import printable
 from .errors import PacsError
 from .servers import ServerConfig
 

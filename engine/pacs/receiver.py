@@ -18,7 +18,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..errors import RadLensError
-from ..fileio import printable
+from ..io.fileio import printable
 from .cache import study_folder, write_instance
 from .summaries import UID_RE
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from ..fileio import printable
+from ..io.fileio import printable
 from .cache import write_instance
 from .errors import PacsError
 

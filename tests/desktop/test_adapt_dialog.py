@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine import default_model_path
-from engine.model import sha256_file
+from engine.ai.model import sha256_file
 
 EXTDEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cxr-extdev"
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 
 from desktop.batch_view import ALL, ERRORS, SORT_ROLE
 from engine import DISCLAIMER, analyze
-from engine.report import IDENTIFIER_COLUMNS, read_report
+from engine.batch.report import IDENTIFIER_COLUMNS, read_report
 
 
 @pytest.fixture

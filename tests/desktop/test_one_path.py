@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import Classifier, analyze
-from engine.cli import main as cli_main
+from engine.batch.cli import main as cli_main
 
 
 @pytest.mark.parametrize("source", ["jpeg", "dicom"])

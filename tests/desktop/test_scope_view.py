@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.convert import qimage_array
 from desktop.core.messages import call_text
-from engine.cam import NEGLIGIBLE_EVIDENCE
+from engine.ai.cam import NEGLIGIBLE_EVIDENCE
 
 
 def grab_view(win) -> np.ndarray:
@@ -214,7 +214,7 @@ def test_shared_scale_draws_weak_classes_faint(window, open_wait, png_path: Path
 # -- the lung outline --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FakeLungs:
-    """What the viewer uses of ``engine.lungs.LungField``."""
+    """What the viewer uses of ``engine.ai.lungs.LungField``."""
 
     mask: np.ndarray
     plausible: bool = True

@@ -9,8 +9,8 @@ import pytest
 
 from desktop.core.windowing import drag_window, heat_rgba, make_display_source, render, thumbnail, to_u8
 from engine import Window, load_image
-from engine.cam import overlay
-from engine.display import apply_window
+from engine.ai.cam import overlay
+from engine.io.display import apply_window
 
 
 @pytest.mark.parametrize("name", ["CR-MONO1-10-chest.dcm", "RG1_J2KI.dcm", "nccid_nih_dx.dcm"])
@@ -38,7 +38,7 @@ def test_percentile_presets_mean_the_same_on_both_polarities(dicom_dir: Path, na
 
 def test_drag_window() -> None:
     im_values = np.linspace(0, 1000, 100, dtype=np.float32).reshape(10, 10)
-    from engine.image import ImageMeta, LoadedImage
+    from engine.io.image import ImageMeta, LoadedImage
 
     meta = ImageMeta(path="x", format="png", width=10, height=10)
     src = make_display_source(LoadedImage(im_values / 1000, im_values, meta))
@@ -58,7 +58,7 @@ def test_overlay_layer_composites_like_engine_overlay(cxr_samples) -> None:
     a = rgba[:, :, 3:4].astype(np.float32) / 255.0 * opacity
     gray = np.repeat(im.pixels[:, :, None] * 255.0, 3, axis=2)
     drawn = gray * (1 - a) + rgba[:, :, :3].astype(np.float32) * a
-    from engine.cam import heatmap
+    from engine.ai.cam import heatmap
 
     ref = overlay(im.pixels, heatmap(cam, 2, im.shape, (64, 64)), opacity)
     assert np.abs(drawn - ref).max() <= 2.0

@@ -19,9 +19,9 @@ from engine.adapt.export import base_head
 from engine.adapt.fit import prior_of, weights
 from engine.adapt.head import BIAS_STRENGTH, Head, _objective, fit_head, fit_temperature, lbfgs, softmax, youden_points
 from engine.adapt.site import read_site
-from engine.cli import main as batch_main
-from engine.model import sha256_file
-from engine.report import read_report
+from engine.ai.model import sha256_file
+from engine.batch.cli import main as batch_main
+from engine.batch.report import read_report
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "resources" / "models" / "radlens-cxr4.onnx"

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.analyze import Prediction, analyze
+from engine.ai.analyze import Prediction, analyze
+from engine.ai.preprocess import preprocess
 from engine.errors import UnsupportedImageError
 from engine.io import load_image
-from engine.preprocess import preprocess
 
 
 def test_analyze_real_radiograph(classifier, cxr_samples: dict[str, list[Path]]) -> None:

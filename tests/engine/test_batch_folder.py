@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-import engine.batch
-from engine.analyze import analyze
+import engine.batch.generator
+from engine.ai.analyze import analyze
 from engine.batch import BatchRow, FolderError, analyze_folder, list_images
 
 
@@ -102,13 +102,13 @@ def test_cancel_stops_at_once(study: Path, classifier, kind: str) -> None:
 
 
 def test_cancel_while_decoders_are_slow(study: Path, classifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = engine.batch.load_image
+    real = engine.batch.generator.load_image
 
     def slow(path, **kw):  # noqa: ANN001, ANN003
         time.sleep(0.4)
         return real(path, **kw)
 
-    monkeypatch.setattr(engine.batch, "load_image", slow)
+    monkeypatch.setattr(engine.batch.generator, "load_image", slow)
     event = threading.Event()
     threading.Timer(0.3, event.set).start()
     t0 = time.perf_counter()
@@ -119,14 +119,14 @@ def test_cancel_while_decoders_are_slow(study: Path, classifier, monkeypatch: py
 
 def test_decoding_runs_in_worker_threads_ahead_of_inference(study: Path, classifier,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    real = engine.batch.load_image
+    real = engine.batch.generator.load_image
     decoded_in: list[str] = []
 
     def spy(path, **kw):  # noqa: ANN001, ANN003
         decoded_in.append(threading.current_thread().name)
         return real(path, **kw)
 
-    monkeypatch.setattr(engine.batch, "load_image", spy)
+    monkeypatch.setattr(engine.batch.generator, "load_image", spy)
     job = analyze_folder(study, classifier, batch_size=2, workers=1)
     first = next(job)
     time.sleep(0.3)  # the pool keeps decoding while the caller holds the first row
@@ -142,14 +142,14 @@ def test_decoding_runs_in_worker_threads_ahead_of_inference(study: Path, classif
 
 
 def test_unexpected_exception_becomes_error_row(study: Path, classifier, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = engine.batch.load_image
+    real = engine.batch.generator.load_image
 
     def flaky(path, **kw):  # noqa: ANN001, ANN003
         if Path(path).name == "p1.jpg":
             raise ZeroDivisionError("boom")
         return real(path, **kw)
 
-    monkeypatch.setattr(engine.batch, "load_image", flaky)
+    monkeypatch.setattr(engine.batch.generator, "load_image", flaky)
     rows = {r.rel_path: r for r in analyze_folder(study, classifier)}
     assert len(rows) == len(EXPECTED_ORDER)
     assert rows["b/p1.jpg"].status == "error" and "unexpected error (ZeroDivisionError: boom)" in rows["b/p1.jpg"].error
@@ -180,14 +180,14 @@ def test_unreadable_subfolder_is_an_error_row(tmp_path: Path, cxr_samples: dict[
     shutil.copy(cxr_samples["normal"][0], tmp_path / "ok.jpg")
     (tmp_path / "locked").mkdir()
     shutil.copy(cxr_samples["normal"][1], tmp_path / "locked" / "inside.jpg")
-    real = engine.batch.os.scandir
+    real = engine.batch.generator.os.scandir
 
     def guarded(path):  # noqa: ANN001, ANN202 - root reads anything, so emulate the refusal
         if Path(path).name == "locked":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(engine.batch.os, "scandir", guarded)
+    monkeypatch.setattr(engine.batch.generator.os, "scandir", guarded)
     rows = list(analyze_folder(tmp_path, classifier))
     assert [r.rel_path for r in rows] == ["locked", "ok.jpg"]
     assert rows[0].status == "error" and "sub-folder cannot be read" in rows[0].error and rows[1].ok
@@ -207,7 +207,7 @@ def test_unreadable_top_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     def refuse(path):  # noqa: ANN001, ANN202
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(engine.batch.os, "scandir", refuse)
+    monkeypatch.setattr(engine.batch.generator.os, "scandir", refuse)
     with pytest.raises(FolderError, match="permission denied"):
         list_images(tmp_path)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.cam import (
+from engine.ai.cam import (
     IMAGE_SCALE,
     MODEL_SCALE,
     NEGLIGIBLE_EVIDENCE,
@@ -87,7 +87,7 @@ def test_colorize_turbo_ends() -> None:
     assert c[0, 1, 0] > c[0, 1, 2]  # hot end is red-ish
 
 
-# -- one scale for every class (engine.cam's module notes) ---------------------------------------
+# -- one scale for every class (engine.ai.cam's module notes) ---------------------------------------
 def _two_class_cam(strong: float = 3.0, weak: float = 0.05) -> np.ndarray:
     cam = np.zeros((4, 16, 16), np.float32)
     cam[1, 0:4, 0:4] = strong  # the top class: clear evidence

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.report import read_report
+from engine.batch.cli import main
+from engine.batch.report import read_report
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,11 +22,11 @@ from distributed import LocalCluster  # noqa: E402
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 from engine.batch import BatchRow, analyze_files, analyze_folder  # noqa: E402
-from engine.cli import advance, main, progress_bar  # noqa: E402
-from engine.dask_batch import analyze_on_dask  # noqa: E402
-from engine.filelist import Source, read_list  # noqa: E402
-from engine.journal import Journal, JournalError, journal_path  # noqa: E402
-from engine.report import read_report  # noqa: E402
+from engine.batch.cli import advance, main, progress_bar  # noqa: E402
+from engine.batch.dask_batch import analyze_on_dask  # noqa: E402
+from engine.batch.journal import Journal, JournalError, journal_path  # noqa: E402
+from engine.batch.report import read_report  # noqa: E402
+from engine.io.filelist import Source, read_list  # noqa: E402
 
 N_FILES = 200  # the identity run (CLI, its own local:2 cluster)
 N_SMALL = 64  # the fault runs (a shared cluster)
@@ -174,16 +174,16 @@ class Poison(WorkerPlugin):
         self.filename = filename
 
     def setup(self, worker) -> None:  # noqa: ANN001
-        import engine.batch
+        import engine.batch.generator
 
-        real = engine.batch.load_image
+        real = engine.batch.generator.load_image
 
         def load(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             if Path(path).name == self.filename:
                 os._exit(1)
             return real(path, *args, **kwargs)
 
-        engine.batch.load_image = load
+        engine.batch.generator.load_image = load
 
 
 def test_poisoned_file_becomes_error_row(small: Source, classifier, cluster: str,
@@ -215,11 +215,11 @@ def test_poisoned_file_becomes_error_row(small: Source, classifier, cluster: str
 def _unpoison() -> None:
     import importlib
 
-    import engine.batch
-    import engine.io
+    import engine.batch.generator
+    import engine.io.load
 
-    importlib.reload(engine.io)
-    engine.batch.load_image = engine.io.load_image
+    importlib.reload(engine.io.load)
+    engine.batch.generator.load_image = engine.io.load.load_image
 
 
 def test_worker_with_another_model_is_refused(tmp_path: Path, small: Source, tiny_model_path: Path, cluster: str,
@@ -262,7 +262,7 @@ def test_bad_cluster_options_exit_2_and_leave_no_journal(tmp_path: Path, list_fi
 
 def test_identifiers_leave_the_worker_only_on_request(dicom_dir: Path, tiny_model_path: Path) -> None:
     """The task function as a worker runs it: patient identifiers only when the report wants them."""
-    from engine.dask_batch import analyze_chunk
+    from engine.batch.dask_batch import analyze_chunk
 
     args = (str(tiny_model_path), "cpu", 1, str(dicom_dir), [str(dicom_dir / "nccid_nih_dx.dcm")], [0], 1, 16,
             10**8)
@@ -303,16 +303,16 @@ class Slow(WorkerPlugin):
     def setup(self, worker) -> None:  # noqa: ANN001
         import time
 
-        import engine.batch
+        import engine.batch.generator
 
-        real = engine.batch.load_image
+        real = engine.batch.generator.load_image
 
         def load(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
             if Path(path).name == self.filename:
                 time.sleep(self.seconds)
             return real(path, *args, **kwargs)
 
-        engine.batch.load_image = load
+        engine.batch.generator.load_image = load
 
 
 def test_slow_first_file_does_not_buffer_the_archive(small: Source, classifier, cluster: str,
@@ -346,7 +346,7 @@ def test_relative_folder_reaches_workers_with_another_cwd(tmp_path: Path, small:
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A folder given relative to the client's working folder: the workers (started elsewhere, as on
     other machines) get absolute paths; the report's relative paths are unchanged."""
-    from engine.filelist import open_source
+    from engine.io.filelist import open_source
 
     (tmp_path / "in").mkdir()
     for p in small.files[:6]:

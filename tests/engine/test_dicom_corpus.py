@@ -25,10 +25,10 @@ import pytest
 from pydicom.encaps import encapsulate, get_frame
 from pydicom.uid import JPEGExtended12Bit
 
-from engine.dicom import dicom_tags
 from engine.errors import CorruptImageError, ImageLoadError, UnsupportedImageError
-from engine.image import LoadedImage
 from engine.io import load_image
+from engine.io.dicom import dicom_tags
+from engine.io.image import LoadedImage
 
 DCMTK_TOOLS = ("dcmdjpeg", "dcmdrle", "dcmdjpls", "dcmconv", "dcmcjpeg", "dcm2pnm")
 JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.53", "1.2.840.10008.1.2.4.55",

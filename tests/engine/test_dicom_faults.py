@@ -13,9 +13,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
-from engine.dicom import read_dataset
 from engine.errors import CorruptImageError, UnsupportedImageError
 from engine.io import load_image
+from engine.io.dicom import read_dataset
 
 
 def _cut(src: Path, dst: Path, n: int) -> Path:

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
-import engine.fileio
-import engine.io
+import engine.io.fileio
+import engine.io.load
 from engine.batch import FolderError, analyze_folder, list_images
 from engine.errors import CorruptImageError, ImageLoadError, ImageTooLargeError, UnsupportedImageError
 from engine.io import load_image
@@ -120,7 +120,7 @@ def test_pixel_limit_is_checked_before_decoding(bad_folder, monkeypatch: pytest.
     def no_decode(*a, **k):  # noqa: ANN002, ANN003
         raise AssertionError("the decoder must not run on an image over the pixel limit")
 
-    monkeypatch.setattr(engine.io.cv2, "imdecode", no_decode)
+    monkeypatch.setattr(engine.io.load.cv2, "imdecode", no_decode)
     with pytest.raises(ImageTooLargeError, match="decompression bomb"):
         load_image(paths["decompression_bomb"])
     with pytest.raises(ImageTooLargeError, match="50,000 pixels"):
@@ -142,7 +142,7 @@ def test_missing_file_and_folder_given_as_image(tmp_path: Path) -> None:
 @pytest.fixture
 def unreadable(tmp_path: Path, cxr_samples: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch) -> Path:
     """A real image the process may not read: chmod 000, or, as root (who reads
-    anything), ``open`` in engine.fileio (which reads files) raising PermissionError for that file."""
+    anything), ``open`` in engine.io.fileio (which reads files) raising PermissionError for that file."""
     path = Path(shutil.copy(cxr_samples["normal"][1], tmp_path / "locked.jpg"))
     if IS_ROOT or os.name == "nt":
         real_open = open
@@ -152,7 +152,7 @@ def unreadable(tmp_path: Path, cxr_samples: dict[str, list[Path]], monkeypatch: 
                 raise PermissionError(13, "Permission denied", str(file))
             return real_open(file, *args, **kwargs)
 
-        monkeypatch.setattr(engine.fileio, "open", guarded_open, raising=False)
+        monkeypatch.setattr(engine.io.fileio, "open", guarded_open, raising=False)
     else:
         path.chmod(0)
     yield path

@@ -14,8 +14,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGExtended12Bit, JPEGLosslessSV1
 
-from engine.dicom import dicom_tags
 from engine.io import load_image
+from engine.io.dicom import dicom_tags
 
 # What ../shared/data/cxr/README.md says about each fixture: (rows, cols) where given.
 EXPECTED = {
@@ -295,7 +295,7 @@ def test_dicom_tags_mark_identifying_elements(dicom_dir: Path) -> None:
 
 def _implicit_copy(src: Path, dst: Path, edit) -> Path:  # noqa: ANN001 - edit(ds) changes the dataset in place
     """``src`` (read as the engine reads it) edited, then saved as Implicit VR Little Endian."""
-    from engine.dicom import read_dataset
+    from engine.io.dicom import read_dataset
 
     ds, _ = read_dataset(src)
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import engine.cli as cli
-from engine.cli import EXIT_NOTHING_RAN, main
+import engine.batch.cli as cli
+from engine.batch.cli import EXIT_NOTHING_RAN, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,8 +67,8 @@ def test_dicom_results_put_no_identifier_on_stderr_or_in_logs(study: Path, tmp_p
 
 
 def test_radlens_batch_stderr_names_no_patient(study: Path, tmp_path: Path, tiny_model_path: Path) -> None:
-    """As a user runs it: ``python -m engine.cli`` (``radlens-batch``), Python's default warning display."""
-    r = subprocess.run([sys.executable, "-m", "engine.cli", str(study), "-o", str(tmp_path / "r.csv"),
+    """As a user runs it: ``python -m engine.batch.cli`` (``radlens-batch``), Python's default warning display."""
+    r = subprocess.run([sys.executable, "-m", "engine.batch.cli", str(study), "-o", str(tmp_path / "r.csv"),
                         "--dicom-results", str(tmp_path / "results"), "--no-progress", "--device", "cpu",
                         "--model", str(tiny_model_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode in (0, 1), r.stderr
@@ -78,7 +78,7 @@ def test_radlens_batch_stderr_names_no_patient(study: Path, tmp_path: Path, tiny
 
 
 def test_withheld_warnings_keep_the_warning_filters(tmp_path: Path) -> None:
-    from engine.dicom_results import withheld_warnings
+    from engine.results.dicom_results import withheld_warnings
 
     before = list(warnings.filters)
     with withheld_warnings():

@@ -19,13 +19,13 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import ImplicitVRLittleEndian
 
-import engine.dicom
-import engine.io
-from engine.dicom import dicom_tags, read_dataset
-from engine.display import apply_window
+import engine.io.dicom
+import engine.io.load
 from engine.errors import CorruptImageError, UnsupportedImageError
-from engine.image import ImageMeta, LoadedImage, TagRow, Window
 from engine.io import load_image
+from engine.io.dicom import dicom_tags, read_dataset
+from engine.io.display import apply_window
+from engine.io.image import ImageMeta, LoadedImage, TagRow, Window
 
 
 def _save(ds: Dataset, path: Path) -> Path:
@@ -62,7 +62,7 @@ def test_loaded_dicom_carries_its_tag_rows(dicom_dir: Path) -> None:
 
 
 def test_tag_row_keeps_its_old_home_and_rasters_have_none(cxr_samples: dict[str, list[Path]]) -> None:
-    assert engine.dicom.TagRow is TagRow
+    assert engine.io.dicom.TagRow is TagRow
     assert load_image(cxr_samples["normal"][0]).tags == ()
 
 
@@ -92,7 +92,7 @@ def test_an_unreadable_element_is_a_row_not_a_failure(tmp_path: Path, dicom_dir:
 
 
 def test_stages_compose_to_the_loaded_image(dicom_dir: Path) -> None:
-    from engine.dicom_pipeline import apply_modality, apply_presentation_inversion, apply_voi
+    from engine.io.dicom_pipeline import apply_modality, apply_presentation_inversion, apply_voi
 
     path = dicom_dir / "CR-MONO1-10-chest.dcm"  # window, MONOCHROME1
     ds, _ = read_dataset(path)
@@ -107,7 +107,7 @@ def test_stages_compose_to_the_loaded_image(dicom_dir: Path) -> None:
 
 
 def test_each_stage_is_a_no_op_without_its_module(dicom_dir: Path) -> None:
-    from engine.dicom_pipeline import apply_modality, apply_palette_color, apply_presentation_inversion, apply_voi
+    from engine.io.dicom_pipeline import apply_modality, apply_palette_color, apply_presentation_inversion, apply_voi
 
     path = dicom_dir / "nccid_nih_dx.dcm"  # MONOCHROME2, no rescale, no VOI, no palette
     ds, _ = read_dataset(path)
@@ -157,7 +157,7 @@ def test_raster_decoder_panic_is_a_typed_error(cxr_samples: dict[str, list[Path]
     def panic(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise _NativePanic("decoder state corrupted")
 
-    monkeypatch.setattr(engine.io.cv2, "imdecode", panic)
+    monkeypatch.setattr(engine.io.load.cv2, "imdecode", panic)
     with pytest.raises(CorruptImageError, match="decoder failed .*_NativePanic: decoder state corrupted"):
         load_image(cxr_samples["normal"][0])
 
@@ -166,7 +166,7 @@ def test_interrupts_still_interrupt(cxr_samples: dict[str, list[Path]], monkeypa
     def interrupt(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine.io.cv2, "imdecode", interrupt)
+    monkeypatch.setattr(engine.io.load.cv2, "imdecode", interrupt)
     with pytest.raises(KeyboardInterrupt):
         load_image(cxr_samples["normal"][0])
 
@@ -250,7 +250,7 @@ def test_final_guard_refuses_a_non_finite_image(dicom_dir: Path, monkeypatch: py
         pixels = np.full((4, 4), np.nan, np.float32)
         return LoadedImage(pixels, pixels.copy(), ImageMeta(path=str(path), format="dicom", width=4, height=4))
 
-    monkeypatch.setattr(engine.dicom, "load_dicom", nan_loader)
+    monkeypatch.setattr(engine.io.dicom, "load_dicom", nan_loader)
     with pytest.raises(CorruptImageError, match="nccid_nih_dx.dcm: .*not finite"):
         load_image(dicom_dir / "nccid_nih_dx.dcm")
 

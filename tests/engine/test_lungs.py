@@ -16,10 +16,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tinymodel import build_tiny_model, tiny_card
 
+from engine.ai.lungs import LungSegmenter, default_lungseg_path, lung_field, segmenter_for
+from engine.ai.model import Classifier
 from engine.errors import ModelError
 from engine.io import load_image
-from engine.lungs import LungSegmenter, default_lungseg_path, lung_field, segmenter_for
-from engine.model import Classifier
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -15,8 +15,8 @@ import pytest
 from onnx import helper
 from tinymodel import LABELS, build_tiny_model, tiny_card
 
+from engine.ai.model import Classifier, default_model_path
 from engine.errors import ModelError
-from engine.model import Classifier, default_model_path
 
 
 def _refused(path: Path, **kwargs) -> str:

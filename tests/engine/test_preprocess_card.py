@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from tinymodel import tiny_card
 
-from engine.card import DECISION_RULE, DECISION_RULE_MARGIN, ModelCard
+from engine.ai.card import DECISION_RULE, DECISION_RULE_MARGIN, ModelCard
+from engine.ai.preprocess import letterbox_box, preprocess, resize_gray, to_8bit_steps
 from engine.errors import ModelError
 from engine.io import load_image
-from engine.preprocess import letterbox_box, preprocess, resize_gray, to_8bit_steps
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ def test_new_field_refusals_name_the_field(change: dict, fragment: str) -> None:
 def test_margin_rule_one_coherent_call() -> None:
     """3.0's rule: the call is the flagged disease furthest above its operating point (relative), else
     normal; a normal call never carries a flag, whatever the probabilities."""
-    from engine.prediction import decide
+    from engine.ai.prediction import decide
 
     labels = ("normal", "covid", "pneumonia", "tuberculosis")
     ops = {"normal": 0.5, "covid": 0.6, "pneumonia": 0.2, "tuberculosis": 0.1}
@@ -230,8 +230,8 @@ def test_margin_rule_one_coherent_call() -> None:
 def test_coherent_rule_keeps_the_top_call_and_never_flags_a_normal_call() -> None:
     """3.0.0's rule: the call is the most probable class; a normal call carries no flag; a disease call
     lists the diseases at or above their operating points."""
-    from engine.card import DECISION_RULE_COHERENT
-    from engine.prediction import decide
+    from engine.ai.card import DECISION_RULE_COHERENT
+    from engine.ai.prediction import decide
 
     labels = ("normal", "covid", "pneumonia", "tuberculosis")
     ops = {"covid": 0.2, "pneumonia": 0.2, "tuberculosis": 0.1}

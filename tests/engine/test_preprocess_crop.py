@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from tinymodel import tiny_card
 
-from engine.cam import heatmap
-from engine.card import ModelCard
-from engine.io import load_image
-from engine.preprocess import (
+from engine.ai.cam import heatmap
+from engine.ai.card import ModelCard
+from engine.ai.preprocess import (
     NO_LUNGS_NOTE,
     card_preprocessing,
     margin_box,
@@ -24,6 +23,7 @@ from engine.preprocess import (
     resize_gray,
     to_8bit_steps,
 )
+from engine.io import load_image
 
 LUNG_MODEL = {"name": "radlens-lungseg", "sha256": "0" * 64}
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.batch import BatchRow, analyze_folder
-from engine.image import Identifiers
-from engine.report import (
+from engine.batch.report import (
     IDENTIFIER_COLUMNS,
     ModelInfo,
     ReportError,
@@ -20,6 +19,7 @@ from engine.report import (
     report_columns,
     write_report,
 )
+from engine.io.image import Identifiers
 
 LABELS = ("normal", "covid", "pneumonia", "tuberculosis")
 

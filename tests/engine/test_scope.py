@@ -1,4 +1,4 @@
-"""The scope check: no verdict on what the model was not built for (engine.scope and the
+"""The scope check: no verdict on what the model was not built for (engine.ai.scope and the
 per-image job). Real DICOM files, real knee radiographs, generated cases."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import scopecases
 
 from engine import analyze, load_image
+from engine.ai.scope import IN_SCOPE, header_and_pixels, header_evidence, image_statistics, verdict
 from engine.batch import analyze_folder
-from engine.scope import IN_SCOPE, header_and_pixels, header_evidence, image_statistics, verdict
 
 
 def _pydicom(name: str) -> Path:
@@ -113,7 +113,7 @@ def test_verdict_order_and_ood_threshold() -> None:
 
 def test_batch_rows_and_csv_for_out_of_scope(tmp_path: Path, classifier, cxr_samples: dict[str, list[Path]],
                                             generated: dict[str, Path]) -> None:
-    from engine.report import read_report, write_report
+    from engine.batch.report import read_report, write_report
 
     shutil.copy(cxr_samples["normal"][0], tmp_path / "a_chest.jpg")
     shutil.copy(generated["blank-black"], tmp_path / "b_blank.png")

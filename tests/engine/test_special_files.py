@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import engine.fileio
+import engine.io.fileio
 from engine.batch import analyze_folder, list_images
 from engine.errors import ImageLoadError, ImageTooLargeError
 from engine.io import MAX_FILE_BYTES, load_image
@@ -82,16 +82,16 @@ def test_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> N
 def test_size_limit_applies_to_real_images(tmp_path: Path, cxr_samples: dict[str, list[Path]],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     src = cxr_samples["normal"][0]
-    monkeypatch.setattr(engine.fileio, "MAX_FILE_BYTES", src.stat().st_size - 1)
+    monkeypatch.setattr(engine.io.fileio, "MAX_FILE_BYTES", src.stat().st_size - 1)
     with pytest.raises(ImageTooLargeError, match="over the limit"):
         load_image(src)
-    monkeypatch.setattr(engine.fileio, "MAX_FILE_BYTES", src.stat().st_size)
+    monkeypatch.setattr(engine.io.fileio, "MAX_FILE_BYTES", src.stat().st_size)
     assert load_image(src).shape == (224, 224)  # exactly at the limit is fine
 
 
 @needs_fifo
 def test_dicom_tags_of_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
-    from engine.dicom import dicom_tags
+    from engine.io.dicom import dicom_tags
 
     fifo = tmp_path / "tags.dcm"
     os.mkfifo(fifo)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from engine import Classifier, analyze, default_model_path, load_image
-from engine.pipeline import classify
-from engine.scope import IN_SCOPE, LATERAL_REASON, OTHER_PART_REASON, verdict
+from engine.ai.pipeline import classify
+from engine.ai.scope import IN_SCOPE, LATERAL_REASON, OTHER_PART_REASON, verdict
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -13,8 +13,8 @@ import pydicom
 import pytest
 from conftest import AUTH_USERS, Orthanc, PacsData, free_port  # tests/pacs/conftest.py
 
-from engine.card import DISCLAIMER
-from engine.cli import main
+from engine.ai.card import DISCLAIMER
+from engine.batch.cli import main
 from engine.pacs.dicomweb import PacsClient
 
 

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from conftest import Orthanc, PacsData  # tests/pacs/conftest.py
 
-from engine.card import DISCLAIMER
+from engine.ai.card import DISCLAIMER
 from engine.pacs.cache import leftover_parts
 from engine.pacs.dicomweb import PacsClient, PacsError
 
@@ -120,8 +120,8 @@ def test_a_file_without_preamble_is_retrieved_and_readable(client: PacsClient, p
 def test_store_sr_and_sc_and_read_them_back(orthanc: Orthanc, client: PacsClient, pacs_data: PacsData,
                                             tmp_path: Path) -> None:
     from engine import analyze
-    from engine.dicom_results import results_for
-    from engine.model import Classifier, default_model_path
+    from engine.ai.model import Classifier, default_model_path
+    from engine.results.dicom_results import results_for
 
     stow = pacs_data.studies["stow"]
     src = stow.files[0]

@@ -18,7 +18,7 @@ onnx = pytest.importorskip("onnx")
 
 import engine  # noqa: E402
 from engine.adapt.reference import load_reference  # noqa: E402
-from engine.model import sha256_file  # noqa: E402
+from engine.ai.model import sha256_file  # noqa: E402
 from training.features import add_features_output, pooled_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """Lung segmentation training in CI time: 8 real images, 1 epoch at 64 px -> ONNX with its
-card -> checked against torch -> evaluated through engine.lungs; plus the augmentation keeps
+card -> checked against torch -> evaluated through engine.ai.lungs; plus the augmentation keeps
 image and mask aligned."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from engine.lungs import LungSegmenter  # noqa: E402
+from engine.ai.lungs import LungSegmenter  # noqa: E402
 from training.seg.cli import main  # noqa: E402
 from training.seg.data import DEFAULT_DATA, SegAugment, augment_pair, read_cases  # noqa: E402
 from training.seg.train import pick  # noqa: E402

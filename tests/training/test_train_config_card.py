@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.card import DECISION_RULE, ModelCard  # noqa: E402
+from engine.ai.card import DECISION_RULE, ModelCard  # noqa: E402
 from engine.errors import ModelError  # noqa: E402
 from training.cli import build_card, check_card_config, main  # noqa: E402
 from training.config import CONFIG_DIR, DEFAULTS, load_config  # noqa: E402

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 import engine  # noqa: E402
-from engine.card import ModelCard  # noqa: E402
+from engine.ai.card import ModelCard  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.data import SPLITS, data_root, read_split  # noqa: E402
 from training.export import ExportVerificationError, verify_export, write_card  # noqa: E402
@@ -116,7 +116,7 @@ def test_cxr4_export_verification_passed(cxr4_run: Path, cxr4_metrics: dict) -> 
     assert v["cam_max_rel_diff"] <= 1e-3  # equal value by value, not only correlated
     assert v["engine_accepts"] is True
     assert v["card_temperature_prob_diff"] <= 1e-4
-    assert v["sha256"] == cxr4_metrics["sha256"] == engine.model.sha256_file(cxr4_run / "radlens-cxr4.onnx")
+    assert v["sha256"] == cxr4_metrics["sha256"] == engine.ai.model.sha256_file(cxr4_run / "radlens-cxr4.onnx")
 
 
 def test_engine_runs_the_exported_model(cxr4_run: Path, cxr4_metrics: dict) -> None:
@@ -333,7 +333,7 @@ def test_exported_cam_has_fixed_height_and_width(cxr4_run: Path) -> None:
 
 
 def test_card_says_what_the_split_key_was(cxr4_run: Path, resnet_run: Path) -> None:
-    from engine.model import Classifier
+    from engine.ai.model import Classifier
 
     manifest = Classifier(cxr4_run / "radlens-cxr4.onnx", device="cpu").card.training_data["split"]
     by_key = manifest["images_by_key"]

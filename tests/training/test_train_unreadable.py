@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 cv2 = pytest.importorskip("cv2")
 
-from engine.card import ModelCard  # noqa: E402
-from engine.fileio import looks_like_image  # noqa: E402
+from engine.ai.card import ModelCard  # noqa: E402
+from engine.io.fileio import looks_like_image  # noqa: E402
 from training.data import decode_samples, load_all, load_samples  # noqa: E402
 
 CLASSES = ("healthy", "sick")
@@ -62,7 +62,7 @@ def test_training_run_skips_and_counts_unreadable_files(tmp_path: Path) -> None:
     """A broken file in a class folder: the run finishes, split.csv leaves it out, and the count is
     printed, in metrics.json and in the card's training_data."""
     pytest.importorskip("onnx")
-    from engine.model import Classifier
+    from engine.ai.model import Classifier
     from training.cli import main
     from training.data import SPLITS, read_split
 

@@ -17,8 +17,8 @@ LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 
 
 def test_engine_logits_are_the_engine_per_image_job(classifier, cxr_samples: dict[str, list[Path]]) -> None:
+    from engine.ai.pipeline import classify
     from engine.io import load_image
-    from engine.pipeline import classify
 
     paths = [p for lab in LABELS for p in cxr_samples[lab][:2]]
     samples = [Sample(str(p), p.name, p.parent.name, p.name) for p in paths]

@@ -91,7 +91,7 @@ def test_views_are_per_image_deterministic_and_follow_the_card(cxr_samples: dict
     b = recipe_v2.make_view(imgs[1:], None, card, "scanner", 7, paths[1:])
     np.testing.assert_array_equal(a[1:], b)  # an image's view does not depend on its neighbours
     clean = recipe_v2.make_view(imgs, None, card, "scanner", None, paths)
-    from engine.preprocess import model_gray
+    from engine.ai.preprocess import model_gray
 
     ref, _, _ = model_gray(imgs[0].astype(np.float32) / 255.0, card)
     np.testing.assert_array_equal(clean[0], np.clip(ref * 255 + 0.5, 0, 255).astype(np.uint8))

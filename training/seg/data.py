@@ -1,7 +1,7 @@
 """The lung-mask set (../shared/data/lungseg): manifest, folds, cached arrays, augmentation.
 
 Images go through the engine's own loader and resize (``engine.io.load_image``,
-``engine.preprocess.resize_gray``), so the network sees what ``engine.lungs`` will give it.
+``engine.ai.preprocess.resize_gray``), so the network sees what ``engine.ai.lungs`` will give it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.ai.preprocess import resize_gray
 from engine.io import load_image
-from engine.preprocess import resize_gray
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lungseg"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.card import CARD_KEY, DISCLAIMER
+from engine.ai.card import CARD_KEY, DISCLAIMER
+from engine.ai.lungs import LUNGSEG_NAME, PLAUSIBLE, LungSegmenter, SegCard
 from engine.io import load_image
-from engine.lungs import LUNGSEG_NAME, PLAUSIBLE, LungSegmenter, SegCard
 
 from .data import Case, load_mask
 from .model import IMAGENET_MEAN, IMAGENET_STD, LungUNet
@@ -127,7 +127,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(path: Path, cases: list[Case], log=print) -> dict:  # noqa: ANN001
-    """Dice and IoU at the masks' own 512 px, through ``engine.lungs.LungSegmenter.segment``."""
+    """Dice and IoU at the masks' own 512 px, through ``engine.ai.lungs.LungSegmenter.segment``."""
     seg = LungSegmenter(path, device="cpu")
     rows = []
     t = time.perf_counter()

@@ -1,6 +1,6 @@
 """How often ``LungField.plausible`` holds: on frontal chests from every source of the pool and
 of cxr-extdev (in scope) and on the ood-dev knees (out of scope). The figures behind the
-ranges in ``engine.lungs.PLAUSIBLE``; the later scope check starts from them."""
+ranges in ``engine.ai.lungs.PLAUSIBLE``; the later scope check starts from them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.ai.lungs import LungSegmenter
 from engine.io import load_image
-from engine.lungs import LungSegmenter
 
 from .data import REPO_ROOT
 

@@ -1,6 +1,6 @@
 """Parquet partitions of a batch report (``radlens-batch --parquet DIR``), for runs too large for
 one CSV to be handy: ``part-00000.parquet``, ``part-00001.parquet``, ... of ``rows_per_part``
-rows each, in report order, with the CSV's columns (the same values: ``engine.report``'s row
+rows each, in report order, with the CSV's columns (the same values: ``engine.batch.report``'s row
 rule) typed (probabilities and the OOD score as float64, sizes as int64, empty as null) plus the
 row's ``index``. Each part is written atomically (temp file, then rename) as soon as it is full,
 so a long run leaves finished parts behind; the research-use notice is in every row and in the
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchRow
-from .card import DISCLAIMER
-from .errors import RadLensError
-from .fileio import create_temp, printable
+from ..ai.card import DISCLAIMER
+from ..errors import RadLensError
+from ..io.fileio import create_temp, printable
+from .generator import BatchRow
 from .report import ModelInfo, _row_values, report_columns
 
 FLOAT_PREFIXES = ("prob_",)

@@ -1,6 +1,6 @@
 """Batch analysis of a folder: one ``BatchRow`` per file, in file order.
 
-Each file goes through the engine's one per-image job (``engine.pipeline``), in its order:
+Each file goes through the engine's one per-image job (``engine.ai.pipeline``), in its order:
 the decode threads run ``load_image`` (bounded prefetch) while the calling thread runs the
 rest a chunk at a time (``_finish_chunk``): the lung model batched (``lung_fields``), ``prepare``
 per file, ``classifier.run`` batched and ``conclude`` per row, so decoding and inference overlap.
@@ -14,7 +14,6 @@ BaseException): it becomes an error row.
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RadLensError
-from .fileio import DEFAULT_MAX_PIXELS, link_target, printable
-from .image import Identifiers, LoadedImage
-from .io import load_image
-from .listing import SKIPPED_NAMES, FolderError, _check_folder, list_folder, list_images  # noqa: F401 - re-exported
-from .model import Classifier
-from .pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare, view_of
-from .prediction import Prediction
+from ..ai.jobs import Cancel, default_workers, error_text, is_cancelled, is_fatal
+from ..ai.model import Classifier
+from ..ai.pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare, view_of
+from ..ai.prediction import Prediction
+from ..io.fileio import DEFAULT_MAX_PIXELS, link_target, printable
+from ..io.image import Identifiers, LoadedImage
+from ..io.listing import SKIPPED_NAMES, FolderError, _check_folder, list_folder, list_images  # noqa: F401 - re-exported
+from ..io.load import load_image
 
-Cancel = threading.Event | Callable[[], bool] | None
 Progress = Callable[[int, int], None] | None
 
 
@@ -99,38 +97,9 @@ class _Decoded:
     index: int
     path: Path
     image: LoadedImage | None = None  # decoded, waiting for the batched lung-field step
-    prep: Prepared | None = None  # the image ready for the model (engine.pipeline.prepare)
+    prep: Prepared | None = None  # the image ready for the model (engine.ai.pipeline.prepare)
     meta_row: dict | None = None
     error: str = ""
-
-
-def _error_text(exc: BaseException, path: Path | None = None) -> str:
-    if isinstance(exc, RadLensError):
-        return printable(str(exc))
-    name = f"{path.name}: " if path is not None else ""
-    first = (str(exc).splitlines() or [""])[0][:300]
-    return printable(f"{name}unexpected error ({type(exc).__name__}: {first}). The file was skipped; "
-                     "please report it with this message.")
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Exceptions that must end the batch: the user's Ctrl+C and an interpreter exit.
-    Everything else raised for one file (a decoder's Rust panic is a BaseException,
-    MemoryError included) becomes that file's error row."""
-    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
-
-
-def _is_cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set()
-    return bool(cancel())
-
-
-def default_workers() -> int:
-    """Decoding threads: one per core, at least one, at most four."""
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 class BatchJob(Iterator[BatchRow]):
@@ -220,9 +189,9 @@ def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
                     "format": m.format, "identifiers": m.identifiers}
         return _Decoded(index, path, image=image, meta_row=meta_row)
     except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
-        if _fatal(e):
+        if is_fatal(e):
             raise
-        return _Decoded(index, path, error=_error_text(e, path))
+        return _Decoded(index, path, error=error_text(e, path))
 
 
 def _readable_dir(path: Path) -> bool:
@@ -235,7 +204,7 @@ def _readable_dir(path: Path) -> bool:
 
 def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
     """The per-image steps before the model for a chunk of decoded files: the lung field in
-    one batched run, then ``engine.pipeline.prepare`` for each. A failure is that file's error
+    one batched run, then ``engine.ai.pipeline.prepare`` for each. A failure is that file's error
     (the batched lung run falls back to one run per file, so only the bad file errs)."""
     todo = [d for d in chunk if d.image is not None]
     if not todo:
@@ -243,16 +212,16 @@ def _prepare_chunk(chunk: list[_Decoded], classifier: Classifier) -> None:
     try:
         fields = lung_fields([d.image for d in todo], classifier)  # type: ignore[misc]
     except BaseException as e:  # noqa: BLE001
-        if _fatal(e):
+        if is_fatal(e):
             raise
         fields = [COMPUTE] * len(todo)  # each file runs its own lung-field step
     for d, lungs in zip(todo, fields, strict=True):
         try:
             d.prep = prepare(d.image, classifier, lungs)  # type: ignore[arg-type]
         except BaseException as e:  # noqa: BLE001 - every failure of one file becomes its error row
-            if _fatal(e):
+            if is_fatal(e):
                 raise
-            d.error = _error_text(e, d.path)
+            d.error = error_text(e, d.path)
         d.image = None
 
 
@@ -283,9 +252,9 @@ def _conclude_one(d: _Decoded, o: object, i: int, classifier: Classifier) -> Pre
         return conclude(d.prep, classifier, o.logits[i], o.probs[i], o.cam[i], ood_of(o, i),  # type: ignore[arg-type, attr-defined]
                         view_of(o, i))
     except BaseException as e:  # noqa: BLE001
-        if _fatal(e):
+        if is_fatal(e):
             raise
-        return _error_text(e, d.path)
+        return error_text(e, d.path)
 
 
 def _infer(items: list[_Decoded], classifier: Classifier) -> list[Prediction | str]:
@@ -374,7 +343,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
 
     def wait(fut: Future[_Decoded]) -> _Decoded | None:
         while True:
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return None
             try:
                 return fut.result(timeout=0.05)
@@ -384,7 +353,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
     try:
         fill()
         while pending:
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return
             chunk: list[_Decoded] = []
             while pending and len(chunk) < batch_size:
@@ -395,7 +364,7 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
                 chunk.append(d)
                 fill()  # keep the decoders busy while this batch is collected and run
             for row in _finish_chunk(chunk, root, total, classifier, keep):
-                if _is_cancelled(cancel):
+                if is_cancelled(cancel):
                     return
                 if progress is not None:
                     progress(row.index + 1, total)

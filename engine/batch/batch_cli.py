@@ -1,6 +1,6 @@
 """``radlens-batch``'s input and run options beyond one folder on one machine: a list file
 (``@LIST``), a Dask cluster (``--dask``, ``--chunk``, ``--resume``, ``--worker-model``,
-``--retries``) and Parquet partitions (``--parquet``). ``engine.cli`` calls ``open_job`` in
+``--retries``) and Parquet partitions (``--parquet``). ``engine.batch.cli`` calls ``open_job`` in
 place of ``analyze_folder``; the job it returns is driven exactly like a local one."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .batch import BatchJob, Cancel, analyze_folder
+from ..ai.model import Classifier
+from ..io.fileio import printable
+from ..io.filelist import Source, open_source
 from .dask_batch import LOCAL_PREFIX, ClusterError, DaskJob, analyze_on_dask
-from .fileio import printable
-from .filelist import Source, open_source
+from .generator import BatchJob, Cancel, analyze_folder
 from .journal import journal_path
-from .model import Classifier
 from .parquet_out import ParquetParts
 from .report import ModelInfo
 
@@ -52,7 +52,7 @@ def check_cluster_args(args: argparse.Namespace) -> str | None:
             n = int(args.dask[len(LOCAL_PREFIX):])
         except ValueError:
             n = 0
-        if n < 1:  # as engine.dask_batch.connect says, before any cluster starts
+        if n < 1:  # as engine.batch.dask_batch.connect says, before any cluster starts
             return f"--dask {printable(args.dask)}: use local:N with N >= 1 worker processes, e.g. local:4."
     return None
 

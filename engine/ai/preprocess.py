@@ -58,7 +58,7 @@ def normalize(gray: np.ndarray, card: ModelCard) -> np.ndarray:
 def card_preprocessing(card: ModelCard) -> dict[str, Any]:
     """The card's ``preprocessing`` settings with defaults filled in (a card written before
     the field existed means no crop and no intensity normalisation)."""
-    raw = card.preprocessing  # validated and defaulted by engine.card
+    raw = card.preprocessing  # validated and defaulted by engine.ai.card
     return {"crop": str(raw.get("crop", "none") or "none"),
             "crop_margin": float(raw.get("crop_margin", DEFAULT_CROP_MARGIN)),
             "intensity": str(raw.get("intensity", "none") or "none"), "lung_model": raw.get("lung_model")}
@@ -76,7 +76,7 @@ def margin_box(box: Box, image_hw: tuple[int, int], margin: float) -> Box:
 
 
 def lung_crop_box(lungs: object | None, image_hw: tuple[int, int], margin: float) -> Box | None:
-    """The crop for a lung field (``engine.lungs.LungField``: ``.box`` in image pixels), or
+    """The crop for a lung field (``engine.ai.lungs.LungField``: ``.box`` in image pixels), or
     None when no usable lung field was found (then the whole image is used)."""
     box = getattr(lungs, "box", None) if lungs is not None else None
     if box is None:
@@ -143,7 +143,7 @@ def model_gray(pixels: np.ndarray, card: ModelCard, lungs: object | None = None)
 
 def model_input(pixels: np.ndarray, card: ModelCard, lungs: object | None = None) -> ModelInput:
     """The card's preprocessing on display-pipeline pixels ([0, 1], HxW). ``lungs`` (an
-    ``engine.lungs.LungField``) is used when the card crops to the lung field."""
+    ``engine.ai.lungs.LungField``) is used when the card crops to the lung field."""
     gray, box, notes = model_gray(pixels, card, lungs)
     h, w = pixels.shape[:2]
     return ModelInput(x=normalize(to_8bit_steps(gray), card), box=box, cropped=box != (0, 0, int(h), int(w)), notes=notes)

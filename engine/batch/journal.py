@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchRow
-from .errors import RadLensError
-from .fileio import create_temp, printable
-from .image import Identifiers
+from ..errors import RadLensError
+from ..io.fileio import create_temp, printable
+from ..io.image import Identifiers
+from .generator import BatchRow
 
 VERSION = 1
 _ROW_FIELDS = tuple(f.name for f in fields(BatchRow) if f.name != "prediction")

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .display import apply_window, colourfulness, full_range_window
-from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .fileio import (  # noqa: F401 - re-exported: the historical home of these names
     DEFAULT_MAX_PIXELS,
     MAX_FILE_BYTES,

@@ -1,6 +1,6 @@
 """An onnxruntime session on the device asked for (CUDA when it works, else the CPU with a note
-saying why), and a file's SHA-256. Shared by the classifier (``engine.model``) and the lung model
-(``engine.lungs``); imports neither, so they do not import each other."""
+saying why), and a file's SHA-256. Shared by the classifier (``engine.ai.model``) and the lung model
+(``engine.ai.lungs``); imports neither, so they do not import each other."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
-log = logging.getLogger("engine.model")
+log = logging.getLogger("engine.ai.model")
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .batch import BatchJob, BatchRow, printable
+from ..ai.card import DISCLAIMER
+from ..ai.model import DEVICES, Classifier, default_model_path
+from ..errors import ModelError, RadLensError
+from ..io.filelist import Source, open_source
 from .batch_cli import add_cluster_arguments, check_cluster_args, open_job
-from .card import DISCLAIMER
 from .dask_batch import ClusterError
-from .errors import ModelError, RadLensError
-from .filelist import Source, open_source
-from .model import DEVICES, Classifier, default_model_path
+from .generator import BatchJob, BatchRow, printable
 from .report import sidecar_path, write_report
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-results", metavar="DIR", help="also write each analysed DICOM image's results as DICOM "
                    "(a Structured Report and a heatmap secondary capture, in the image's study) to DIR")
     add_cluster_arguments(p)
-    from .pacs.cli_source import add_arguments as add_pacs_arguments  # --dicomweb URL --study/--query
+    from ..pacs.cli_source import add_arguments as add_pacs_arguments  # --dicomweb URL --study/--query
 
     add_pacs_arguments(p)
     return p
@@ -98,7 +98,7 @@ def advance(bar: tqdm, job: BatchJob, row: BatchRow) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .pacs import cli_source as pacs_cli
+    from ..pacs import cli_source as pacs_cli
 
     if (problem := pacs_cli.check_args(args)) is not None:
         _err(problem)
@@ -267,7 +267,7 @@ def check_args(args: argparse.Namespace, out: Path) -> str | None:
     if not os.access(out.parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         return f"the report cannot be written to {printable(str(out))} (permission denied). Choose a writable -o path."
     if args.dicom_results:
-        from .dicom_results import check_folder
+        from ..results.dicom_results import check_folder
 
         return check_folder(Path(args.dicom_results))
     return None
@@ -278,7 +278,7 @@ def _dicom_results(folder: str | None, classifier: Classifier):  # noqa: ANN202 
     (after the message) when the folder cannot be created."""
     if not folder:
         return None
-    from .dicom_results import BatchResults
+    from .dicom_out import BatchResults
 
     writer = BatchResults(Path(folder), classifier)
     try:

@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import ModelError
 from .card import CARD_KEY, card_object
-from .errors import ModelError
 from .preprocess import resize_gray
 from .session import DEVICES, open_session, sha256_file
 
@@ -30,7 +30,7 @@ MIN_COMPONENT = 0.004  # a component smaller than this fraction of the image is 
 
 def default_lungseg_path() -> Path:
     """The bundled lung model (resources/models/radlens-lungseg.onnx)."""
-    from .resources import resource_dir
+    from ..resources import resource_dir
 
     return resource_dir() / "models" / f"{LUNGSEG_NAME}.onnx"
 
@@ -290,7 +290,7 @@ class LungSegmenter:
 
 
 def _lung_ref(card: object) -> Any:
-    """``preprocessing.lung_model`` of a classifier card (validated by engine.card)."""
+    """``preprocessing.lung_model`` of a classifier card (validated by engine.ai.card)."""
     return (getattr(card, "preprocessing", None) or {}).get("lung_model")
 
 

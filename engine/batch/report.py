@@ -20,12 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from .batch import BatchRow, printable
-from .card import DISCLAIMER
-from .errors import RadLensError
-from .fileio import create_temp
-from .image import Identifiers
-from .prediction import DECISION_RULE
+from ..ai.card import DISCLAIMER
+from ..ai.prediction import DECISION_RULE
+from ..errors import RadLensError
+from ..io.fileio import create_temp
+from ..io.image import Identifiers
+from .generator import BatchRow, printable
 
 BASE_COLUMNS = ("file", "status", "error", "scope", "scope_reason", "call", "flags")
 SCORE_COLUMNS = ("ood_score",)
@@ -145,7 +145,7 @@ class _Tally:
 def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, include_identifiers: bool,
             csv_name: str, out_of_scope_probs: bool = False) -> dict[str, Any]:
     """The provenance JSON of a report."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "notice": DISCLAIMER,

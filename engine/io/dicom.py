@@ -2,10 +2,10 @@
 
 Pixel data -> Modality LUT (slope/intercept or sequence) -> VOI (VOI LUT sequence, else
 window center/width with its VOI LUT Function, else full range) -> MONOCHROME1 inversion.
-The stages are ``engine.dicom_pipeline``'s functions; this module reads the file, decodes
+The stages are ``engine.io.dicom_pipeline``'s functions; this module reads the file, decodes
 the pixel data and turns every failure into a typed error. Compressed transfer syntaxes
 decode through the pylibjpeg plugins; a JPEG frame they refuse goes to a second decoder
-(``engine.dicom_jpeg``: imagecodecs' libjpeg-turbo, for 12-bit and progressive JPEG), then
+(``engine.io.dicom_jpeg``: imagecodecs' libjpeg-turbo, for 12-bit and progressive JPEG), then
 through the same pipeline. A native decoder's panic (pyo3 ``PanicException``, a
 BaseException) is caught like any other decoder error.
 """
@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from ..errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from . import dicom_jpeg as jpeg_fallback
 from .dicom_header import PIXEL_KEYWORDS, int_value, magnification_factor, spacing_pair, tag_rows
 from .dicom_pipeline import (
@@ -34,7 +35,6 @@ from .dicom_pipeline import (
     to_grey,
 )
 from .display import colourfulness
-from .errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .fileio import check_pixels, read_bytes
 from .image import Identifiers, ImageMeta, LoadedImage, TagRow
 

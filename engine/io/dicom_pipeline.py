@@ -30,9 +30,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from ..errors import CorruptImageError, UnsupportedImageError
 from .dicom_header import bad_header, float_value, read_lut, short
 from .display import apply_window, full_range_window
-from .errors import CorruptImageError, UnsupportedImageError
 from .image import Window
 
 F32_MAX = float(np.finfo(np.float32).max)

@@ -4,7 +4,7 @@ Every caller runs these steps in this order: ``analyze()``, the batch generator 
 CLI and the desktop batch window), and both desktop workers. DESIGN.md's order:
 
     load (the caller: ``load_image`` or a process pool running it)
-    -> scope evidence from the header and pixel statistics (``engine.scope``)
+    -> scope evidence from the header and pixel statistics (``engine.ai.scope``)
     -> lung field (the lung model the card names, else the bundled one, for the scope check)
     -> model input (crop, intensity normalisation, resize, normalise: the card's preprocessing)
     -> ``classifier.run`` (logits, probs, cam, ood, view)
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import AnalysisError
-from .image import LoadedImage
+from ..errors import AnalysisError
+from ..io.image import LoadedImage
 from .model import Classifier
 from .prediction import Prediction, decide
 from .preprocess import model_input
@@ -43,7 +43,7 @@ class Prepared:
     image: LoadedImage
     x: np.ndarray  # float32 [3, H, W], the model's input for this image
     box: Box  # the image region the model saw (the whole image unless cropped)
-    lungs: object | None = None  # engine.lungs.LungField when a segmenter ran
+    lungs: object | None = None  # engine.ai.lungs.LungField when a segmenter ran
     notes: tuple[str, ...] = ()
     scope: Scope = IN_SCOPE  # the evidence before the model (header, pixel statistics); set by prepare
 
@@ -131,6 +131,6 @@ def view_of(out: object, i: int) -> np.ndarray | None:
 
 
 def _name(image: LoadedImage) -> str:
-    from .fileio import printable
+    from ..io.fileio import printable
 
     return printable(image.meta.path.replace("\\", "/").rsplit("/", 1)[-1])

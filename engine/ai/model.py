@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelError
 from .card import CARD_KEY, ModelCard
-from .errors import ModelError
 from .session import DEVICES, open_session, sha256_file
 
 __all__ = ["DEVICES", "FEATURES_OUTPUT", "Classifier", "ModelOutputs", "default_model_path", "open_session",
@@ -31,7 +31,7 @@ def default_model_path() -> Path:
     env = os.environ.get("RADLENS_MODEL")
     if env:
         return Path(env)
-    from .resources import resource_dir
+    from ..resources import resource_dir
 
     models = resource_dir() / "models"
     preferred = models / "radlens-cxr4.onnx"
@@ -121,7 +121,7 @@ class Classifier:
             raise ModelError(f"{self.path.name} has no model card (metadata '{CARD_KEY}'); it is not a RadLens model.")
         self.card = ModelCard.from_json(meta[CARD_KEY])
         validate_contract(self.session, self.card)
-        from .lungs import segmenter_for  # here: engine.lungs imports this module
+        from .lungs import segmenter_for  # here: engine.ai.lungs imports this module
         self.segmenter = segmenter_for(self.card, self.path, device, threads)  # None unless the card names a lung model
         self._device, self._threads = device, threads
         self.provider = self.session.get_providers()[0]
@@ -134,7 +134,7 @@ class Classifier:
             self._warmup()
 
     @property
-    def lung_segmenter(self):  # noqa: ANN201 - engine.lungs.LungSegmenter | None
+    def lung_segmenter(self):  # noqa: ANN201 - engine.ai.lungs.LungSegmenter | None
         """The lung model of the per-image job: the one the card names (its preprocessing crops
         with it), else the bundled one, for the scope check."""
         if self.segmenter is not None:

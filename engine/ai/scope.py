@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .image import ImageMeta, LoadedImage
+from ..io.image import ImageMeta, LoadedImage
 
 # Modalities that are (or may be) projection radiographs; OT and empty: decided by the pixels.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG", "DR", "OT", ""})

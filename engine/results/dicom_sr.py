@@ -26,9 +26,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from .card import DECISION_RULE, DISCLAIMER
-from .model import Classifier
-from .prediction import Prediction
+from ..ai.card import DECISION_RULE, DISCLAIMER
+from ..ai.model import Classifier
+from ..ai.prediction import Prediction
 
 SCHEME = "99RADLENS"  # RadLens's private coding scheme (docs/dicom-results.md lists its codes)
 SCHEME_ITEM = CodingSchemeIdentificationItem(
@@ -157,6 +157,6 @@ def build_sr(evidence: Dataset, prediction: Prediction, classifier: Classifier) 
 
 def versions(classifier: Classifier) -> tuple[str, str]:
     """Software Versions of a result: RadLens's and the model's."""
-    from . import __version__
+    from .. import __version__
 
     return f"RadLens {__version__}", f"{classifier.card.name} {classifier.card.version}"[:64]

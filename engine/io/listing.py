@@ -8,7 +8,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import RadLensError
+from ..errors import RadLensError
 from .fileio import looks_like_image, printable
 
 SKIPPED_NAMES = frozenset({"DICOMDIR", "Thumbs.db", "desktop.ini"})

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError
 
 CARD_KEY = "radlens.card"
 RESIZE_POLICIES = ("stretch", "letterbox")

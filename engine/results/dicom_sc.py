@@ -1,7 +1,7 @@
 """The RadLens heatmap overlay as a DICOM Secondary Capture (highdicom ``SCImage``, RGB).
 
 The image: the source as displayed (modality LUT, VOI, MONOCHROME1 inversion: what the model
-saw) with the call's Grad-CAM heatmap blended in (``engine.cam.overlay``, the model's fixed CAM
+saw) with the call's Grad-CAM heatmap blended in (``engine.ai.cam.overlay``, the model's fixed CAM
 scale), under a black banner with the notice "Research use only, not for diagnosis" and what
 the overlay shows, burned in. The banner is added above the image, so no pixel of the
 radiograph is hidden. An out-of-scope image gets no heatmap: the banner says why.
@@ -16,12 +16,12 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from .cam import cam_scale, card_cam_scale, overlay
-from .card import DISCLAIMER
+from ..ai.cam import cam_scale, card_cam_scale, overlay
+from ..ai.card import DISCLAIMER
+from ..ai.model import Classifier
+from ..ai.prediction import Prediction
+from ..io.image import LoadedImage
 from .dicom_sr import versions
-from .image import LoadedImage
-from .model import Classifier
-from .prediction import Prediction
 
 SC_SERIES_NUMBER = 9902
 SC_SERIES_DESCRIPTION = "RadLens heatmap (research use only)"

@@ -10,7 +10,7 @@ and says so only in a warning that imagecodecs drops, so a frame that ends befor
 end-of-image marker is refused here as truncated (as DCMTK refuses it). The frame header
 must agree with the DICOM header (rows, columns, samples per pixel, Bits Stored <= JPEG
 precision <= Bits Allocated): a mismatch is ``CorruptImageError``. A frame the decoder
-refuses raises ``FallbackRefused``; ``engine.dicom`` turns it into the usual
+refuses raises ``FallbackRefused``; ``engine.io.dicom`` turns it into the usual
 ``UnsupportedImageError`` naming the transfer syntax and both decoders' reasons.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ..errors import CorruptImageError
 from .dicom_header import int_value
-from .errors import CorruptImageError
 
 # JPEG (ISO 10918) syntaxes DCMTK's dcmdjpeg decodes: baseline, extended, spectral selection,
 # full progression, lossless (process 14) and lossless SV1.

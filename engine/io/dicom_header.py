@@ -21,7 +21,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian
 
-from .errors import CorruptImageError
+from ..errors import CorruptImageError
 from .image import TagRow
 
 

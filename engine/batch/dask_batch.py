@@ -5,7 +5,7 @@ The files are split into tasks of ``chunk`` files (aligned to the listing, so a 
 same model batches as a local run); a sliding window of tasks is in flight. Each worker process
 loads the model once (``_worker_classifier``, a per-process cache) and returns its SHA-256 with
 every result; a result from another model stops the run (``ModelMismatchError``). Results stream
-back with ``distributed.as_completed``; each finished task is journaled (``engine.journal``)
+back with ``distributed.as_completed``; each finished task is journaled (``engine.batch.journal``)
 before its rows count, and rows are yielded in listing order. A task lost with a killed worker
 is retried by Dask (``distributed.scheduler.allowed-failures``); when Dask gives up on a task
 (``KilledWorker``) its files run one per task, and a file that still kills its worker becomes an
@@ -27,13 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .batch import BatchJob, BatchRow, Cancel, _error_text, _is_cancelled, _rel, analyze_files
-from .errors import ModelError, RadLensError
-from .fileio import DEFAULT_MAX_PIXELS, printable
-from .filelist import Source
-from .image import Identifiers
+from ..ai.jobs import Cancel, error_text, is_cancelled
+from ..ai.model import Classifier
+from ..errors import ModelError, RadLensError
+from ..io.fileio import DEFAULT_MAX_PIXELS, printable
+from ..io.filelist import Source
+from ..io.image import Identifiers
+from .generator import BatchJob, BatchRow, _rel, analyze_files
 from .journal import Journal, listing_sha256
-from .model import Classifier
 
 LOCAL_PREFIX = "local:"
 
@@ -278,7 +279,7 @@ class DaskJob(BatchJob):
                                        "decoder; check it on its own.")]
         if exc is None:
             exc = RuntimeError(f"the cluster lost this file's result {task.attempt + 1} times ({fut.status})")
-        return [self._error_row(i, _error_text(exc, self.files[i]))]
+        return [self._error_row(i, error_text(exc, self.files[i]))]
 
     def _refill(self, todo: deque[Any], ac: Any) -> None:
         """Keep a window of tasks in flight; a quarantined file runs alone once the others drained."""
@@ -305,7 +306,7 @@ class DaskJob(BatchJob):
             self._refill(todo, ac)
             while next_out < self.total:
                 while next_out in buffer:
-                    if _is_cancelled(self.cancel):
+                    if is_cancelled(self.cancel):
                         return
                     yield buffer.pop(next_out)
                     next_out += 1
@@ -316,7 +317,7 @@ class DaskJob(BatchJob):
                 if not self._running:  # never: every file is done, queued or in flight
                     raise RuntimeError(f"distributed batch: no task in flight for file {next_out}")
                 while not ac.has_ready():
-                    if _is_cancelled(self.cancel):
+                    if is_cancelled(self.cancel):
                         return
                     time.sleep(0.02)
                 for fut in ac.next_batch(block=False):
@@ -371,7 +372,7 @@ def analyze_on_dask(source: Source, classifier: Classifier, scheduler: str, *, c
                     worker_model: str | os.PathLike[str] | None = None, device: str = "auto", threads: int = 1,
                     max_pixels: int = DEFAULT_MAX_PIXELS, allowed_failures: int | None = None,
                     cancel: Cancel = None, identifiers: bool = False, max_ahead: int = 100_000) -> DaskJob:
-    """A distributed batch over ``source`` (``engine.filelist``) on ``scheduler`` (an address, or
+    """A distributed batch over ``source`` (``engine.io.filelist``) on ``scheduler`` (an address, or
     ``local:N``). The journal is opened (``JournalError``) and the cluster reached (``ClusterError``)
     at once; iterate the job to run it. ``worker_model`` is the model's path as the workers see it
     (default: the client's); its SHA-256 must match ``classifier.sha256``. ``threads``: onnxruntime

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.image import LoadedImage
 from .cam import heatmap
 from .card import DECISION_RULE, DECISION_RULE_COHERENT, DECISION_RULE_MARGIN, NORMAL_LABEL
-from .image import LoadedImage
 from .scope import IN_SCOPE, Scope
 
 __all__ = ["DECISION_RULE", "DECISION_RULE_COHERENT", "DECISION_RULE_MARGIN", "Prediction", "decide"]
@@ -72,7 +72,7 @@ class Prediction:
     input_size: tuple[int, int]
     resize: str
     box: tuple[int, int, int, int] | None = None  # image region the model saw (top, left, h, w)
-    lungs: object | None = None  # engine.lungs.LungField when the model's card uses one
+    lungs: object | None = None  # engine.ai.lungs.LungField when the model's card uses one
     notes: tuple[str, ...] = ()
     scope: Scope = IN_SCOPE
     decision_rule: str = DECISION_RULE  # the card's rule that made ``call`` and ``flags``
@@ -108,7 +108,7 @@ class Prediction:
 
     def heatmap(self, class_index: int | None = None, *, scale: float | None = None) -> np.ndarray:
         """Grad-CAM of a class (the top class by default) at image size, in [0, 1].
-        ``scale``: CAM units shown as 1.0, the same for every class (``engine.cam.cam_scale``);
+        ``scale``: CAM units shown as 1.0, the same for every class (``engine.ai.cam.cam_scale``);
         None: the class's own peak."""
         idx = self.top_index if class_index is None else class_index
         return heatmap(self.cam, idx, self.image.shape, self.input_size, self.resize, box=self.box, scale=scale)

@@ -1,5 +1,5 @@
 """Reading files safely, and the rule for which files are images. Shared by the loaders
-(``engine.io``, ``engine.dicom``), the batch listing and training; imports nothing else of
+(``engine.io``, ``engine.io.dicom``), the batch listing and training; imports nothing else of
 the engine but its errors, so no module needs a private name of another."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import stat
 import struct
 from pathlib import Path
 
-from .errors import CorruptImageError, ImageLoadError, ImageTooLargeError
+from ..errors import CorruptImageError, ImageLoadError, ImageTooLargeError
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: ten times a large chest radiograph
 MAX_FILE_BYTES = 2 * 2**30  # 2 GiB: far above any single radiograph, below exhausting memory
