@@ -166,10 +166,39 @@ def apply_voi(values: np.ndarray, ds: Dataset, path: Path, notes: list[str],
         top = max(float(2**lut.bits - 1), float(np.max(lut.data)))
         pixels = np.clip(lut.lookup(values).astype(np.float32) / top, 0.0, 1.0)
         return pixels, (windows[0] if windows else None), "voi_lut"
-    if windows:
+    if windows and window_fits(values, windows[0], ds, notes):
         return apply_window(values, windows[0]), windows[0], "window"
     window = full_range_window(values)
     return apply_window(values, window), window, "full_range"
+
+
+MIN_INSIDE = 0.01  # a window with fewer of the pixels inside it than this shows a blank film
+
+
+def window_fits(values: np.ndarray, window: Window, ds: Dataset, notes: list[str]) -> bool:
+    """False, with a note, when the header's window misses the pixel values: under MIN_INSIDE of
+    them fall inside it while the values themselves vary (the image would show as all white or all
+    black and be refused as blank). The full range is shown instead, as other viewers show such a
+    file; the header's windows stay in the window list. The usual cause is a JPEG 2000 codestream
+    whose signedness disagrees with Pixel Representation (values offset by half the range)."""
+    v = values[:: max(1, values.shape[0] // 256), :: max(1, values.shape[1] // 256)] if values.ndim >= 2 else values
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if hi <= lo:
+        return True
+    inside = float(np.mean((v >= window.center - window.width / 2) & (v <= window.center + window.width / 2)))
+    if inside >= MIN_INSIDE:
+        return True
+    why = ""
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    bits = int(ds.get("BitsStored", 16) or 16)
+    if ts.startswith("1.2.840.10008.1.2.4.9") and int(ds.get("PixelRepresentation", 0) or 0) == 0 \
+            and lo >= 2 ** (bits - 1) - 2 ** (bits - 6):
+        why = (" (the values sit in the upper half of the range: likely a JPEG 2000 codestream whose signedness "
+               "disagrees with Pixel Representation)")
+    notes.append(f"Window Center/Width {window.center:g}/{window.width:g} does not fit the pixel values "
+                 f"({lo:g} to {hi:g}; {inside:.1%} of them inside it){why}: the full range is shown. The header's "
+                 "window is still in the window list.")
+    return False
 
 
 def apply_presentation_inversion(pixels: np.ndarray, ds: Dataset) -> tuple[np.ndarray, bool]:
