@@ -11,6 +11,8 @@ from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 
 from engine.batch import BatchRow
 
+from .core.messages import percent_text
+
 SORT_ROLE = Qt.ItemDataRole.UserRole
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 ERROR_COLOR = QColor(220, 60, 60)
@@ -88,14 +90,14 @@ class BatchTableModel(QStandardItemModel):
         if col == 2:
             return row.label, row.label
         if col == 3:
-            return (f"{row.top_prob * 100:.1f}" if row.ok else ""), (row.top_prob if row.ok else -1.0)
+            return (percent_text(row.top_prob, sign=False) if row.ok else ""), (row.top_prob if row.ok else -1.0)
         if col == 4:
             text = ", ".join(row.flags) if row.ok else ""
             return text, text
         k = self._first_prob
         if k <= col < k + n:
             p = row.probs.get(self.labels[col - k]) if row.ok else None  # out of scope: not valid, not shown
-            return ("" if p is None else f"{p * 100:.1f}"), (-1.0 if p is None else p)
+            return ("" if p is None else percent_text(p, sign=False)), (-1.0 if p is None else p)
         text = row.error or row.scope_reason
         return text, text
 

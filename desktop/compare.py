@@ -213,7 +213,7 @@ class CompareMode(QObject):
         if r is not None and os.path.abspath(r.path) == self._current():
             summary, state = result_summary(r, self.win.analysis.probs.shown_anyway())
         else:
-            summary, state = self.win.analysis.state.text(), "busy" if self.win.view.has_image() else "error"
+            summary, state = self.win.analysis.state_text(), "busy" if self.win.view.has_image() else "error"
         self.left.set_text(name, summary, state)
         self._even_headers()
 

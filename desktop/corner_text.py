@@ -1,6 +1,7 @@
 """Corner text over the image view (View > Corner text, T): modality, view, study date,
 image size and spacing, W/L, zoom and the model's call; patient name, ID, age and sex only
-with View > Show patient identifiers (a setting, off by default). The lines are
+with View > Show patient identifiers (this session only: every launch starts with it off, and an
+export carries them only when the user confirms it, see ``desktop.export``). The lines are
 ``core.corner_info``'s; here they are labels over the view's corners (children of the view,
 like its banner, transparent to the mouse), updated on every W/L, zoom, image, result and
 error. ``CornerText.lines()`` gives what is shown (for exporters).
@@ -8,7 +9,8 @@ error. ``CornerText.lines()`` gives what is shown (for exporters).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu
@@ -16,7 +18,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMenu
 from engine import ImageMeta, Prediction
 from engine.io.image import TagRow
 
-from .core.corner_info import CornerLines, ai_line, corner_lines
+from .core.corner_info import CornerLines, ai_line, corner_lines, identifying_values, patient_lines
 from .core.messages import AnalysisDone, Failure, ImageReady
 from .display_control import action
 from .image_view import ImageView
@@ -36,6 +38,7 @@ class CornerText(QObject):
         self.window_text = ""
         self.zoom: float | None = None
         self.ai = ""
+        self._hide_identifiers = False  # an export without identifiers is being drawn
         self.labels: dict[str, QLabel] = {}
         for corner in CORNERS:
             label = QLabel(view)
@@ -49,10 +52,13 @@ class CornerText(QObject):
                              "at the corners of the image", checkable=True)
         self.toggle.setChecked(settings.corner_text)
         self.toggle.toggled.connect(self._on_toggle)
-        self.identifiers = action(self, "Show patient &identifiers on the image", None,
+        self.identifiers = action(self, "Show patient &identifiers on the image (this session only)", None,
                                   "Patient name, ID, age and sex in the corner text (the rows the tag viewer "
-                                  "highlights as identifying)", checkable=True)
-        self.identifiers.setChecked(settings.show_identifiers)
+                                  "highlights as identifying). Off again at the next launch; an export asks "
+                                  "before it includes them", checkable=True)
+        # privacy: identifiers never come back by themselves at a launch, whatever a past session left
+        settings.show_identifiers = False
+        self.identifiers.setChecked(False)
         self.identifiers.toggled.connect(self._on_identifiers)
         view.labelsPlaced.connect(self._place)
         view.zoomChanged.connect(self.set_zoom)
@@ -85,7 +91,27 @@ class CornerText(QObject):
         if not self.toggle.isChecked():
             return CornerLines()
         return corner_lines(self.meta, self.tags, window=self.window_text, zoom=self.zoom, ai=self.ai,
-                            identifiers=self.identifiers.isChecked())
+                            identifiers=self.identifiers.isChecked() and not self._hide_identifiers)
+
+    def shows_identifiers(self) -> bool:
+        """True when the corners show the patient's name, ID, age or sex now."""
+        return (self.toggle.isChecked() and self.identifiers.isChecked() and self.meta is not None
+                and bool(patient_lines(identifying_values(self.tags, self.meta))))
+
+    @contextmanager
+    def identifiers_hidden(self, hide: bool = True) -> Iterator[None]:
+        """The corners without identifiers while the block runs (an export drawing the view),
+        then as before; ``hide`` False: unchanged."""
+        if not hide or not self.shows_identifiers():
+            yield
+            return
+        self._hide_identifiers = True
+        self.refresh()
+        try:
+            yield
+        finally:
+            self._hide_identifiers = False
+            self.refresh()
 
     def refresh(self) -> None:
         """Show the lines; only a label whose text changed is laid out again (a W/L drag

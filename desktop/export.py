@@ -3,13 +3,16 @@
 The PNG is what is on screen: the central widget grabbed as it is drawn (image at the
 current window/level, the heatmap and lung outline when shown, the measurements, which are
 items of the view's scene, the banner), with the notice and the model's call burnt into a
-strip along its bottom edge. The PDF is one A4 page written with Qt's own ``QPdfWriter``
+strip along its bottom edge. Patient identifiers shown in the corner text (View > Show patient
+identifiers) go into an export only after the user confirms it; otherwise the picture is
+drawn without them. The PDF is one A4 page written with Qt's own ``QPdfWriter``
 (``export_pdf``); its words come from ``core.report_text``. Both are written atomically (a
 temporary file beside the target, then a rename); a failure is a dialog saying why."""
 
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from datetime import datetime
 
 from PySide6.QtCore import QObject, QRectF, Qt
@@ -132,18 +135,36 @@ class Exporter(QObject):
             return False
         return True
 
-    def view_image(self) -> QImage:
+    def _include_identifiers(self, what: str) -> bool:
+        """Ask before burning the patient's name, ID, age and sex into an export, when the
+        corner text shows them (False: nothing shown, or the user declined: leave them out)."""
+        corner = getattr(self.win, "corner", None)
+        if corner is None or not corner.shows_identifiers():
+            return False
+        return bool(self.win.dialogs.confirm(
+            f"Export {what}: patient identifiers",
+            "The view shows the patient's name, ID, age and sex (View > Show patient identifiers). "
+            f"Burn them into the exported {what}? Anyone who receives the file can read them.\n\n"
+            "Cancel exports without them.", "Include identifiers"))
+
+    def _corners(self, identifiers: bool):  # noqa: ANN202 - a context manager
+        corner = getattr(self.win, "corner", None)
+        return corner.identifiers_hidden(not identifiers) if corner is not None else nullcontext()
+
+    def view_image(self, identifiers: bool = False) -> QImage:
         """What the window shows in its centre (one view, or both sides in compare mode), with
-        the notice and the call burnt in."""
+        the notice and the call burnt in; the corner text's identifiers only with ``identifiers``."""
         w = self.win
         w.display.flush()
-        reason = w.analysis.state.text() if w.prediction is None else ""
+        reason = w.analysis.state_text() if w.prediction is None else ""
         caption = view_caption(w.prediction, w.current_path, reason)
         cmp = getattr(w, "compare", None)
         if cmp is not None and cmp.active:  # both sides are in the picture: both calls in the caption
             right = cmp.result.prediction if cmp.result is not None else None
             caption = f"Left: {caption}  |  Right: {view_caption(right, cmp.other_path, 'not analysed yet')}"
-        return burn_notice(grab(w.centralWidget()), caption)
+        with self._corners(identifiers):
+            shot = grab(w.centralWidget())
+        return burn_notice(shot, caption)
 
     def export_png(self, path: str = "") -> str:
         """Ask where (unless ``path``), write the PNG; returns the path written ("" if none)."""
@@ -152,8 +173,9 @@ class Exporter(QObject):
         path = path or self.win.dialogs.save_file("Export view as PNG", self._suggest("view.png"), PNG_FILTER, ".png")
         if not path:
             return ""
+        image = self.view_image(self._include_identifiers("PNG"))
         try:
-            save_png(self.view_image(), path)
+            save_png(image, path)
         except ExportError as e:
             self.win.dialogs.error("Export view as PNG", str(e))
             return ""
@@ -167,13 +189,15 @@ class Exporter(QObject):
                             c.sha256 if c is not None else "", datetime.now().astimezone(),
                             meta=None, measurements=measurement_lines(w, w.current_path),
                             shown_anyway=w.analysis.probs.shown_anyway(),
-                            no_analysis_reason=w.model_reason or w.analysis.state.text())
+                            no_analysis_reason=w.model_reason or w.analysis.state_text())
 
-    def pictures(self) -> tuple[QImage, QImage | None, str]:
-        """(the view as shown, the image with the call's heatmap or None, its caption)."""
+    def pictures(self, identifiers: bool = False) -> tuple[QImage, QImage | None, str]:
+        """(the view as shown, the image with the call's heatmap or None, its caption); the corner
+        text's identifiers only with ``identifiers``."""
         w = self.win
         w.display.flush()
-        shot = grab(w.view)
+        with self._corners(identifiers):
+            shot = grab(w.view)
         r = w.results.result
         p = w.prediction
         if r is None or p is None:
@@ -195,7 +219,7 @@ class Exporter(QObject):
                                                   ".pdf")
         if not path:
             return ""
-        shot, heat, heat_caption = self.pictures()
+        shot, heat, heat_caption = self.pictures(self._include_identifiers("PDF"))
         view_caption_text = f"Window {self.win.wl_label.text()}" if self.win.wl_label.text() else "As shown"
         try:
             atomic_write(path, lambda tmp: write_pdf(tmp, self.report(), shot, heat, view_caption_text, heat_caption),

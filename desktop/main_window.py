@@ -223,7 +223,7 @@ class MainWindow(QMainWindow):
         name = os.path.basename(path)
         self.setWindowTitle(f"{name} - {APP_NAME}")
         self.results.clear()
-        self.analysis.busy(f"Opening {name}…")
+        self.analysis.busy(f"Opening {name}…", name)
         self.analysis.probs.clear("Analysing…" if self.classifier else self.model_reason)
         self.tags.clear("Loading…")
         self.service.open(path, self.classifier)
@@ -240,7 +240,8 @@ class MainWindow(QMainWindow):
             self.analysis.idle(self.model_reason)
             self.analysisFinished.emit(r.path)
         else:
-            self.analysis.busy(f"Analysing {os.path.basename(r.path)}…")
+            name = os.path.basename(r.path)
+            self.analysis.busy(f"Analysing {name}…", name)
 
     def _on_analysed(self, r: AnalysisDone) -> None:
         self.results.show(r)
@@ -252,12 +253,12 @@ class MainWindow(QMainWindow):
             self.display.clear(f"Cannot show {name}.\n\n{r.message}")
             self._shown_path = ""
             self.analysis.probs.clear("No analysis: the image could not be opened.")
-            self.analysis.idle(f"Cannot open {name}.")
+            self.analysis.idle(f"Cannot open {name}.", name)
             self.tags.set_message(r.message)
             self.zoom_label.setText("")
         else:
             self.analysis.probs.clear(f"Analysis failed: {r.message}")
-            self.analysis.idle(f"Analysis of {name} failed.")
+            self.analysis.idle(f"Analysis of {name} failed.", name)
         self.study.failed(r.path, r.message)
         self._error_message = r.message
         self.statusBar().showMessage(r.message, 15000)

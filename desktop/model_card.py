@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayo
 
 from engine import DISCLAIMER, ModelCard
 
+from .core.messages import percent_text
+
 _esc = html.escape
 
 
@@ -51,7 +53,7 @@ def card_html(card: ModelCard, sha256: str = "", path: str = "", provider: str =
         parts.append(_site_html(card))
     ops = card.operating_points
     rows = "".join(
-        f"<tr><td>{_esc(lab)}</td><td align='right'>{ops[lab] * 100:.1f}%</td></tr>" if lab in ops
+        f"<tr><td>{_esc(lab)}</td><td align='right'>{percent_text(ops[lab])}</td></tr>" if lab in ops
         else f"<tr><td>{_esc(lab)}</td><td>-</td></tr>" for lab in card.labels)
     parts.append("<h3>Classes and operating points</h3>"
                  f"<p><b>Decision rule:</b> {_esc(card.decision_rule)}. The orange mark on a class's bar is its "

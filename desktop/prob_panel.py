@@ -66,7 +66,7 @@ class ProbBar(QWidget):
             tip += "\nThe call (the top class)."
         if op is not None:
             side = "at or above" if prob >= op else "below"
-            tip += f"\nOperating point {op * 100:.0f}% (orange mark): {side} it."
+            tip += f"\nOperating point {percent_text(op)} (orange mark): {side} it."
         if self.flagged:
             tip += "\nFlagged: at or above its operating point."
         if invalid:

@@ -67,7 +67,7 @@ class ResultView(QObject):
             self.analysis.probs.set_prediction(p.labels, probs, p.operating_points, call=p.call, flags=p.flags)
             self._show_heatmaps(r, "call")
             call_prob = p.top_prob  # the call's probability (top_index is the call's class)
-            self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)")
+            self.analysis.idle(f"{name}: {call_text(p.call, call_prob, p.flags)} ({r.seconds * 1000:.0f} ms)", name)
             self.study.analysed(r.path, p.call, call_prob)
         else:
             # no verdict: probabilities and heatmap stay hidden until the user asks (and are marked then)
@@ -75,7 +75,7 @@ class ResultView(QObject):
             self.analysis.probs.set_out_of_scope(p.scope.reason, p.labels, probs, p.operating_points)
             self.analysis.cam.set_labels(())
             self.display.clear_heatmaps()
-            self.analysis.idle(f"{name}: not analysed, out of scope ({r.seconds * 1000:.0f} ms).")
+            self.analysis.idle(f"{name}: not analysed, out of scope ({r.seconds * 1000:.0f} ms).", name)
             self.study.analysed(r.path, "", 0.0, scope_reason=p.scope.reason or "out of scope")
 
     def _show_heatmaps(self, r: AnalysisDone, mark: str) -> None:

@@ -108,7 +108,8 @@ class Settings:
     lungs_visible = _flag("display/lungs_visible", False)
     corner_text = _flag("display/corner_text", False)
     show_identifiers = _flag("privacy/show_identifiers", False,
-                             "Patient name, ID, age and sex on the image (corner text); off by default.")
+                             "Patient name, ID, age and sex on the image (corner text), for the running session "
+                             "only: the window turns it off at every launch (``corner_text.CornerText``).")
     sort_probs = _flag("display/sort_probs", False,
                        "Probability bars sorted highest first (default: the model card's class order).")
 

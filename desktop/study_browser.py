@@ -13,6 +13,7 @@ from PySide6.QtGui import QBrush, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from .convert import gray_qimage
+from .core.messages import percent_text
 from .core.windowing import THUMB_SIZE
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -162,7 +163,7 @@ class StudyBrowser(QWidget):
         if out:
             detail = OUT_OF_SCOPE
         elif status == "analysed" and label:
-            detail = f"{label}  {prob * 100:.0f}%"
+            detail = f"{label}  {percent_text(prob)}"
         item.setText(f"{name}\n{detail}")
         tip = item.data(PATH_ROLE)
         if out:

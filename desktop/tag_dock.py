@@ -1,6 +1,7 @@
 """The DICOM tag viewer: a searchable table of every data element, plus the image's
 summary (size, bit depth, how it is displayed, notes) for every format. Patient
-identifiers appear here and nowhere else in the window. A PNG or JPEG has no tags: the
+identifiers appear here, and in the corner text only when the user turns them on for the session.
+A PNG or JPEG has no tags: the
 table and the search are hidden and the dock shrinks to the summary."""
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ class TagDock(QDockWidget):
         self.table.setColumnWidth(2, fm.horizontalAdvance("VR") + 16)
         self.table.verticalHeader().setDefaultSectionSize(fm.height() + 6)
         self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.note = QLabel("Highlighted rows identify the patient or study. They are shown only here; "
-                           "exports leave them out unless you tick \"Include identifiers\".")
+        self.note = QLabel("Highlighted rows identify the patient or study. They are shown here, and on the "
+                           "image only with View > Show patient identifiers (this session only). Exports leave "
+                           "them out unless you ask: \"Include identifiers\" in a batch, a question before a "
+                           "PNG or PDF export.")
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: palette(mid);")
         lay = QVBoxLayout(body)

@@ -3,6 +3,7 @@ plain values only, never widgets)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,14 +105,20 @@ class StudyItem:
 
 
 def percent_text(p: float, sign: bool = True) -> str:
-    """A probability as the views write it: one decimal, and never "100.0%" or "0.0%" (the
-    model is never certain): ">99.9%" and "<0.1%" at the ends."""
-    pct = "%" if sign else ""
-    if p >= 0.9995:
-        return f">99.9{pct}"
-    if p < 0.0005:
-        return f"<0.1{pct}"
-    return f"{p * 100:.1f}{pct}"
+    """A probability as every screen and report writes it (the one rule: the analysis dock, the
+    corner text, the study list, the batch table, the model card, the exported PNG's caption and
+    the PDF all call this): one decimal, and never "100.0%" or "0.0%" (the model is never
+    certain, and "100.0%" on a wrong call invites over-trust): ">99.9%" from 0.9995 up and
+    "<0.1%" under 0.0005; "n/a" for a value that is not a finite number."""
+    unit = "%" if sign else ""
+    if not math.isfinite(p):
+        return "n/a"
+    text = f"{p * 100:.1f}"
+    if p >= 0.9995 or text == "100.0":
+        return f">99.9{unit}"
+    if p < 0.0005 or text in ("0.0", "-0.0"):
+        return f"<0.1{unit}"
+    return f"{text}{unit}"
 
 
 def call_text(call: str, prob: float, flags: tuple[str, ...]) -> str:

@@ -15,18 +15,15 @@ from typing import Any
 from engine import DISCLAIMER, ModelCard, Prediction
 from engine.ai.prediction import DECISION_RULE
 
+from .messages import percent_text
+
 SUMMARY_CHARS = 330  # the training-data summary is cut at a sentence or word before this
 
 
 def pct(p: float) -> str:
-    """A probability as the views show it: one decimal, never a false 100.0% or 0.0%."""
-    if not math.isfinite(p):
-        return "n/a"
-    if p > 0.999:
-        return ">99.9%"
-    if p < 0.001:
-        return "<0.1%"
-    return f"{p * 100:.1f}%"
+    """A probability as the views show it: ``messages.percent_text``, the one rule of every
+    screen and report (">99.9%", "<0.1%" at the ends, "n/a" when not a number)."""
+    return percent_text(p)
 
 
 @dataclass(frozen=True)
