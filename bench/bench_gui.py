@@ -5,7 +5,7 @@
    comes. Target: longest stall <= 16 ms (one frame at 60 Hz) in every run. Each stall
    is printed with the GUI thread's own CPU time in it: the rest is waiting for a core
    (other processes on the machine). The batch runs in its own process
-   (desktop.batch_process). Also measured: opening the largest shared DICOM (decode and
+   (desktop.batch.batch_process). Also measured: opening the largest shared DICOM (decode and
    analysis run in workers; the GUI thread only converts to QImage).
 2. Cold start: a fresh process to a shown main window with the model loaded.
    Target <= 2.5 s.

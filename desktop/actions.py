@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
 
 from engine.ai.model import DEVICES
 
-from .display_control import DisplayController, action
+from .viewer.display_control import DisplayController, action
 
 DEVICE_NAMES = {"auto": "Automatic (GPU if it works)", "cpu": "CPU", "cuda": "CUDA GPU"}
 

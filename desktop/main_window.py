@@ -15,28 +15,28 @@ from engine import DISCLAIMER, Classifier, Prediction, Window
 
 from . import APP_NAME
 from .actions import Actions
-from .adapt_dialog import AdaptDialog
-from .analysis_dock import AnalysisDock
-from .batch_dialog import BatchDialog
-from .compare import CompareMode
+from .analysis.adapt_dialog import AdaptDialog
+from .analysis.analysis_dock import AnalysisDock
+from .analysis.model_card import ModelCardDialog
+from .analysis.model_control import ModelControl
+from .analysis.result_view import ResultView
+from .batch.batch_dialog import BatchDialog
+from .compare.compare import CompareMode
 from .core.messages import AnalysisDone, Failure, ImageReady, TagsReady
 from .core.model_state import ModelState
-from .corner_text import attach as attach_corner_text
 from .dialogs import Dialogs
-from .display_control import DisplayController
 from .dock_layout import DockFitter
-from .export import Exporter
-from .image_view import ImageView
-from .measure_tools import attach as attach_measure_tools
-from .model_card import ModelCardDialog
-from .model_control import ModelControl
-from .pacs_control import PacsControl
-from .result_view import ResultView
-from .save_results import SaveResults
+from .export.export import Exporter
+from .export.save_results import SaveResults
+from .pacs.pacs_control import PacsControl
 from .settings import DEVICES, Settings
 from .shortcuts import ShortcutsDialog
 from .study import StudyController
-from .tag_dock import TagDock
+from .viewer.corner_text import attach as attach_corner_text
+from .viewer.display_control import DisplayController
+from .viewer.image_view import ImageView
+from .viewer.measure_tools import attach as attach_measure_tools
+from .viewer.tag_dock import TagDock
 from .workers import AnalysisService
 
 log = logging.getLogger(__name__)

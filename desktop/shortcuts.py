@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-# desktop/measure_tools.py: the tool keys are its actions' shortcuts (also listed above as actions)
+# desktop/viewer/measure_tools.py: the tool keys are its actions' shortcuts (also listed above as actions)
 MEASURE_GESTURES = (
     ("M, then left-drag (or click, click)", "Measure a distance"),
     ("A, then drag one arm to the vertex, click", "Measure an angle: the click is the other arm's end"),

@@ -62,7 +62,7 @@ def _lower_priority() -> None:
 
 
 def run_batch(conn: Connection, cancel: EventLike, spec: BatchSpec) -> None:
-    """The child process's entry point (spawned by ``desktop.batch_process``)."""
+    """The child process's entry point (spawned by ``desktop.batch.batch_process``)."""
     _lower_priority()
     import warnings
 

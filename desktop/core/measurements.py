@@ -12,7 +12,7 @@ API (for exporters and the viewer)::
     store.calibration(path) -> Calibration      # the spacing the image's lengths use
     calibration_for(meta) -> Calibration        # from an ``engine.ImageMeta``
 
-The scene items drawing them are ``desktop.measure_tools.MeasurementItem`` children of the
+The scene items drawing them are ``desktop.viewer.measure_tools.MeasurementItem`` children of the
 image item of ``ImageView``, so rendering the view's scene draws them too.
 
 Which spacing (DICOM PS3.3 10.7.1.1, C.8.11.7): Imager Pixel Spacing (0018,1164) is measured

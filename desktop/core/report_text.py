@@ -1,7 +1,7 @@
 """The words of an exported view and of the one-page PDF report, Qt-free (so they are tested
 without a display): the call and every class's probability against its operating point,
 the scope verdict, the model's identity and a short model card summary, the file and date,
-the measurements and the notice. ``desktop.export`` only lays these out on a page."""
+the measurements and the notice. ``desktop.export.export`` only lays these out on a page."""
 
 from __future__ import annotations
 

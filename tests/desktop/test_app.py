@@ -96,7 +96,7 @@ def test_model_card_dialog(window) -> None:
 def test_model_card_lists_confounders() -> None:
     from tinymodel import tiny_card
 
-    from desktop.model_card import card_html
+    from desktop.analysis.model_card import card_html
     from engine import ModelCard
 
     card = ModelCard.from_dict(tiny_card(labels=("a", "b"), size=8,
@@ -258,7 +258,7 @@ def test_window_size_parses() -> None:
 def test_model_card_shows_out_of_source_figures_per_source_first() -> None:
     """The bundled model's card in the app: every out-of-source source with its correct-call rate, before the
     internal test metrics (the PDF footer points readers to this card)."""
-    from desktop.model_card import card_html
+    from desktop.analysis.model_card import card_html
     from engine import Classifier, default_model_path
 
     card = Classifier(default_model_path(), device="cpu", warmup=False).card

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from desktop.batch_view import ALL, ERRORS, SORT_ROLE
+from desktop.batch.batch_view import ALL, ERRORS, SORT_ROLE
 from engine import DISCLAIMER, analyze
 from engine.batch.report import IDENTIFIER_COLUMNS, read_report
 

@@ -160,9 +160,9 @@ def test_previous_image_out_of_scope_side_and_clear_errors(win, qtbot, study: li
 def test_right_side_out_of_scope_show_anyway(win, qtbot, study: list[str], pydicom_file, tmp_path: Path) -> None:
     """As in the single view: an out-of-scope image on the right has no verdict, and its
     probabilities and heatmap only on "Show anyway", marked not valid; a new image hides them."""
-    from desktop.convert import qimage_array
+    from desktop.analysis.prob_panel import HIDE_AGAIN, SHOW_ANYWAY
     from desktop.core.report_text import pct
-    from desktop.prob_panel import HIDE_AGAIN, SHOW_ANYWAY
+    from desktop.viewer.convert import qimage_array
 
     cmp = win.compare
     win.display.cam_toggle.setChecked(True)

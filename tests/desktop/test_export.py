@@ -32,7 +32,7 @@ def win(make_window):
 def rgb(path: str | Path) -> np.ndarray:
     from PySide6.QtGui import QImage
 
-    from desktop.convert import qimage_array
+    from desktop.viewer.convert import qimage_array
 
     img = QImage(str(path))
     assert not img.isNull(), f"{path} is not a readable image"

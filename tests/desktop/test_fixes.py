@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QInputDialog
 
-from desktop.batch_view import PATH_ROLE
+from desktop.batch.batch_view import PATH_ROLE
 from desktop.core.decoder import shared_decoder, wants_decoder
 from desktop.core.messages import call_text, percent_text
 from desktop.core.wl_text import format_wl, window_text

@@ -27,7 +27,7 @@ def patient_name(path: Path) -> str:
 def rgb(path: Path) -> np.ndarray:
     from PySide6.QtGui import QImage
 
-    from desktop.convert import qimage_array
+    from desktop.viewer.convert import qimage_array
 
     img = QImage(str(path))
     assert not img.isNull(), path
@@ -41,7 +41,7 @@ def corner_shown(win) -> str:
 @pytest.fixture
 def grabbed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the corner labels said each time an export grabbed the window."""
-    import desktop.export as export
+    import desktop.export.export as export
 
     seen: list[str] = []
     real = export.grab
@@ -159,7 +159,7 @@ def test_long_file_name_is_elided_in_the_analysis_panel(make_window, open_wait, 
     assert name in label.toolTip() and name in dock.state_text()  # the full name is kept
     from PySide6.QtCore import Qt
 
-    from desktop.prob_panel import ProbBar
+    from desktop.analysis.prob_panel import ProbBar
 
     bars = dock.probs.findChildren(ProbBar)
     assert bars
@@ -176,8 +176,8 @@ def test_long_file_name_is_elided_in_the_analysis_panel(make_window, open_wait, 
 
 # -- items 16 and 20: one rule on every screen -----------------------------------------------
 def test_screens_never_write_a_certain_percentage(qtbot) -> None:
-    from desktop.batch_view import BatchTableModel
-    from desktop.prob_panel import ProbBar
+    from desktop.analysis.prob_panel import ProbBar
+    from desktop.batch.batch_view import BatchTableModel
     from desktop.study_browser import StudyBrowser
     from engine.batch import BatchRow
 

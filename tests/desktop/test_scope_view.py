@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from desktop.convert import qimage_array
 from desktop.core.messages import call_text
+from desktop.viewer.convert import qimage_array
 from engine.ai.cam import NEGLIGIBLE_EVIDENCE
 
 
@@ -116,7 +116,7 @@ def test_call_text_and_highlighted_bar_agree(window, open_wait, png_path: Path, 
 
 def test_bars_show_the_given_call_and_flags(qtbot) -> None:
     """The panel draws the decision it is given (engine.decide), not its own."""
-    from desktop.prob_panel import ProbPanel
+    from desktop.analysis.prob_panel import ProbPanel
 
     panel = ProbPanel()
     qtbot.addWidget(panel)

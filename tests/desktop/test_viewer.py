@@ -11,8 +11,8 @@ from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from desktop.convert import qimage_array
 from desktop.core.messages import percent_text
+from desktop.viewer.convert import qimage_array
 from engine import DISCLAIMER, analyze
 
 DICOM_FILES = ["CR-MONO1-10-chest.dcm", "CR-ModalitySequenceLUT.dcm", "RG1_J2KI.dcm", "RG2_JPLY.dcm",
@@ -79,7 +79,7 @@ def test_png_bars_show_engine_probabilities(window, open_wait, png_path: Path) -
 
 
 def test_low_confidence_note(qtbot) -> None:
-    from desktop.prob_panel import ProbPanel
+    from desktop.analysis.prob_panel import ProbPanel
 
     panel = ProbPanel()
     qtbot.addWidget(panel)

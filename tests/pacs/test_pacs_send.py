@@ -19,7 +19,7 @@ from conftest import Orthanc  # noqa: E402  (tests/pacs/conftest.py)
 
 pytest.importorskip("PySide6")
 
-from desktop.pacs_send import SendItem, build_objects  # noqa: E402
+from desktop.pacs.pacs_send import SendItem, build_objects  # noqa: E402
 from engine import Classifier, default_model_path  # noqa: E402
 from engine.pacs.dicomweb import PacsClient  # noqa: E402
 

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QWidget
-    from desktop.pacs_task import Tasks
+    from desktop.pacs.pacs_task import Tasks
     from engine.pacs.dicomweb import PacsClient
     from engine.pacs.servers import ServerConfig
 

@@ -1,0 +1,1 @@
+"""Compare mode: two images side by side with linked view and window/level."""
