@@ -15,7 +15,7 @@ from engine.ai.card import DISCLAIMER, ModelCard
 from engine.ai.model import DEVICES
 from engine.errors import ModelError
 
-from .data import data_root, describe_split, load_samples, read_split, resolve_data
+from .data.data import data_root, describe_split, load_samples, read_split, resolve_data
 
 
 def build_card(cfg: dict, result: dict, test_metrics: dict | None) -> ModelCard:
@@ -79,8 +79,8 @@ def check_card_config(cfg: dict) -> None:
 
 
 def _images_for_check(split_samples: list, cfg: dict, n: int = 32) -> np.ndarray:
-    from .data import load_all
-    from .train import normalize_batch
+    from .data.data import load_all
+    from .recipes.train import normalize_batch
 
     step = max(1, len(split_samples) // n)
     picked = split_samples[::step][:n]
@@ -91,11 +91,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from .config import load_config
-    from .evaluate import evaluate_onnx
-    from .export import export_onnx, verify_export, write_card
-    from .models import build_model
-    from .plots import confusion_png, curves_png
-    from .train import train
+    from .evaluation.evaluate import evaluate_onnx
+    from .evaluation.plots import confusion_png, curves_png
+    from .export.export import export_onnx, verify_export, write_card
+    from .recipes.models import build_model
+    from .recipes.train import train
 
     cfg = load_config(args.config, args.set)
     if args.data:
@@ -168,10 +168,10 @@ def _print_summary(test: dict, result: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint, evaluate_onnx
+    from .evaluation.evaluate import evaluate_onnx
 
     if not args.data:  # internal test split + external-dev set, per source, through the engine
-        from .evaluate_ext import cmd_evaluate_ext
+        from .evaluation.evaluate_ext import cmd_evaluate_ext
 
         return cmd_evaluate_ext(args)
     data = resolve_data(args.data)
@@ -185,7 +185,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             classes = load_config(args.config).get("classes")
         samples, _ = load_samples(data, classes)
     model = Path(args.model)
-    m = evaluate_onnx(model, samples, device=args.device) if model.suffix == ".onnx" else evaluate_checkpoint(model, samples)
+    if model.suffix == ".onnx":
+        m = evaluate_onnx(model, samples, device=args.device)
+    else:
+        from .recipes.train import evaluate_checkpoint
+
+        m = evaluate_checkpoint(model, samples)
     text = json.dumps(m, indent=1)
     if args.output:
         Path(args.output).write_text(text)
@@ -196,8 +201,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .export import export_onnx, verify_export
-    from .models import build_model
+    from .export.export import export_onnx, verify_export
+    from .recipes.models import build_model
 
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     cfg, labels = ck["config"], ck["labels"]
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("checkpoint")
     x.add_argument("-o", "--output", required=True)
     x.set_defaults(func=cmd_export)
-    from .features import add_parser as add_features_parser
+    from .export.features import add_parser as add_features_parser
 
     add_features_parser(sub)
     args = p.parse_args(argv)

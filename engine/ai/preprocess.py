@@ -135,7 +135,7 @@ def model_gray(pixels: np.ndarray, card: ModelCard, lungs: object | None = None)
             top, left, bh, bw = crop
             img = pixels[top : top + bh, left : left + bw]
     # resize first, then the intensity step at the input size: training runs it on 224 px images
-    # (``training.recipe_v2.make_view``), and equalising a 2,000 px film before resizing it gives a
+    # (``training.recipes.recipe_v2.make_view``), and equalising a 2,000 px film before resizing it gives a
     # different histogram (up to 32 grey levels apart on a 512 px JSRT film)
     img = resize_gray(np.ascontiguousarray(img, np.float32), card.input_size, card.resize)
     return normalize_intensity(img, pp["intensity"]), box, notes
@@ -156,7 +156,7 @@ def to_u8(gray: np.ndarray) -> np.ndarray:
 
 def to_8bit_steps(gray: np.ndarray) -> np.ndarray:
     """Round model-size gray ([0, 1]) to the 256 levels of an 8-bit image. Every training image
-    reaches the network as 8-bit values at the input size (``training.recipe_v2.make_view``), so
+    reaches the network as 8-bit values at the input size (``training.recipes.recipe_v2.make_view``), so
     a 12-bit DICOM or a large PNG, resized here in float, would otherwise give the network finer
     steps than it ever saw; on 92 JSRT films without a nodule that alone moved 2.0.0 from 14% to
     25% called normal. An image already 8-bit at the input size is unchanged."""

@@ -1,4 +1,4 @@
-"""The ``features`` output (``training.features.add_features_output``) and the shipped reference set.
+"""The ``features`` output (``training.export.features.add_features_output``) and the shipped reference set.
 
 The bundled model's ``features`` output is stripped from a copy and added back: ``logits``,
 ``probs``, ``cam`` and ``ood`` stay bit-identical on real prepared radiographs, and ``features`` is
@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 import engine  # noqa: E402
 from engine.adapt.reference import load_reference  # noqa: E402
 from engine.ai.model import sha256_file  # noqa: E402
-from training.features import add_features_output, pooled_tensor  # noqa: E402
+from training.export.features import add_features_output, pooled_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "resources" / "models" / "radlens-cxr4.onnx"

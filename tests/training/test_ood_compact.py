@@ -13,7 +13,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402
 
-from training.ood import PRECISION_F16, FeatureExtractor, compact_precision, scores  # noqa: E402
+from training.export.ood import PRECISION_F16, FeatureExtractor, compact_precision, scores  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "resources" / "models" / "radlens-cxr4.onnx"

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("onnx")
 
 from engine import Classifier, load_image, prepare  # noqa: E402
-from training.metrics import softmax  # noqa: E402
-from training.prior_adjust import adjust_bias, train_prior  # noqa: E402
+from training.evaluation.metrics import softmax  # noqa: E402
+from training.export.prior_adjust import adjust_bias, train_prior  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "resources" / "models" / "radlens-cxr4.onnx"

@@ -15,7 +15,7 @@ from engine.ai.card import DECISION_RULE, ModelCard  # noqa: E402
 from engine.errors import ModelError  # noqa: E402
 from training.cli import build_card, check_card_config, main  # noqa: E402
 from training.config import CONFIG_DIR, DEFAULTS, load_config  # noqa: E402
-from training.metrics import evaluate  # noqa: E402
+from training.evaluation.metrics import evaluate  # noqa: E402
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 
@@ -184,7 +184,7 @@ def test_write_card_validates_and_leaves_the_model_untouched(tmp_path: Path) -> 
     import onnx
     from tinymodel import build_tiny_model, tiny_card
 
-    from training.export import write_card
+    from training.export.export import write_card
 
     path = build_tiny_model(tmp_path / "m.onnx")
     before = path.read_bytes()
@@ -201,8 +201,8 @@ def test_write_card_validates_and_leaves_the_model_untouched(tmp_path: Path) -> 
 
 
 def test_export_refuses_a_bad_card_before_writing_anything(tmp_path: Path) -> None:
-    from training.export import export_onnx
-    from training.models import build_model
+    from training.export.export import export_onnx
+    from training.recipes.models import build_model
 
     net = build_model("resnet18", 2, pretrained=False)
     path = tmp_path / "out" / "model.onnx"

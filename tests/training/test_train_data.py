@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.config import load_config  # noqa: E402
-from training.data import (  # noqa: E402
+from training.data.data import (  # noqa: E402
     SPLITS,
     data_root,
     load_samples,

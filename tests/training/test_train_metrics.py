@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.metrics import (  # noqa: E402
+from training.evaluation.metrics import (  # noqa: E402
     confusion_matrix,
     evaluate,
     expected_calibration_error,

@@ -22,9 +22,9 @@ pytest.importorskip("onnx")
 import engine  # noqa: E402
 from engine.ai.card import ModelCard  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.data import SPLITS, data_root, read_split  # noqa: E402
-from training.export import ExportVerificationError, verify_export, write_card  # noqa: E402
-from training.models import build_model  # noqa: E402
+from training.data.data import SPLITS, data_root, read_split  # noqa: E402
+from training.export.export import ExportVerificationError, verify_export, write_card  # noqa: E402
+from training.recipes.models import build_model  # noqa: E402
 
 CXR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cxr"
 ARTIFACTS = ("split.csv", "checkpoint.pt", "metrics.json", "confusion.png", "loss.png", "accuracy.png",

@@ -14,7 +14,7 @@ cv2 = pytest.importorskip("cv2")
 
 from engine.ai.card import ModelCard  # noqa: E402
 from engine.io.fileio import looks_like_image  # noqa: E402
-from training.data import decode_samples, load_all, load_samples  # noqa: E402
+from training.data.data import decode_samples, load_all, load_samples  # noqa: E402
 
 CLASSES = ("healthy", "sick")
 PER_CLASS = 8
@@ -64,7 +64,7 @@ def test_training_run_skips_and_counts_unreadable_files(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     from engine.ai.model import Classifier
     from training.cli import main
-    from training.data import SPLITS, read_split
+    from training.data.data import SPLITS, read_split
 
     root = _dataset(tmp_path / "data")
     config = tmp_path / "tiny.yaml"

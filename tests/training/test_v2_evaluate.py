@@ -9,9 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.data import Sample  # noqa: E402
-from training.evaluate_ext import engine_logits, group_report, source_report  # noqa: E402
-from training.export_v2 import beats, out_of_source  # noqa: E402
+from training.data.data import Sample  # noqa: E402
+from training.evaluation.evaluate_ext import engine_logits, group_report, source_report  # noqa: E402
+from training.export.export_v2 import beats, out_of_source  # noqa: E402
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
 

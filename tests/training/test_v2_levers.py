@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
-from training import recipe_v2  # noqa: E402
-from training.data import SPLITS, load_all, read_split, write_split  # noqa: E402
-from training.extra_sources import add_extra, extra_samples, is_extra, pool_format  # noqa: E402
+from training.data.data import SPLITS, load_all, read_split, write_split  # noqa: E402
+from training.data.extra_sources import add_extra, extra_samples, is_extra, pool_format  # noqa: E402
+from training.recipes import recipe_v2  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CXR = DATA / "cxr"
@@ -82,7 +82,7 @@ def test_intra_label_mix_only_mixes_a_class_with_its_other_sources() -> None:
 def test_source_adversary_reverses_its_gradient_and_ignores_one_source_classes() -> None:
     y = np.array([0, 0, 1, 1])
     src = ["a", "b", "c", "c"]
-    from training.adversary import SourceAdversary
+    from training.recipes.adversary import SourceAdversary
 
     adv = SourceAdversary(y, src, 8)
     assert adv.groups == ["0/a", "0/b", "1/c"]
@@ -101,7 +101,7 @@ def test_source_adversary_reverses_its_gradient_and_ignores_one_source_classes()
 
 
 def test_jsrt_is_a_second_out_of_source_normal_set_only_for_models_that_never_saw_it(jsrt: list, tmp_path: Path) -> None:
-    from training.evaluate_ext import other_normals
+    from training.evaluation.evaluate_ext import other_normals
 
     installed = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.split.csv"
     films, why = other_normals(CXR, installed)
@@ -117,8 +117,8 @@ def test_engine_input_of_a_large_film_equals_the_training_input(jsrt: list) -> N
     import json
 
     from engine import Classifier, load_image, prepare
-    from training.data import Sample
-    from training.train import normalize_batch
+    from training.data.data import Sample
+    from training.recipes.train import normalize_batch
 
     model = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.onnx"
     if not model.exists():

@@ -13,10 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from engine.io import load_image  # noqa: E402
-from training.data import SPLITS, load_samples, read_split  # noqa: E402
-from training.sampling import epoch_indices, group_weights, sample_weights  # noqa: E402
-from training.scanner_aug import scanner_augment  # noqa: E402
-from training.split_v2 import V1_SPLIT, v2_split  # noqa: E402
+from training.data.data import SPLITS, load_samples, read_split  # noqa: E402
+from training.data.sampling import epoch_indices, group_weights, sample_weights  # noqa: E402
+from training.data.scanner_aug import scanner_augment  # noqa: E402
+from training.data.split_v2 import V1_SPLIT, v2_split  # noqa: E402
 
 CXR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cxr"
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
@@ -82,7 +82,7 @@ def test_scanner_augment_is_a_plausible_radiograph(cxr_samples: dict[str, list[P
 
 def test_views_are_per_image_deterministic_and_follow_the_card(cxr_samples: dict[str, list[Path]], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from training import recipe_v2
+    from training.recipes import recipe_v2
 
     paths = [str(p) for p in cxr_samples["covid"][:3]]
     imgs = np.stack([np.clip(load_image(p).pixels * 255 + 0.5, 0, 255).astype(np.uint8) for p in paths])

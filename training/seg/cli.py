@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate_ext import write_json
+from ..evaluation.evaluate_ext import write_json
 from .data import read_cases
 from .train import SegConfig, pick
 

@@ -15,7 +15,7 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Indices into training.models.efficientnet_lite0(...).layers whose outputs are the skips.
+# Indices into training.recipes.models.efficientnet_lite0(...).layers whose outputs are the skips.
 # Layer 0 is the stem (stride 2), 1 stride 2 (16 ch), 3 stride 4 (24), 5 stride 8 (40),
 # 11 stride 16 (112), 13 stride 32 (192).
 SKIPS = (1, 3, 5, 11)
@@ -33,7 +33,7 @@ class LungUNet(nn.Module):
         """``decoder``: output channels per level from stride 16 up; 3 levels end at stride 4
         (the head's logits are then upsampled 4x), 4 levels at stride 2."""
         super().__init__()
-        from training.models import efficientnet_lite0
+        from training.recipes.models import efficientnet_lite0
 
         enc = efficientnet_lite0(1, pretrained=pretrained, dropout=0.0)
         self.encoder = nn.ModuleList(list(enc.layers)[: LAST + 1])

@@ -1,5 +1,5 @@
 """Markdown rows for docs/model-v2-ablation.md from recipe runs (result.json) and engine
-evaluations (evaluate_ext JSON): ``python -m training.ablation_table LABEL=PATH ...``."""
+evaluations (evaluate_ext JSON): ``python -m training.evaluation.ablation_table LABEL=PATH ...``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _f(v: object) -> str:
 
 def row(label: str, path: Path) -> str:
     d = json.loads(path.read_text())
-    if "evaluation" in d:  # an exported run (training.export_v2): validation from its run, the rest via the engine
+    if "evaluation" in d:  # an exported run (training.export.export_v2): validation from its run, the rest via the engine
         res = json.loads((path.parent / "result.json").read_text())
         val, ext, test = res["val"], d["evaluation"]["extdev"], d["evaluation"]["internal"]
         wall = f"{res['timing']['total_s'] / 60:.0f} min"

@@ -8,7 +8,7 @@ bias ``b_c += T log(K pi_c)`` (T: the card's temperature), so logits, probabilit
 and the flags move together, while Grad-CAM (from the classifier's weights) and the in-graph
 out-of-distribution score (from the pooled features) stay byte for byte what they were.
 
-``python -m training.prior_adjust MODEL.onnx --version X.Y.Z [--split-file S.csv]``:
+``python -m training.export.prior_adjust MODEL.onnx --version X.Y.Z [--split-file S.csv]``:
 pi is counted on the split file's ``train`` rows (never external-dev); the operating points
 are refitted (Youden's J) on its ``val`` rows through the engine's per-image path; the
 internal test, external-dev and the JSRT normals are evaluated again and the card rewritten
@@ -29,11 +29,11 @@ from onnx import numpy_helper
 
 from engine.ai.model import Classifier, sha256_file
 
-from .data import Sample, data_root, read_split, resolve_data
-from .evaluate_ext import POOL, default_split_file, engine_logits, headline, print_report, write_json
+from ..data.data import Sample, data_root, read_split, resolve_data
+from ..evaluation.evaluate_ext import POOL, default_split_file, engine_logits, headline, print_report, write_json
+from ..evaluation.metrics import evaluate, operating_points, softmax
 from .export import write_card
 from .export_v2 import add_measured_figures
-from .metrics import evaluate, operating_points, softmax
 from .recard import add_other_normals
 
 BIAS = "net.fc.bias"
@@ -109,7 +109,7 @@ def prior_adjust(model: Path, version: str, split_file: Path | None = None) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.prior_adjust", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.prior_adjust", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--version", required=True)
     p.add_argument("--split-file")

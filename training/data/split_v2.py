@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .data import SPLITS, Sample, data_root, load_samples, read_split, resolve_data, split_samples, write_split
 
-V1_SPLIT = Path(__file__).resolve().parents[1] / "resources" / "models" / "radlens-cxr4.split.csv"
+V1_SPLIT = Path(__file__).resolve().parents[2] / "resources" / "models" / "radlens-cxr4.split.csv"
 
 
 def v2_split(data: str | Path, classes: list[str] | dict | None, old_split: Path, seed: int = 42,
@@ -45,7 +45,7 @@ def source_counts(splits: dict[str, list[Sample]]) -> dict[str, dict[str, int]]:
     return {split: dict(sorted(Counter(f"{s.label}/{s.source}" for s in items).items())) for split, items in splits.items()}
 
 
-def main() -> None:  # python -m training.split_v2 OUT.csv
+def main() -> None:  # python -m training.data.split_v2 OUT.csv
     import json
     import sys
 

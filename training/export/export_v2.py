@@ -1,9 +1,9 @@
 """Export a recipe-v2 run: verified ONNX with a card carrying the preprocessing, internal
 test metrics AND out-of-source metrics per source; optional install to resources/models.
 
-``python -m training.export_v2 RUN_DIR [--install resources/models] [--baseline EVAL.json]``
+``python -m training.export.export_v2 RUN_DIR [--install resources/models] [--baseline EVAL.json]``
 
-The test and external-dev figures come from ``training.evaluate_ext`` (the engine's per-image
+The test and external-dev figures come from ``training.evaluation.evaluate_ext`` (the engine's per-image
 path on the exported file). Install happens only when the model beats the baseline on every
 external-dev source's correct-call rate on average and keeps the internal targets
 (accuracy >= 0.97, ECE <= 0.03); otherwise the run is exported but not installed.
@@ -23,9 +23,9 @@ import numpy as np
 from engine.ai.card import DECISION_RULE
 from engine.ai.preprocess import model_input
 
-from .data import data_root, read_split, resolve_data
-from .evaluate_ext import EXTDEV, POOL, evaluate_model, headline, write_json
-from .metrics import evaluate
+from ..data.data import data_root, read_split, resolve_data
+from ..evaluation.evaluate_ext import EXTDEV, POOL, evaluate_model, headline, write_json
+from ..evaluation.metrics import evaluate
 
 INTERNAL_TARGETS = {"accuracy": 0.97, "ece": 0.03}
 
@@ -149,7 +149,7 @@ def beats(new: dict, base: dict) -> tuple[bool, str]:
 
 def install_run(run: Path, install: Path, baseline: Path | None, force: bool = False) -> bool:
     """Copy an exported run into ``install`` (e.g. resources/models) when ``beats`` says so."""
-    from .plots import confusion_png, curves_png
+    from ..evaluation.plots import confusion_png, curves_png
 
     metrics = json.loads((run / "metrics.json").read_text())
     name = metrics["model"]
@@ -201,8 +201,8 @@ def export_run(run: Path, install: Path | None = None, baseline: Path | None = N
     from engine.ai.card import ModelCard
     from engine.ai.model import sha256_file
 
+    from ..recipes.models import build_model
     from .export import export_onnx, verify_export, write_card
-    from .models import build_model
 
     ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     result = json.loads((run / "result.json").read_text())
@@ -245,7 +245,7 @@ def export_run(run: Path, install: Path | None = None, baseline: Path | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.export_v2")
+    p = argparse.ArgumentParser(prog="python -m training.export.export_v2")
     p.add_argument("run")
     p.add_argument("--install")
     p.add_argument("--baseline", help="evaluation JSON of the model in use (python -m training evaluate ... -o)")

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import augment
-from .data import (
+from ..data.augment import augment
+from ..data.data import (
+    Sample,
     data_root,
     decode_samples,
     describe_split,
+    load_all,
     load_samples,
     read_split,
     split_key_kinds,
@@ -34,7 +36,8 @@ from .data import (
     summarize,
     write_split,
 )
-from .metrics import evaluate, fit_temperature, operating_points, softmax
+from ..evaluation.evaluate import _known
+from ..evaluation.metrics import evaluate, fit_temperature, operating_points, softmax
 from .models import CamNet, build_model
 
 
@@ -257,3 +260,18 @@ def train(cfg: dict, out_dir: Path) -> dict:
                 "operating_points": ops}, out_dir / "checkpoint.pt")
     (out_dir / "train_result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def evaluate_checkpoint(checkpoint: Path, samples: list[Sample]) -> dict:
+    """Metrics of a 1.0.0 checkpoint on samples whose labels it knows (others are counted, skipped)."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg, labels = ck["config"], ck["labels"]
+    net = build_model(cfg["model"]["arch"], len(labels), pretrained=False)
+    net.load_state_dict(ck["state_dict"])
+    known = _known(samples, labels)
+    imgs = load_all(known, tuple(cfg["input"]["size"]), cfg["input"]["resize"])
+    logits = predict_logits(net, normalize_batch(imgs, cfg["input"]["mean"], cfg["input"]["std"]), 0, batch=32)
+    y = np.array([labels.index(s.label) for s in known])
+    m = evaluate(logits, y, labels, float(ck["temperature"]))
+    m["skipped_unknown_label"] = len(samples) - len(known)
+    return m

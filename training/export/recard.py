@@ -1,6 +1,6 @@
 """Add the second out-of-source normal set to an exported model's card (the graph is untouched).
 
-``python -m training.recard MODEL.onnx --version X.Y.Z [-o METRICS.json]`` runs the model
+``python -m training.export.recard MODEL.onnx --version X.Y.Z [-o METRICS.json]`` runs the model
 through the engine's per-image path on the JSRT films without a nodule (``evaluate_ext.
 other_normals``: only when the model's split file has none of them), adds that source to the
 card's ``out_of_source_metrics.per_source`` with its calls, names it in the card's confounders,
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from engine.ai.model import Classifier, sha256_file
 
-from .data import resolve_data
-from .evaluate_ext import POOL, default_split_file, evaluate_set, other_normals, write_json
+from ..data.data import resolve_data
+from ..evaluation.evaluate_ext import POOL, default_split_file, evaluate_set, other_normals, write_json
 from .export import write_card
 
 NIH_NORMALS = ("Every adult normal in the training pool is an NIH-family image (COVID-19 Radiography Database "
@@ -58,7 +58,7 @@ def add_other_normals(card: dict, rep: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.recard", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.recard", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--version", required=True)
     p.add_argument("-o", "--output", help="write the evaluation JSON here")

@@ -1,6 +1,6 @@
 """The 3.0.0 card's training-data text: what the third release and source-balanced sampling changed.
 
-``python -m training.card_v3 MODEL.onnx`` rewrites ``training_data.summary``, ``split.by`` and the
+``python -m training.export.card_v3 MODEL.onnx`` rewrites ``training_data.summary``, ``split.by`` and the
 confounders that 2.x's export wrote and that no longer hold (the TB sources, the sampling), from the
 run's own counts; the figures quoted come from the card's measured out-of-source metrics.
 """
@@ -53,7 +53,7 @@ def rewrite(model: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.card_v3", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.card_v3", description=__doc__.splitlines()[0])
     p.add_argument("model")
     a = p.parse_args(argv)
     print(json.dumps(rewrite(Path(a.model)), indent=1))

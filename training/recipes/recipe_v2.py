@@ -9,8 +9,8 @@ photometry after preprocessing; ``scanner``: other-scanner looks before preproce
 and by source within class, ``source_alpha``), ``cut`` (layers below it frozen and their
 outputs cached; 12 = v1, 15 = only blocks 14-15 + head train, the cheap proxy),
 ``max_per_source`` (cap per class/source in train: cheap proxies), ``extra`` (sources outside the
-pool, ``training.extra_sources``), ``adv`` (class-conditional source adversary,
-``training.adversary``), ``lisa`` (intra-label cross-source mixing), ``init_seed`` (training
+pool, ``training.data.extra_sources``), ``adv`` (class-conditional source adversary,
+``training.recipes.adversary``), ``lisa`` (intra-label cross-source mixing), ``init_seed`` (training
 randomness only, for the seed spread). Temperature and
 operating points are fitted on the validation split (mixed sources), never on extdev;
 the best epoch is chosen on validation by the mean correct-call rate over class/source
@@ -35,15 +35,15 @@ import numpy as np
 from engine.ai.card import ModelCard
 from engine.ai.preprocess import model_gray, to_u8
 
-from .augment import FOV_AUGMENT, augment
-from .data import Sample, data_root, load_all, load_samples, read_split, resolve_data, write_split
-from .evaluate_ext import EXTDEV, POOL, group_report, source_report, subtypes_of
-from .metrics import evaluate, fit_temperature, operating_points, softmax
-from .sampling import epoch_indices, sample_weights
-from .scanner_aug import TEXTURE_ONLY, figure_marks, scanner_augment
+from ..data.augment import FOV_AUGMENT, augment
+from ..data.data import Sample, data_root, load_all, load_samples, read_split, resolve_data, write_split
+from ..data.sampling import epoch_indices, sample_weights
+from ..data.scanner_aug import TEXTURE_ONLY, figure_marks, scanner_augment
+from ..evaluation.evaluate_ext import EXTDEV, POOL, group_report, source_report, subtypes_of
+from ..evaluation.metrics import evaluate, fit_temperature, operating_points, softmax
 
 LABELS = ["normal", "covid", "pneumonia", "tuberculosis"]
-CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache"
+CACHE = Path(__file__).resolve().parents[2] / "runs" / "cache"
 
 DEFAULT_RC: dict = {
     "name": "radlens-cxr4", "version": "2.0.0", "pool": POOL, "extdev": EXTDEV, "split_file": None,
@@ -204,11 +204,11 @@ def load_splits(rc: dict) -> dict[str, list[Sample]]:
     if rc.get("split_file"):
         splits = read_split(Path(rc["split_file"]), data_root(pool))
     else:
-        from .split_v2 import V1_SPLIT, v2_split
+        from ..data.split_v2 import V1_SPLIT, v2_split
 
         splits = v2_split(pool, LABELS, Path(rc.get("old_split") or V1_SPLIT), seed=int(rc["seed"]))
     if rc.get("extra"):
-        from .extra_sources import add_extra
+        from ..data.extra_sources import add_extra
 
         splits = add_extra(splits, list(rc["extra"]), data_root(pool), int(rc["seed"]))
     if rc.get("max_per_source"):
@@ -418,7 +418,7 @@ def summary(result: dict) -> dict:
 
 
 def main() -> None:
-    """``python -m training.recipe_v2 OUT_DIR [RECIPE.json | '{"json": "overrides"}' ...]``: later
+    """``python -m training.recipes.recipe_v2 OUT_DIR [RECIPE.json | '{"json": "overrides"}' ...]``: later
     arguments override earlier ones (e.g. the recipe file, then '{"epochs": 2}')."""
     import sys
 

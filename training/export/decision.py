@@ -16,7 +16,7 @@ Two coherent rules (a normal call never carries a flag), both implemented in ``e
 
 Nothing is fitted on test or cxr-extdev.
 
-``python -m training.decision MODEL.onnx --version X.Y.Z [--split-file S.csv] [--normal-rate 0.9]``
+``python -m training.export.decision MODEL.onnx --version X.Y.Z [--split-file S.csv] [--normal-rate 0.9]``
 rewrites the card (rule, operating points, ``extra.decision``, the test and out-of-source figures
 under the rule, the infection figure) in place; ``--dry-run`` only prints the figures.
 """
@@ -33,10 +33,10 @@ from engine.ai.card import DECISION_RULE_COHERENT, DECISION_RULE_MARGIN, NORMAL_
 from engine.ai.model import Classifier, sha256_file
 from engine.ai.prediction import decide
 
-from .data import Sample, data_root, load_samples, read_split, resolve_data
-from .evaluate_ext import EXTDEV, POOL, default_split_file, engine_logits, other_normals
+from ..data.data import Sample, data_root, load_samples, read_split, resolve_data
+from ..evaluation.evaluate_ext import EXTDEV, POOL, default_split_file, engine_logits, other_normals
+from ..evaluation.metrics import softmax
 from .export import write_card
-from .metrics import softmax
 
 INFECTION = ("covid", "pneumonia")  # often not told apart on a radiograph: reported together too
 
@@ -152,7 +152,7 @@ def apply(model: Path, version: str, res: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.decision", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.decision", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--version")
     p.add_argument("--split-file")

@@ -12,7 +12,7 @@ from engine.ai.model import Classifier
 from engine.ai.preprocess import preprocess
 from engine.io import load_image
 
-from .data import Sample
+from ..data.data import Sample
 from .metrics import evaluate
 
 
@@ -50,24 +50,4 @@ def evaluate_onnx(model_path: Path, samples: list[Sample], device: str = "cpu") 
     m = evaluate(logits, y, labels, clf.card.temperature)
     m["skipped_unknown_label"] = len(samples) - len(known)
     m["model"] = {"name": clf.card.name, "version": clf.card.version, "sha256": clf.sha256}
-    return m
-
-
-def evaluate_checkpoint(checkpoint: Path, samples: list[Sample]) -> dict:
-    import torch
-
-    from .data import load_all
-    from .models import build_model
-    from .train import normalize_batch, predict_logits
-
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg, labels = ck["config"], ck["labels"]
-    net = build_model(cfg["model"]["arch"], len(labels), pretrained=False)
-    net.load_state_dict(ck["state_dict"])
-    known = _known(samples, labels)
-    imgs = load_all(known, tuple(cfg["input"]["size"]), cfg["input"]["resize"])
-    logits = predict_logits(net, normalize_batch(imgs, cfg["input"]["mean"], cfg["input"]["std"]), 0, batch=32)
-    y = np.array([labels.index(s.label) for s in known])
-    m = evaluate(logits, y, labels, float(ck["temperature"]))
-    m["skipped_unknown_label"] = len(samples) - len(known)
     return m

@@ -25,7 +25,7 @@ from engine.ai.model import Classifier, sha256_file
 from engine.ai.preprocess import card_preprocessing
 from engine.io import load_image
 
-from .data import Sample, data_root, load_samples, read_split, resolve_data
+from ..data.data import Sample, data_root, load_samples, read_split, resolve_data
 from .metrics import evaluate, expected_calibration_error, roc_auc, softmax
 
 EXTDEV = "../shared/data/cxr-extdev"
@@ -68,6 +68,31 @@ def engine_logits(clf: Classifier, samples: list[Sample], batch: int = 32, worke
             notes += [tuple(p.notes) for p in preps]
             bar.update(len(preps))
     return np.concatenate(outs), notes
+
+
+def engine_features(clf: Classifier, samples: list[Sample], batch: int = 32, workers: int = 2) -> tuple[np.ndarray, list[int]]:
+    """Features of each sample through the engine's per-image path; (features, indices kept)."""
+    from engine import load_image, prepare
+
+    attach_segmenter(clf)
+
+    def prep(s: Sample):  # noqa: ANN202
+        try:
+            return prepare(load_image(s.path), clf)
+        except Exception as e:  # noqa: BLE001 - a file the engine refuses gives no features
+            print(f"  skipped {Path(s.path).name}: {e}")
+            return None
+
+    feats, kept = [], []
+    with ThreadPoolExecutor(workers) as ex:
+        for i in range(0, len(samples), batch):
+            preps = list(ex.map(prep, samples[i : i + batch]))
+            idx = [i + j for j, p in enumerate(preps) if p is not None]
+            if idx:
+                out = clf.run(np.stack([preps[j - i].x for j in idx]), features=True)
+                feats.append(out.features)
+                kept += idx
+    return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), kept
 
 
 def _r(v: float) -> float | None:
@@ -184,7 +209,7 @@ def other_normals(pool: Path, split_file: Path | None) -> tuple[list[Sample], st
     """A second out-of-source normal set beside external-dev: the JSRT films without a nodule
     (``../shared/data/lungseg``), when the model's split has none of them (else they are in its
     training pool and say nothing about other hospitals)."""
-    from .extra_sources import extra_samples
+    from ..data.extra_sources import extra_samples
 
     try:
         films = extra_samples("jsrt-nonodule", data_root(pool))

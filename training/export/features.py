@@ -24,7 +24,6 @@ import json
 import random
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,8 @@ from onnx import TensorProto, helper
 from engine.adapt.reference import FEATURES_OUTPUT, REFERENCE_SUFFIX, probe_inputs
 from engine.ai.model import Classifier, sha256_file
 
-from .data import Sample, data_root, read_split, resolve_data
-from .evaluate_ext import POOL, attach_segmenter, default_split_file
+from ..data.data import Sample, data_root, read_split, resolve_data
+from ..evaluation.evaluate_ext import POOL, default_split_file, engine_features
 from .export import write_card
 
 
@@ -87,31 +86,6 @@ def _even_draw(samples: list[Sample], per_class: int, seed: int) -> list[Sample]
         for src in pools:
             out += pools[src][: taken[src]]
     return out
-
-
-def engine_features(clf: Classifier, samples: list[Sample], batch: int = 32, workers: int = 2) -> tuple[np.ndarray, list[int]]:
-    """Features of each sample through the engine's per-image path; (features, indices kept)."""
-    from engine import load_image, prepare
-
-    attach_segmenter(clf)
-
-    def prep(s: Sample):  # noqa: ANN202
-        try:
-            return prepare(load_image(s.path), clf)
-        except Exception as e:  # noqa: BLE001 - a file the engine refuses gives no features
-            print(f"  skipped {Path(s.path).name}: {e}")
-            return None
-
-    feats, kept = [], []
-    with ThreadPoolExecutor(workers) as ex:
-        for i in range(0, len(samples), batch):
-            preps = list(ex.map(prep, samples[i : i + batch]))
-            idx = [i + j for j, p in enumerate(preps) if p is not None]
-            if idx:
-                out = clf.run(np.stack([preps[j - i].x for j in idx]), features=True)
-                feats.append(out.features)
-                kept += idx
-    return (np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)), kept
 
 
 def build_reference(model: Path, split_file: Path, fit_per_class: int = 600, holdout_per_class: int = 250,

@@ -244,7 +244,7 @@ def run(model_path: Path, data: Path, split_file: Path, ood_dev: Path | None, ou
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m training.ood", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m training.export.ood", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="RadLens classifier .onnx (changed in place unless -o)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/cxr"))

@@ -9,8 +9,8 @@ import torch
 
 from engine.ai.card import CARD_KEY, ModelCard
 
-from .metrics import softmax
-from .models import CamNet, ExportModule
+from ..evaluation.metrics import softmax
+from ..recipes.models import CamNet, ExportModule
 
 
 class ExportVerificationError(RuntimeError):

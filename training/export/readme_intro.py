@@ -1,6 +1,6 @@
 """The README's opening paragraph about the bundled model, written from the model's own card.
 
-``python -m training.readme_intro [--check]`` rewrites the text between the README's
+``python -m training.export.readme_intro [--check]`` rewrites the text between the README's
 ``<!-- card-intro -->`` markers from ``resources/models/radlens-cxr4.onnx``'s card (name, version,
 the out-of-source correct-call rates per source); ``--check`` exits 1 when the README disagrees.
 tests/test_readme_intro.py runs the check, so the intro cannot quote another model again.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 START, END = "<!-- card-intro -->", "<!-- /card-intro -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # (source, what its rate means) in the order the sentence names them
 PHRASES = (
@@ -56,7 +56,7 @@ def render(readme: str, card) -> str:  # noqa: ANN001
 def main(argv: list[str] | None = None) -> int:
     from engine import Classifier, default_model_path
 
-    p = argparse.ArgumentParser(prog="python -m training.readme_intro", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.readme_intro", description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
     a = p.parse_args(argv)
     card = Classifier(default_model_path(), device="cpu", warmup=False).card
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     new = render(text, card)
     if a.check:
         if new != text:
-            print("README's intro disagrees with the bundled model's card; run python -m training.readme_intro",
+            print("README's intro disagrees with the bundled model's card; run python -m training.export.readme_intro",
                   file=sys.stderr)
             return 1
         return 0

@@ -16,7 +16,7 @@ EXTRA = {
 }
 
 
-def is_extra(sample) -> bool:  # noqa: ANN001 - a training.data.Sample
+def is_extra(sample) -> bool:  # noqa: ANN001 - a training.data.data.Sample
     return sample.source in EXTRA
 
 

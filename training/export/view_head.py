@@ -21,7 +21,7 @@ lateral than frontal"), checked to lie between the VALIDATION split's frontal fi
 flips, rotations and crops (0.999 quantile) and the cross-validated laterals (minimum); the
 in-scope cost is measured on the test split and on cxr-extdev.
 
-``python -m training.view_head MODEL.onnx [--split-file S.csv]`` adds the output and the card's
+``python -m training.export.view_head MODEL.onnx [--split-file S.csv]`` adds the output and the card's
 ``view_check`` in place.
 """
 
@@ -42,8 +42,8 @@ from onnx import TensorProto, helper, numpy_helper
 from engine import Classifier, load_image, prepare
 from engine.adapt.head import Head, fit_head
 
-from .data import data_root, load_samples, read_split, resolve_data
-from .evaluate_ext import EXTDEV, POOL, attach_segmenter, default_split_file
+from ..data.data import data_root, load_samples, read_split, resolve_data
+from ..evaluation.evaluate_ext import EXTDEV, POOL, attach_segmenter, default_split_file
 from .export import write_card
 from .features import pooled_tensor
 
@@ -273,7 +273,7 @@ def retune_scope(model_path: Path, split_file: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.view_head", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.export.view_head", description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--split-file")
     p.add_argument("--dry-run", action="store_true")

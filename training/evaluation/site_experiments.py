@@ -1,13 +1,13 @@
 """Site-adaptation experiments on stand-in sites (cxr-extdev's README allows this one use).
 
-``python -m training.site_experiments cache MODEL.onnx``: features and logits of every cxr-extdev
+``python -m training.evaluation.site_experiments cache MODEL.onnx``: features and logits of every cxr-extdev
 film, the JSRT normal films and the model's whole internal test split, through the engine's
 per-image path (``runs/site/features.npz``).
 
-``python -m training.site_experiments make-site SOURCE=N[,SOURCE=N] --out SITE [--rest REST]``: a stand-in
+``python -m training.evaluation.site_experiments make-site SOURCE=N[,SOURCE=N] --out SITE [--rest REST]``: a stand-in
 site folder (links to the same films ``run`` fits on) and the source's other films, for ``radlens-adapt``.
 
-``python -m training.site_experiments run MODEL.onnx [--grid]``: the issue's stand-in sites. A site
+``python -m training.evaluation.site_experiments run MODEL.onnx [--grid]``: the issue's stand-in sites. A site
 is at most 50 films of ONE source, drawn with a fixed seed (written in the output); the figures
 are on the rest of that source, on every other cxr-extdev source and on the internal test split.
 With ``--grid`` it repeats every site over site shares and strengths, so the defaults are chosen
@@ -29,9 +29,8 @@ from engine.adapt.head import Head
 from engine.adapt.reference import load_reference
 from engine.ai.model import Classifier
 
-from .data import data_root, load_samples, read_split, resolve_data
-from .evaluate_ext import EXTDEV, POOL, default_split_file, other_normals
-from .features import engine_features
+from ..data.data import data_root, load_samples, read_split, resolve_data
+from .evaluate_ext import EXTDEV, POOL, default_split_file, engine_features, other_normals
 
 CACHE = Path("runs/site/features.npz")
 SEED = 20261206
@@ -183,7 +182,7 @@ def make_site(specs: list[str], out: Path, rest: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.site_experiments", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m training.evaluation.site_experiments", description=__doc__.splitlines()[0])
     p.add_argument("cmd", choices=["cache", "run", "make-site"])
     p.add_argument("model", nargs="?", default="resources/models/radlens-cxr4.onnx",
                    help="the model (cache, run); for make-site: SOURCE=N[,SOURCE=N]")

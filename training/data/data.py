@@ -37,7 +37,7 @@ class Sample:
     source: str = ""
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_data(data: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Class-conditional source adversary (recipe key ``adv`` of ``training.recipe_v2``).
+"""Class-conditional source adversary (recipe key ``adv`` of ``training.recipes.recipe_v2``).
 
 From the pooled features it tells the sources of an image's own class apart, and the reversed
 gradient (Ganin and Lempitsky, ICML 2015) takes that information out of the features, so

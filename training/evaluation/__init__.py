@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the engine-path evaluation of a model, plots, ablation tables and the site experiments."""
