@@ -93,19 +93,10 @@ def qt_libraries(platform: str | None = None, env: Mapping[str, str] = os.enviro
 
 
 def missing_libraries_message(missing: Iterable[str], packages: Mapping[str, str]) -> str:
-    """What to tell the user: which libraries, which packages, the command."""
-    from .core.system_libs import USUAL_PACKAGES
+    """What to tell the user (``desktop.core.system_libs.missing_message``, with this table)."""
+    from .core.system_libs import missing_message
 
-    missing = list(missing)
-    need = sorted({packages.get(s, s) for s in missing} | set(USUAL_PACKAGES))
-    libs = ", ".join(f"{s} (package {packages[s]})" if s in packages else s for s in missing)
-    return (
-        "RadLens cannot open its window: system libraries Qt needs are missing: "
-        f"{libs}.\n\nInstall them (Debian, Ubuntu) and start RadLens again:\n\n"
-        f"    sudo apt-get install {' '.join(need)}\n\n"
-        "(Fedora: sudo dnf install xcb-util-cursor libxkbcommon-x11 mesa-libEGL mesa-libGL.) Batch analysis needs "
-        "no window and works now: radlens-batch FOLDER -o report.csv"
-    )
+    return missing_message(missing, packages)
 
 
 def check_qt_libraries(platform: str | None = None, env: Mapping[str, str] = os.environ,

@@ -255,14 +255,15 @@ class AdaptDialog(QDialog):
             self.useModel.emit(str(self.result.output))
             self.accept()
 
-    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def _stop_worker(self) -> None:
         if self.worker is not None and self.worker.isRunning():
             self.worker.cancel()
             self.worker.wait(30000)
+
+    def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+        self._stop_worker()
         super().closeEvent(event)
 
     def done(self, r: int) -> None:  # Escape / accept: stop the worker first
-        if self.worker is not None and self.worker.isRunning():
-            self.worker.cancel()
-            self.worker.wait(30000)
+        self._stop_worker()
         super().done(r)

@@ -59,17 +59,18 @@ def missing_libraries(sonames: Iterable[str] = XCB_LIBRARIES, loadable: Callable
     return [s for s in sonames if not loadable(s)]
 
 
-def missing_message(missing: Iterable[str]) -> str:
-    """What to tell the user: which libraries, which packages, the command."""
+def missing_message(missing: Iterable[str], packages: Mapping[str, str] = XCB_LIBRARIES) -> str:
+    """What to tell the user: which libraries, which packages (``packages``: soname -> package),
+    the command."""
     missing = list(missing)
-    packages = sorted({XCB_LIBRARIES.get(s, s) for s in missing} | set(USUAL_PACKAGES))
-    libs = ", ".join(f"{s} (package {XCB_LIBRARIES[s]})" if s in XCB_LIBRARIES else s for s in missing)
+    need = sorted({packages.get(s, s) for s in missing} | set(USUAL_PACKAGES))
+    libs = ", ".join(f"{s} (package {packages[s]})" if s in packages else s for s in missing)
     return (
-        "RadLens cannot open its window: the system libraries Qt needs to draw on X11 are missing: "
+        "RadLens cannot open its window: system libraries Qt needs are missing: "
         f"{libs}.\n\nInstall them (Debian, Ubuntu) and start RadLens again:\n\n"
-        f"    sudo apt-get install {' '.join(packages)}\n\n"
-        "(Fedora: sudo dnf install xcb-util-cursor libxkbcommon-x11 mesa-libEGL.) Batch analysis needs no "
-        "window and works now: radlens-batch FOLDER -o report.csv"
+        f"    sudo apt-get install {' '.join(need)}\n\n"
+        "(Fedora: sudo dnf install xcb-util-cursor libxkbcommon-x11 mesa-libEGL mesa-libGL.) Batch analysis needs "
+        "no window and works now: radlens-batch FOLDER -o report.csv"
     )
 
 

@@ -10,7 +10,7 @@ is the reference's alone. Within the reference, each source of a class weighs th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -155,7 +155,3 @@ def adapt_features(ref: Reference, base: Head, base_temperature: float, prior: n
                         "temperature": round(temperature, 4), "parent_temperature": round(base_temperature, 4)},
     }
     return Fitted(head=head, temperature=temperature, operating_points=ops, figures=figures)
-
-
-def options_dict(opts: AdaptOptions) -> dict:
-    return asdict(opts)

@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..ai.card import ModelCard
 from ..ai.model import Classifier
 from .errors import AdaptError
 from .export import adapted_model, base_head, call_cam_peaks, save_model, set_card
-from .fit import AdaptOptions, Fitted, adapt_features, options_dict, prior_of
+from .fit import AdaptOptions, Fitted, adapt_features, prior_of
 from .reference import load_reference
 from .site import Cancelled, SiteFilms, read_site
 
@@ -130,7 +130,7 @@ def build_card(parent: Classifier, site_name: str, films: SiteFilms, fitted: Fit
                   "on the parent's reference training features plus the site's films; temperature and operating "
                   "points (Youden's J) refitted on the reference validation films and the site's k-fold out-of-fold "
                   "logits; backbone, lung model and OOD score unchanged",
-        "parameters": {**options_dict(opts), "reference_rows": reference_rows or {}},
+        "parameters": {**asdict(opts), "reference_rows": reference_rows or {}},
         "parent_figures": {"test_metrics": parent.card.test_metrics,
                            "out_of_source_metrics": parent.card.out_of_source_metrics},
         "figures": fitted.figures,

@@ -17,16 +17,7 @@ import numpy as np
 
 from ..errors import CorruptImageError, ImageLoadError, UnsupportedImageError
 from .display import apply_window, colourfulness, full_range_window
-from .fileio import (  # noqa: F401 - re-exported: the historical home of these names
-    DEFAULT_MAX_PIXELS,
-    MAX_FILE_BYTES,
-    PNG_SIGNATURE,
-    check_pixels,
-    link_target,
-    printable,
-    read_bytes,
-    sniff_format,
-)
+from .fileio import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_pixels, read_bytes, sniff_format
 from .image import ImageMeta, LoadedImage
 
 

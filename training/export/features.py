@@ -36,14 +36,7 @@ from engine.ai.model import Classifier, sha256_file
 from ..data.data import Sample, data_root, read_split, resolve_data
 from ..evaluation.evaluate_ext import POOL, default_split_file, engine_features
 from .export import write_card
-
-
-def pooled_tensor(model: onnx.ModelProto) -> str:
-    """Name of the pooled-feature tensor: the data input of the node that makes ``logits``."""
-    for node in model.graph.node:
-        if "logits" in node.output and node.op_type in ("Gemm", "MatMul"):
-            return node.input[0]
-    raise ValueError("no Gemm/MatMul node produces 'logits': not a RadLens GAP + linear-head classifier")
+from .ood import pooled_tensor
 
 
 def add_features_output(model: onnx.ModelProto) -> bool:

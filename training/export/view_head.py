@@ -45,7 +45,7 @@ from engine.adapt.head import Head, fit_head
 from ..data.data import data_root, load_samples, read_split, resolve_data
 from ..evaluation.evaluate_ext import EXTDEV, POOL, attach_segmenter, default_split_file
 from .export import write_card
-from .features import pooled_tensor
+from .ood import pooled_tensor
 
 OOD_DEV = "../shared/data/ood-dev"
 OUTPUT = "view"
@@ -171,7 +171,6 @@ def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> 
     # data it sits between the validation frontals (and their variants; 0.999 quantile reported) and the
     # cross-validated laterals (minimum reported), with a margin on both sides
     threshold = THRESHOLD
-    cv_thresholds = {}
     res = {"laterals": len(lat_files), "lateral_groups": len(set(lat_groups)), "frontal_train_films": len(front),
            "threshold": threshold,
            "cv_lateral_flagged": round(float((cv_scores[first] > threshold).mean()), 4),
@@ -182,7 +181,6 @@ def build(model: Path, split_file: Path, n_front: int = 600, seed: int = 42) -> 
            "cv_knees_named_other": round(float(((knee_cv > threshold) & (knee_kind == 2)).mean()), 4),
            "validation_frontals_flagged": round(float((score(head, xv_plain) > threshold).mean()), 4),
            "validation_variants_flagged": round(float((score(head, xv) > threshold).mean()), 4)}
-    del cv_thresholds
     test = _draw(splits["test"], 800, seed + 1)
     xt, _ = features_of(clf, [s.path for s in test], augment=False)
     ext, _ = load_samples(resolve_data(EXTDEV))
