@@ -1,9 +1,11 @@
 """What the PACS screens say and check, without Qt: search criteria from the form, the
-rows of the results table, the server form's checks, the send confirmation, and the
-messages after a retrieve, a send or a received study."""
+rows of the results table, the server form's checks, the send confirmation, the
+messages after a retrieve, a send or a received study, and the receiver's allowed
+senders and status-bar indicator."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -172,3 +174,87 @@ def receiver_settings_error(ae_title: str, port: int) -> str:
     if not 1 <= int(port) <= 65535:
         return f"Port {port} is not a TCP port: choose one between 1024 and 65535 (104 needs administrator rights)."
     return ""
+
+
+# -- the receiver's listening address, allowed senders and status-bar indicator ------------------
+ANY_INTERFACE = ("0.0.0.0", "::")
+NO_PEERS_TEXT = ("No PACS may send to RadLens yet: add the PACS's AE title (and its IP address) under Allowed "
+                 "senders in Settings > PACS servers…, or tick 'Accept any caller' there, then turn the receiver "
+                 "on again.")
+NOT_RESTARTED_TEXT = ("The study receiver is off: it was on when RadLens last closed, but it does not start by "
+                      "itself. File > Receive studies turns it on; to start it with RadLens, tick 'Start the "
+                      "receiver when RadLens starts' in Settings > PACS servers….")
+
+
+def _ae_problem(ae_title: str) -> str:
+    ae = ae_title.strip()
+    if not ae or len(ae) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in ae):
+        return "must be 1 to 16 plain characters (letters, digits, spaces), for example ORTHANC"
+    return ""
+
+
+def peer_problem(ae_title: str, address: str) -> str:
+    """What is wrong with one allowed sender ("" when nothing is): its calling AE title, and an
+    optional IP address or network (10.1.2.0/24)."""
+    what = _ae_problem(ae_title)
+    if what:
+        shown = ae_title.strip() or "(empty)"
+        return f"The allowed sender's AE title {shown!r} {what}."
+    text = address.strip()
+    if text:
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return (f"The address {text!r} of the allowed sender {ae_title.strip()} is not an IP address: give its "
+                    "address (e.g. 192.168.1.10), a network (e.g. 192.168.1.0/24), or nothing for any address.")
+    return ""
+
+
+def endpoint(host: str, port: int) -> str:
+    """host:port as people write it ([::1]:11112 for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _reach(host: str) -> str:
+    if host in ANY_INTERFACE:
+        return "every network interface: other computers can connect"
+    if host.startswith("127.") or host == "::1":
+        return "this computer only"
+    return "this network address: other computers can connect"
+
+
+def _who(n_peers: int, accept_any: bool) -> str:
+    if accept_any:
+        return "from any caller"
+    return f"from {n_peers} peer{'s' if n_peers != 1 else ''}" if n_peers else "from no one"
+
+
+def receiver_indicator_text(host: str, port: int, ae_title: str, n_peers: int, accept_any: bool) -> str:
+    """The status bar's receiver indicator: 'Receiving on 127.0.0.1:11112 as RADLENS · from 2 peers'."""
+    return f"Receiving on {endpoint(host, port)} as {ae_title} \u00b7 {_who(n_peers, accept_any)}"
+
+
+def receiver_indicator_tooltip(host: str, port: int, ae_title: str, peers: Sequence[tuple[str, str]],
+                               accept_any: bool, cache: str) -> str:
+    """The indicator's tooltip: where it listens, who may send, where studies go, how to stop it."""
+    if accept_any:
+        who = "Accepts any caller that addresses AE title " + ae_title + "."
+    elif peers:
+        who = "Accepts only: " + "; ".join(f"{ae} at {addr}" if addr else f"{ae} (any address)"
+                                           for ae, addr in peers) + "."
+    else:
+        who = "Accepts no one (no allowed sender is set)."
+    return (f"DICOM study receiver (C-STORE), AE title {ae_title}, listening on {endpoint(host, port)} "
+            f"({_reach(host)}).\n{who}\nReceived studies go to {cache}.\n"
+            "Turn it off with File > Receive studies; change it in Settings > PACS servers…")
+
+
+def receiver_started_text(host: str, port: int, ae_title: str, n_peers: int, accept_any: bool, cache: str,
+                          at_launch: bool = False) -> str:
+    """The status bar message when the receiver starts; at launch it says why, the key facts first
+    (the status bar cuts a long message)."""
+    where = f"on {endpoint(host, port)} as {ae_title}, {_who(n_peers, accept_any)}"
+    if at_launch:
+        return (f"Study receiver started with RadLens: listening {where} ('Start the receiver when RadLens "
+                f"starts' is on in Settings > PACS servers…). Received studies go to {cache}.")
+    return f"Receiving studies {where}; they go to {cache}."

@@ -1,10 +1,15 @@
 """The PACS preferences: the server list (a JSON file beside the settings, written by
 ``engine.pacs.servers``; never a password or token), the local cache folder, the last
-server used, and the receiver's AE title, port and on/off (off by default)."""
+server used, and the receiver's settings: AE title, port, the address it listens on
+(127.0.0.1 by default), its allowed senders (calling AE title and optional IP address; only
+they may send unless "accept any caller" is on, off by default) and whether it starts
+with RadLens (off by default)."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -15,6 +20,7 @@ from ..settings import Settings, _flag
 
 DEFAULT_AE_TITLE = "RADLENS"
 DEFAULT_PORT = 11112
+DEFAULT_BIND_ADDRESS = "127.0.0.1"  # this computer only, until the user chooses a network address
 
 
 class PacsPrefs:
@@ -22,6 +28,12 @@ class PacsPrefs:
         self.settings = settings
         self.qs = settings.qs
         self._get = settings._get  # what ``_flag`` reads through
+        self.receiver_listeners: list[Callable[[], None]] = []  # told when the receiver settings are saved
+
+    def receiver_saved(self) -> None:
+        """The settings dialog saved the receiver settings: a running receiver picks them up."""
+        for listener in list(self.receiver_listeners):
+            listener()
 
     # -- servers -------------------------------------------------------------------------
     @property
@@ -58,7 +70,36 @@ class PacsPrefs:
         self.qs.setValue("pacs/cache_dir", str(folder))
 
     # -- receiver ------------------------------------------------------------------------
-    receive_enabled = _flag("pacs/receive", False, "Receive studies (C-STORE); off by default.")
+    receive_enabled = _flag("pacs/receive", False,
+                            "The receiver was on when RadLens last closed. That alone never restarts it (RadLens "
+                            "before ``start_at_launch`` did, silently): the next launch only says how to turn it on.")
+    start_at_launch = _flag("pacs/receive_at_launch", False,
+                            "Start the receiver when RadLens starts (off by default; the status bar says so).")
+    accept_any = _flag("pacs/accept_any", False,
+                       "Accept associations from any caller, not only the allowed senders (off by default).")
+
+    @property
+    def bind_address(self) -> str:
+        """The IP address the receiver listens on (127.0.0.1: this computer only)."""
+        return str(self._get("pacs/bind_address", DEFAULT_BIND_ADDRESS)).strip() or DEFAULT_BIND_ADDRESS
+
+    @bind_address.setter
+    def bind_address(self, address: str) -> None:
+        self.qs.setValue("pacs/bind_address", address.strip())
+
+    @property
+    def peers(self) -> list[tuple[str, str]]:
+        """The allowed senders: (calling AE title, IP address or network; "" = any address)."""
+        try:
+            items = json.loads(str(self._get("pacs/peers", "[]")))
+            return [(str(d["ae_title"]).strip(), str(d.get("address", "")).strip()) for d in items]
+        except (ValueError, KeyError, TypeError):
+            return []
+
+    @peers.setter
+    def peers(self, peers: list[tuple[str, str]]) -> None:
+        self.qs.setValue("pacs/peers", json.dumps([{"ae_title": ae.strip(), "address": addr.strip()}
+                                                   for ae, addr in peers]))
 
     @property
     def ae_title(self) -> str:

@@ -38,6 +38,7 @@ PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 REQUIRE = os.environ.get("RADLENS_REQUIRE_PACS") == "1"
 AUTH_USERS = {"radlens": "correct-horse-battery", "reader": "read-only-pass"}
 RECEIVER_AE = "RADLENS"
+ORTHANC_AE = "RLTESTPACS"  # the test Orthanc's own AE title: the calling AE title of its pushes
 
 # Studies derived from the shared fixtures: (key, patient ID, name, accession, date, series: [[files]])
 DERIVED = {
@@ -195,7 +196,7 @@ def receiver_port() -> int:
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, pacs_data: PacsData, receiver_port: int) -> Iterator[Orthanc]:
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"), "RLTESTPACS",
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"), ORTHANC_AE,
                      modalities={"radlens": [RECEIVER_AE, "127.0.0.1", receiver_port]})
     try:
         for path in pacs_data.fixtures + [f for s in pacs_data.studies.values() for f in s.files]:

@@ -23,7 +23,7 @@ import requests
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from conftest import RECEIVER_AE, free_port  # noqa: E402 - tests/pacs/conftest.py
+from conftest import ORTHANC_AE, RECEIVER_AE, free_port  # noqa: E402 - tests/pacs/conftest.py
 from fake_dialogs import FakeDialogs  # noqa: E402 - tests/fake_dialogs.py
 from PySide6.QtCore import QStandardPaths, Qt  # noqa: E402
 
@@ -370,8 +370,10 @@ def test_receive_toggle_gets_a_study_pushed_by_orthanc(qtbot, make_window, serve
     assert not rx.toggle.isChecked() and not rx.running  # off by default
     port = receiver_port  # Orthanc knows RadLens as modality 'radlens' at this port
     win.pacs.prefs.ae_title, win.pacs.prefs.port = RECEIVER_AE, port
+    win.pacs.prefs.peers = [(ORTHANC_AE, "127.0.0.1")]  # only Orthanc, from this computer, may push
     rx.toggle.trigger()
     assert rx.running and win.pacs.prefs.receive_enabled
+    assert rx.indicator.isVisible() and rx.indicator.text() == f"Receiving on 127.0.0.1:{port} as {RECEIVER_AE} · from 1 peer"
     study = requests.post(f"{rest}/tools/find", json={"Level": "Study", "Query": {"PatientID": DX_PATIENT}},
                           timeout=10).json()[0]
     with qtbot.waitSignal(rx.studyUpdated, timeout=30000) as got:
@@ -392,6 +394,6 @@ def test_receive_toggle_gets_a_study_pushed_by_orthanc(qtbot, make_window, serve
     assert shown.parent == folder and pydicom.dcmread(shown, stop_before_pixels=True).Modality == "DX"
     assert win.prediction is not None and win.prediction.in_scope
     rx.toggle.trigger()
-    assert not rx.running and not win.pacs.prefs.receive_enabled
+    assert not rx.running and not win.pacs.prefs.receive_enabled and not rx.indicator.isVisible()
     with pytest.raises(ConnectionRefusedError):  # nothing listens any more
         socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import RECEIVER_AE, Orthanc, PacsData  # tests/pacs/conftest.py
+from conftest import ORTHANC_AE, RECEIVER_AE, Orthanc, PacsData  # tests/pacs/conftest.py
 
 from engine.pacs.cache import leftover_parts
-from engine.pacs.receiver import ReceiverError, StoreReceiver
+from engine.pacs.receiver import Peer, ReceiverError, StoreReceiver
+
+ORTHANC = Peer(ORTHANC_AE, "127.0.0.1")  # the allowed sender: the test Orthanc, on this computer
 
 
 def _orthanc_id(orthanc: Orthanc, study_uid: str) -> str:
@@ -30,7 +32,7 @@ def test_orthanc_echoes_and_pushes_a_study(orthanc: Orthanc, pacs_data: PacsData
         with lock:
             got.append((path, study_uid))
 
-    with StoreReceiver(RECEIVER_AE, receiver_port, tmp_path, on_received, host="127.0.0.1") as rx:
+    with StoreReceiver(RECEIVER_AE, receiver_port, tmp_path, on_received, host="127.0.0.1", peers=[ORTHANC]) as rx:
         assert rx.running and rx.address == ("127.0.0.1", receiver_port)
         echo = orthanc.session.post(f"{orthanc.url}/modalities/radlens/echo", data="{}", timeout=10)
         assert echo.ok, echo.text
@@ -38,7 +40,7 @@ def test_orthanc_echoes_and_pushes_a_study(orthanc: Orthanc, pacs_data: PacsData
         push = orthanc.session.post(f"{orthanc.url}/modalities/radlens/store", timeout=60,
                                     json={"Resources": [_orthanc_id(orthanc, multi.study_uid)], "Synchronous": True})
         assert push.ok, push.text
-        assert rx.received == 5 and rx.refused == 0
+        assert rx.received == 5 and rx.refused == 0 and rx.rejected == 0
     assert not rx.running
     folder = tmp_path / multi.study_uid
     assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in multi.files)
@@ -51,7 +53,7 @@ def test_orthanc_echoes_and_pushes_a_study(orthanc: Orthanc, pacs_data: PacsData
 
 
 def test_a_push_to_another_ae_title_is_refused(orthanc: Orthanc, receiver_port: int, tmp_path: Path) -> None:
-    with StoreReceiver("NOTRADLENS", receiver_port, tmp_path, host="127.0.0.1") as rx:
+    with StoreReceiver("NOTRADLENS", receiver_port, tmp_path, host="127.0.0.1", accept_any=True) as rx:
         echo = orthanc.session.post(f"{orthanc.url}/modalities/radlens/echo", data="{}", timeout=10)
         assert not echo.ok  # the association is rejected: Orthanc calls AE RADLENS
         assert rx.echoes == 0
@@ -71,6 +73,9 @@ def test_bad_settings_and_a_busy_port_are_clear_errors(tmp_path: Path) -> None:
         with pytest.raises(ReceiverError, match=f"Cannot listen on port {port}"):
             rx.start()
         assert not rx.running
+
+
+TESTPACS = Peer("TESTPACS")  # the calling AE title of ``_push``, from any address
 
 
 def _push(port: int, ds: pydicom.Dataset) -> int:
@@ -94,10 +99,10 @@ def test_a_push_is_refused_when_the_disk_is_nearly_full_and_a_hostile_uid_never_
     cache = tmp_path / "cache"
     ds = pydicom.dcmread(dicom_dir / "nccid_nih_dx.dcm")
     free = shutil.disk_usage(tmp_path).free
-    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1", min_free_bytes=free * 2) as rx:
+    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1", peers=[TESTPACS], min_free_bytes=free * 2) as rx:
         assert _push(rx.address[1], ds) == 0xA700  # Out of Resources: the PACS keeps it and may retry
         assert rx.refused == 1 and not list(cache.rglob("*.dcm")) and not list(cache.rglob(".*"))
-    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1") as rx:
+    with StoreReceiver(RECEIVER_AE, 0, cache, host="127.0.0.1", peers=[TESTPACS]) as rx:
         assert _push(rx.address[1], ds) == 0x0000
         hostile = pydicom.dcmread(dicom_dir / "nccid_nih_dx.dcm")
         hostile.StudyInstanceUID = "../../escaped"
