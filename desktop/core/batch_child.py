@@ -75,9 +75,10 @@ def run_batch(conn: Connection, cancel: EventLike, spec: BatchSpec) -> None:
 
     try:
         from engine import Classifier, ModelError
+        from engine.ai.jobs import lane_threads
         from engine.batch import analyze_folder
 
-        clf = Classifier(spec.model_path, device=spec.device)
+        clf = Classifier(spec.model_path, device=spec.device, threads=lane_threads())  # chunks side by side
         if clf.sha256 != spec.sha256:
             raise ModelError(f"the model file {spec.model_path} changed on disk since the viewer loaded it. "
                              "Load the model again (File > Load model…), then start the batch again.")

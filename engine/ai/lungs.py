@@ -324,11 +324,16 @@ _shared: dict[tuple[str, str, int], LungSegmenter] = {}
 _shared_lock = threading.Lock()
 
 
+def lungseg_disabled() -> bool:
+    """RADLENS_LUNGSEG=off (or 0, none): run without the bundled lung model."""
+    return os.environ.get("RADLENS_LUNGSEG", "").lower() in ("off", "0", "none")
+
+
 def scope_segmenter(device: str = "auto", threads: int = 0) -> LungSegmenter | None:
     """The bundled lung model, shared by every classifier in the process, for the scope check
     of a classifier whose card names no lung model (None when it is not installed). Set
     RADLENS_LUNGSEG=off to run without it (the scope check then has no lung evidence)."""
-    if os.environ.get("RADLENS_LUNGSEG", "").lower() in ("off", "0", "none"):
+    if lungseg_disabled():
         return None
     path = default_lungseg_path()
     if not path.is_file():

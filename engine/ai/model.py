@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +100,9 @@ def validate_contract(session, card: ModelCard) -> None:  # noqa: ANN001 - onnxr
                          "output; re-export the model.")
 
 
+_UNSET = object()
+
+
 class Classifier:
     """An ONNX model that satisfies the RadLens contract. ``run`` is thread-safe."""
 
@@ -129,7 +131,7 @@ class Classifier:
         self._outputs = [*REQUIRED_OUTPUTS, *(n for n in OPTIONAL_OUTPUTS if n in names)]
         self.has_ood = "ood" in names
         self.has_features = FEATURES_OUTPUT in names
-        self._lock = threading.Lock()
+        self._scope_segmenter: object = _UNSET
         if warmup:
             self._warmup()
 
@@ -139,9 +141,18 @@ class Classifier:
         with it), else the bundled one, for the scope check."""
         if self.segmenter is not None:
             return self.segmenter
-        from .lungs import scope_segmenter
+        from .lungs import lungseg_disabled, scope_segmenter
 
-        return scope_segmenter(self._device, self._threads)
+        if lungseg_disabled():  # read at every image (a dict lookup): the switch works at once
+            return None
+        if self._scope_segmenter is _UNSET:  # found once (the file check, the shared session), not per image
+            self._scope_segmenter = scope_segmenter(self._device, self._threads)
+        return self._scope_segmenter
+
+    @property
+    def threads(self) -> int:
+        """onnxruntime's threads per run (0: onnxruntime's default, every core)."""
+        return self._threads
 
     @property
     def labels(self) -> tuple[str, ...]:

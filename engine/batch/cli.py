@@ -16,19 +16,19 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..ai.card import DISCLAIMER
+from ..ai.jobs import lane_threads
 from ..ai.model import DEVICES, Classifier, default_model_path
 from ..errors import ModelError, RadLensError
 from ..io.filelist import Source, open_source
 from .batch_cli import add_cluster_arguments, check_cluster_args, open_job
 from .dask_batch import ClusterError
 from .generator import BatchJob, BatchRow, printable
-from .report import sidecar_path, write_report
+from .report import Tally, sidecar_path, write_report
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"no model found at {printable(str(model_path))}; pass --model PATH to a RadLens .onnx model.")
         return EXIT_NOTHING_RAN
     try:
-        classifier = Classifier(model_path, device=args.device)
+        # a local batch runs chunks side by side, each on its share of the cores (engine.ai.jobs.lane_threads)
+        classifier = Classifier(model_path, device=args.device, threads=0 if args.dask else lane_threads())
     except ModelError as e:
         _err(f"{e} Pass --model PATH to a RadLens .onnx model.")
         return EXIT_NOTHING_RAN
@@ -153,23 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NOTHING_RAN
 
 
-    counts: Counter[str] = Counter()
-    flags: Counter[str] = Counter()
-    out_of_scope: list[BatchRow] = []
-    errors: list[BatchRow] = []
+    tally = Tally()  # the report's own counts: each row is counted once, as it is written
     total = rows.total
     start = time.perf_counter()
 
     def tracked(it: Iterator[BatchRow]) -> Iterator[BatchRow]:
         with progress_bar(rows, disable=args.no_progress) as bar:
             for row in it:
-                if row.ok:
-                    counts[row.label] += 1
-                    flags.update(row.flags)
-                elif row.out_of_scope:
-                    out_of_scope.append(row)
-                else:
-                    errors.append(row)
                 advance(bar, rows, row)
                 yield row
 
@@ -184,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # tallied after the SR/SC are written, when the rows no longer hold their predictions' pixels
         report_rows = tracked(dicom_results.rows(rows, run)) if dicom_results else tracked(rows)
         written = write_report(out, report_rows, classifier, include_identifiers=args.include_identifiers, run=run,
-                               out_of_scope_probs=args.analyse_out_of_scope)
+                               out_of_scope_probs=args.analyse_out_of_scope, tally=tally)
     except KeyboardInterrupt:
         cancel.set()
         rows.close()
@@ -206,12 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.report_written()
     elapsed = time.perf_counter() - start
 
-    ok = sum(counts.values())
+    ok = tally.ok
     resumed = len(rows.resumed_indices)  # --resume: read back from the journal, not analysed in this run
     rate = f"{(written - resumed) / max(elapsed, 1e-9):.1f} images/s" + (f", {resumed} from the journal" if resumed else "")
     # "analysed" means what the report's JSON counts as analysed: a file that got a call
     print(f"\nProcessed {written} of {total} file(s) in {elapsed:.1f} s ({rate}): "
-          f"{ok} analysed, {len(out_of_scope)} out of scope, {len(errors)} error(s).")
+          f"{ok} analysed, {tally.out_of_scope} out of scope, {tally.errors} error(s).")
     if rows.skipped:
         print(f"{len(rows.skipped)} file(s) skipped: their names are not image names (e.g. "
               f"{printable(rows.skipped[0].name)}).")
@@ -220,23 +211,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         width = max(len(lab) for lab in card.labels)
         for lab in card.labels:
             op = card.operating_points.get(lab)
-            flag = f"   flagged {flags[lab]:>6}" + (f" (operating point {op:.3f})" if op is not None else "")
-            print(printable(f"  {lab:<{width}}  {counts[lab]:>6}  ({100.0 * counts[lab] / ok:5.1f}%){flag}"))
-    if out_of_scope:
-        print(f"{len(out_of_scope)} file(s) out of scope: not frontal chest radiographs, so no call was made "
+            flag = f"   flagged {tally.flags[lab]:>6}" + (f" (operating point {op:.3f})" if op is not None else "")
+            print(printable(f"  {lab:<{width}}  {tally.calls[lab]:>6}  ({100.0 * tally.calls[lab] / ok:5.1f}%){flag}"))
+    if tally.out_of_scope:
+        print(f"{tally.out_of_scope} file(s) out of scope: not frontal chest radiographs, so no call was made "
               "(see the 'scope_reason' column):")
-        for row in out_of_scope[:5]:
+        for row in tally.out_of_scope_examples:
             print(printable(f"  {row.rel_path}: {row.scope_reason}"))
-        if len(out_of_scope) > 5:
-            print(f"  ... and {len(out_of_scope) - 5} more.")
-    if errors:
-        print(f"{len(errors)} file(s) could not be analysed (see the 'error' column of the report):")
-        for row in errors[:5]:
+        if tally.out_of_scope > len(tally.out_of_scope_examples):
+            print(f"  ... and {tally.out_of_scope - len(tally.out_of_scope_examples)} more.")
+    if tally.errors:
+        print(f"{tally.errors} file(s) could not be analysed (see the 'error' column of the report):")
+        for row in tally.error_examples:
             name = row.rel_path.rsplit("/", 1)[-1]
             message = row.error[len(name) + 2:] if row.error.startswith(f"{name}: ") else row.error
             print(f"  {row.rel_path}: {message}")
-        if len(errors) > 5:
-            print(f"  ... and {len(errors) - 5} more.")
+        if tally.errors > len(tally.error_examples):
+            print(f"  ... and {tally.errors - len(tally.error_examples)} more.")
     print(f"Report: {printable(str(out))}" + (" (with patient/study identifiers)" if args.include_identifiers else ""))
     print(f"Provenance: {printable(str(sidecar_path(out)))}")
     if dicom_results:
@@ -246,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{DISCLAIMER}.")
         return pacs_code
     print(f"{DISCLAIMER}.")
-    return EXIT_SOME_FAILED if errors or (dicom_results and dicom_results.failed) else EXIT_OK
+    return EXIT_SOME_FAILED if tally.errors or (dicom_results and dicom_results.failed) else EXIT_OK
 
 
 def check_args(args: argparse.Namespace, out: Path) -> str | None:

@@ -1,10 +1,14 @@
 """Batch analysis of a folder: one ``BatchRow`` per file, in file order.
 
 Each file goes through the engine's one per-image job (``engine.ai.pipeline``), in its order:
-the decode threads run ``load_image`` (bounded prefetch) while the calling thread runs the
-rest a chunk at a time (``_finish_chunk``): the lung model batched (``lung_fields``), ``prepare``
-per file, ``classifier.run`` batched and ``conclude`` per row, so decoding and inference overlap.
-``analyze_files`` is the same per-chunk path for a given list of files (a Dask worker's task). The long job is a plain
+the decode threads run ``load_image`` while the lane threads run the rest a chunk of
+``batch_size`` files at a time (``_finish_chunk``): the lung model batched (``lung_fields``),
+``prepare`` per file, ``classifier.run`` batched and ``conclude`` per row. Several chunks are in
+flight at once (``lanes``, ``engine.ai.jobs.lanes_for``): while one lane's network runs, another
+lane's Python steps run and the decoders fill the next chunk, so no core idles. The calling thread
+only hands out chunks and yields their rows in file order. The chunks are the same whatever the
+number of lanes, so the rows are too. ``analyze_files`` is the same per-chunk path for a given list
+of files (a Dask worker's task). The long job is a plain
 generator: the caller drives it, shows progress from the rows (or a callback) and
 cancels with a ``threading.Event`` or any callable returning True. A bad file never
 stops the batch, whatever its decoder raises (a Rust panic from a pylibjpeg plugin is a
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ai.jobs import Cancel, default_workers, error_text, is_cancelled, is_fatal
+from ..ai.jobs import Cancel, default_workers, error_text, is_cancelled, is_fatal, lanes_for
 from ..ai.model import Classifier
 from ..ai.pipeline import COMPUTE, Prepared, conclude, lung_fields, ood_of, prepare, view_of
 from ..ai.prediction import Prediction
@@ -142,6 +146,7 @@ def analyze_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     files: list[Path] | None = None,
     exclude: tuple[Path, ...] = (),
+    lanes: int | None = None,
 ) -> BatchJob:
     """Analyse every file under ``folder``; yields one ``BatchRow`` per file, in order.
 
@@ -153,9 +158,13 @@ def analyze_folder(
     data is kept, so memory stays flat over large folders. ``files`` overrides the
     folder listing (paths under ``folder``); ``exclude`` drops paths from the listing
     (the CLI's own report, when it is written inside the folder). Files whose names are
-    not image names are not analysed; the job lists them in ``skipped``."""
+    not image names are not analysed; the job lists them in ``skipped``. ``lanes``: chunks
+    analysed at once (default ``lanes_for(classifier)``: one per core its onnxruntime threads
+    leave free)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if lanes is not None and lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
     root = _check_folder(folder)
     skipped: list[Path] = []
     if files is None:
@@ -163,8 +172,8 @@ def analyze_folder(
     elif not files:
         raise FolderError(f"no files to analyse in {printable(str(root))}.")
     files = list(files)
-    return BatchJob(files, _run(root, files, classifier, batch_size, workers or default_workers(), cancel, progress,
-                                keep_predictions, max_pixels), skipped)
+    return BatchJob(files, _run(root, files, classifier, batch_size, workers or default_workers(),
+                                lanes or lanes_for(classifier), cancel, progress, keep_predictions, max_pixels), skipped)
 
 
 def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
@@ -183,7 +192,7 @@ def _decode(index: int, path: Path, max_pixels: int) -> _Decoded:
             return _Decoded(index, path, error=printable(
                 f"{path.name}: this sub-folder cannot be read (permission denied); its files were not analysed. "
                 "Ask for read access to it."))
-        image = load_image(path, max_pixels=max_pixels)
+        image = load_image(path, max_pixels=max_pixels, tags=False)  # tag rows are for the viewer only
         m = image.meta
         meta_row = {"width": m.width, "height": m.height, "modality": m.modality, "view_position": m.view_position,
                     "format": m.format, "identifiers": m.identifiers}
@@ -327,21 +336,29 @@ def analyze_files(
     return rows
 
 
-def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, cancel: Cancel,
-         progress: Progress, keep: bool, max_pixels: int) -> Iterator[BatchRow]:
+def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int, workers: int, lanes: int,
+         cancel: Cancel, progress: Progress, keep: bool, max_pixels: int) -> Iterator[BatchRow]:
+    """Hands chunks of ``batch_size`` files to ``lanes`` lane threads, ``lanes + 1`` chunks in flight
+    (their files' decodes submitted with them, so the decoders run a chunk ahead), and yields each
+    chunk's rows in file order. Decoded images held at most: ``(lanes + 1) x batch_size``."""
     total = len(files)
-    prefetch = batch_size * 2 + workers  # decoded items waiting at most: bounded memory
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode")
-    pending: deque[Future[_Decoded]] = deque()
-    next_submit = 0
+    decoders = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radlens-decode")
+    lane_pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="radlens-lane")
+    chunks: deque[tuple[list[Future[_Decoded]], Future[list[BatchRow]]]] = deque()
+    next_start = 0
+
+    def lane(decodes: list[Future[_Decoded]]) -> list[BatchRow]:
+        return _finish_chunk([f.result() for f in decodes], root, total, classifier, keep)
 
     def fill() -> None:
-        nonlocal next_submit
-        while next_submit < total and len(pending) < prefetch:
-            pending.append(pool.submit(_decode, next_submit, files[next_submit], max_pixels))
-            next_submit += 1
+        nonlocal next_start
+        while next_start < total and len(chunks) <= lanes:
+            stop = min(total, next_start + batch_size)
+            decodes = [decoders.submit(_decode, i, files[i], max_pixels) for i in range(next_start, stop)]
+            chunks.append((decodes, lane_pool.submit(lane, decodes)))
+            next_start = stop
 
-    def wait(fut: Future[_Decoded]) -> _Decoded | None:
+    def wait(fut: Future[list[BatchRow]]) -> list[BatchRow] | None:
         while True:
             if is_cancelled(cancel):
                 return None
@@ -352,24 +369,22 @@ def _run(root: Path, files: list[Path], classifier: Classifier, batch_size: int,
 
     try:
         fill()
-        while pending:
-            if is_cancelled(cancel):
+        while chunks:
+            rows = wait(chunks[0][1])
+            if rows is None:
                 return
-            chunk: list[_Decoded] = []
-            while pending and len(chunk) < batch_size:
-                d = wait(pending[0])
-                if d is None:
-                    return
-                pending.popleft()
-                chunk.append(d)
-                fill()  # keep the decoders busy while this batch is collected and run
-            for row in _finish_chunk(chunk, root, total, classifier, keep):
+            chunks.popleft()
+            fill()  # the next chunk starts before this one's rows are handed out
+            for row in rows:
                 if is_cancelled(cancel):
                     return
                 if progress is not None:
                     progress(row.index + 1, total)
                 yield row
     finally:
-        for fut in pending:
+        for decodes, fut in chunks:
             fut.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+            for d in decodes:
+                d.cancel()
+        lane_pool.shutdown(wait=False, cancel_futures=True)
+        decoders.shutdown(wait=False, cancel_futures=True)

@@ -120,13 +120,20 @@ def _row_values(row: BatchRow, model: ModelInfo, include_identifiers: bool, out_
 
 
 @dataclass
-class _Tally:
+class Tally:
+    """The counts of a report (its JSON's ``counts``), kept as its rows are written; the CLI's summary
+    reads the same object, so a row is counted once. ``examples`` keeps the first few out-of-scope
+    and error rows for the CLI to name."""
+
     total: int = 0
     ok: int = 0
     out_of_scope: int = 0
     errors: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
+    out_of_scope_examples: list[BatchRow] = field(default_factory=list)
+    error_examples: list[BatchRow] = field(default_factory=list)
+    keep_examples: int = 5
 
     def rows(self, rows: Iterable[BatchRow]) -> Iterator[BatchRow]:
         for row in rows:
@@ -137,12 +144,16 @@ class _Tally:
                 self.flags.update(row.flags)
             elif row.out_of_scope:
                 self.out_of_scope += 1
+                if len(self.out_of_scope_examples) < self.keep_examples:
+                    self.out_of_scope_examples.append(row)
             else:
                 self.errors += 1
+                if len(self.error_examples) < self.keep_examples:
+                    self.error_examples.append(row)
             yield row
 
 
-def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, include_identifiers: bool,
+def sidecar(info: ModelInfo, tally: Tally, run: Mapping[str, Any] | None, include_identifiers: bool,
             csv_name: str, out_of_scope_probs: bool = False) -> dict[str, Any]:
     """The provenance JSON of a report."""
     from .. import __version__
@@ -166,7 +177,7 @@ def sidecar(info: ModelInfo, tally: _Tally, run: Mapping[str, Any] | None, inclu
 
 def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: ModelInfo | _HasCard,
                  include_identifiers: bool = False, run: Mapping[str, Any] | None = None,
-                 out_of_scope_probs: bool = False) -> int:
+                 out_of_scope_probs: bool = False, tally: Tally | None = None) -> int:
     """Write one CSV line per row (``rows`` may be a live batch generator) and its sidecar
     JSON (``sidecar_path``), and return the number of rows written. Both files appear only
     when every row is written: on any exception (including KeyboardInterrupt) the temp
@@ -174,6 +185,7 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
     propagates. ``run`` (the run's options: folder, device, provider, ...) goes into the JSON.
     An out-of-scope row carries no call; its probabilities are written only with
     ``out_of_scope_probs=True``, and its ``scope_reason`` then says they are not valid.
+    ``tally``: where to keep the counts (a caller's, to print them; a new one by default).
 
     Patient and study identifiers are written only with ``include_identifiers=True``.
     The report's permissions follow the umask (0666 less umask, as any new file); with
@@ -188,7 +200,7 @@ def write_report(path: str | os.PathLike[str], rows: Iterable[BatchRow], model: 
     except OSError as e:
         raise ReportError(f"cannot write the report in {printable(str(folder))} ({e.strerror or e}). Choose a writable folder.") from None
     n = 0
-    tally = _Tally()
+    tally = Tally() if tally is None else tally
     json_tmp = ""
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:

@@ -221,10 +221,12 @@ def _decode(path: Path, ds: Dataset, ts: UID, shape: tuple[int, int, int], notes
     return arr
 
 
-def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000) -> LoadedImage:
+def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_pixels: int = 100_000_000,
+               tags: bool = True) -> LoadedImage:
+    """``tags=False``: no tag rows (``LoadedImage.tags`` empty), for callers that never show them (a batch)."""
     ds, notes = read_dataset(path, data, force=force)
     try:
-        return _display(path, ds, notes, data, max_pixels)
+        return _display(path, ds, notes, data, max_pixels, tags)
     except (ImageLoadError, MemoryError, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - a header value no check foresaw: still a typed error
@@ -235,7 +237,8 @@ def load_dicom(path: Path, data: bytes | None = None, force: bool = False, max_p
         ) from None
 
 
-def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_pixels: int) -> LoadedImage:
+def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_pixels: int,
+             tags: bool = True) -> LoadedImage:
     """The display pipeline on a dataset read by ``read_dataset``."""
     if not any(k in ds for k in PIXEL_KEYWORDS):
         raise _missing_pixels(path, ds, data)
@@ -284,7 +287,7 @@ def _display(path: Path, ds: Dataset, notes: list[str], data: bytes | None, max_
     )
     lo, hi = float(np.min(values)), float(np.max(values))
     return LoadedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), values=values, meta=meta,
-                       value_range=(lo, hi), tags=tag_rows(ds))
+                       value_range=(lo, hi), tags=tag_rows(ds) if tags else ())
 
 
 def dicom_tags(path: str | Path, max_value_chars: int = 200) -> tuple[TagRow, ...]:

@@ -21,8 +21,9 @@ from .fileio import DEFAULT_MAX_PIXELS, PNG_SIGNATURE, check_pixels, read_bytes,
 from .image import ImageMeta, LoadedImage
 
 
-def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Load a PNG, JPEG or DICOM image. Raises a typed ``ImageLoadError`` on bad input."""
+def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS, tags: bool = True) -> LoadedImage:
+    """Load a PNG, JPEG or DICOM image. Raises a typed ``ImageLoadError`` on bad input.
+    ``tags=False`` skips a DICOM file's tag rows (for the tag viewer; a batch never shows them)."""
     path = Path(path)
     if path.is_dir():
         raise ImageLoadError(f"{path.name}: is a folder, not an image. Open it as a folder instead.")
@@ -35,7 +36,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     if kind in ("dicom", "dicom-raw"):
         from .dicom import load_dicom  # pydicom import is deferred until a DICOM is seen
 
-        return _checked(load_dicom(path, data, force=(kind == "dicom-raw"), max_pixels=max_pixels))
+        return _checked(load_dicom(path, data, force=(kind == "dicom-raw"), max_pixels=max_pixels, tags=tags))
     raise UnsupportedImageError(
         f"{path.name}: not a PNG, JPEG or DICOM file (unrecognised content"
         f"{', despite its ' + path.suffix + ' extension' if path.suffix else ''}). "
