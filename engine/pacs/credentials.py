@@ -1,18 +1,30 @@
 """Passwords and bearer tokens of PACS servers: in the OS keyring (through ``keyring``) when a
-usable backend exists, otherwise in memory for this run only. Never in the settings file."""
+usable backend exists, otherwise in memory for this run only. Never in the settings file.
+
+A backend that is no keyring is not used: the 'fail' and 'null' ones, and the file backends of
+``keyrings.alt`` (PlaintextKeyring keeps the password in clear text in a file; EncryptedKeyring
+asks for a master password on the terminal, which a GUI cannot answer) unless the user chose one
+explicitly, with ``PYTHON_KEYRING_BACKEND`` or keyring's ``keyringrc.cfg``. Installing
+``keyrings.alt`` (the test extra does) therefore never sends a password to a plain-text file
+silently. From a chain of backends only the secure ones are used."""
 
 from __future__ import annotations
 
+import configparser
+import os
 import threading
 
 import keyring
 import keyring.errors
+from keyring.backend import KeyringBackend
 
 from .servers import ServerConfig
 
 SERVICE = "RadLens PACS"
 _memory: dict[tuple[str, str], str] = {}
 _lock = threading.Lock()
+NOT_KEYRINGS = ("keyring.backends.fail.", "keyring.backends.null.")
+OPT_IN = ("keyrings.alt.",)  # used only when chosen explicitly (see the module docstring)
 
 
 def _key(server: ServerConfig) -> tuple[str, str]:
@@ -22,21 +34,57 @@ def _key(server: ServerConfig) -> tuple[str, str]:
     return f"{SERVICE} {server.url.rstrip('/')}", user or "(no user)"
 
 
-def keyring_available() -> bool:
-    """True when ``keyring`` has a backend that really stores secrets (not the 'fail' or 'null' one)."""
+def _class_name(backend: object) -> str:
+    return f"{type(backend).__module__}.{type(backend).__qualname__}"
+
+
+def chosen_backend() -> str:
+    """The backend the user named explicitly (``PYTHON_KEYRING_BACKEND``, else ``default-keyring``
+    in keyring's ``keyringrc.cfg``), or ""."""
+    name = os.environ.get("PYTHON_KEYRING_BACKEND", "").strip()
+    if name:
+        return name
     try:
-        backend = keyring.get_keyring()
-    except Exception:  # noqa: BLE001 - a broken keyring configuration is no keyring
+        from keyring.util import platform_
+
+        config = configparser.RawConfigParser()
+        config.read(os.path.join(platform_.config_root(), "keyringrc.cfg"), encoding="utf-8")
+        return config.get("backend", "default-keyring", fallback="").strip()
+    except Exception:  # noqa: BLE001 - an unreadable configuration chooses nothing
+        return ""
+
+
+def _allowed(backend: object) -> bool:
+    """A single backend that really stores secrets and is one to use (see the module docstring)."""
+    name = _class_name(backend)
+    if name.startswith(NOT_KEYRINGS):
         return False
-    name = f"{type(backend).__module__}.{type(backend).__name__}"
-    if name.startswith(("keyring.backends.fail.", "keyring.backends.null.")):
+    if name.startswith(OPT_IN) and chosen_backend() != name:
         return False
-    if hasattr(backend, "backends"):  # the chainer: usable when it chains a real backend
-        return bool(getattr(backend, "backends", ()))
     try:
         return float(getattr(backend, "priority", 1)) > 0
     except Exception:  # noqa: BLE001 - a backend whose priority raises is not viable
         return False
+
+
+def backend() -> KeyringBackend | None:
+    """The keyring backend secrets go to, or None when there is none to use."""
+    try:
+        current = keyring.get_keyring()
+    except Exception:  # noqa: BLE001 - a broken keyring configuration is no keyring
+        return None
+    chained = getattr(current, "backends", None)
+    if chained is not None:  # the chainer: its secure members only
+        members = [b for b in chained if _allowed(b)]
+        if not members:
+            return None
+        return current if len(members) == len(list(chained)) else members[0]
+    return current if _allowed(current) else None
+
+
+def keyring_available() -> bool:
+    """True when there is a keyring backend that really (and safely) stores secrets."""
+    return backend() is not None
 
 
 def get_secret(server: ServerConfig) -> str | None:
@@ -46,10 +94,11 @@ def get_secret(server: ServerConfig) -> str | None:
     with _lock:
         if key in _memory:
             return _memory[key]
-    if not keyring_available():
+    store = backend()
+    if store is None:
         return None
     try:
-        return keyring.get_password(*key)
+        return store.get_password(*key)
     except Exception:  # noqa: BLE001 - a locked or broken keyring has nothing for us
         return None
 
@@ -60,10 +109,11 @@ def set_secret(server: ServerConfig, secret: str, persist: bool = True) -> bool:
     only (no keyring, keyring failure, or ``persist=False``)."""
     with _lock:
         _memory[_key(server)] = secret
-    if not persist or not keyring_available():
+    store = backend() if persist else None
+    if store is None:
         return False
     try:
-        keyring.set_password(*_key(server), secret)
+        store.set_password(*_key(server), secret)
     except Exception:  # noqa: BLE001 - locked or read-only keyring: keep it for this run
         return False
     return True
@@ -73,8 +123,9 @@ def forget_secret(server: ServerConfig) -> None:
     """Remove the secret for ``server`` from memory and from the keyring (if it is there)."""
     with _lock:
         _memory.pop(_key(server), None)
-    if keyring_available():
+    store = backend()
+    if store is not None:
         try:
-            keyring.delete_password(*_key(server))
+            store.delete_password(*_key(server))
         except Exception:  # noqa: BLE001 - nothing stored, or a keyring that refuses: nothing to forget
             pass

@@ -9,7 +9,9 @@ thread (it holds a ``requests`` session); ``cancel`` may be set from any thread.
 from __future__ import annotations
 
 import datetime as dt
+import email.message
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,8 +26,8 @@ from pydicom.errors import InvalidDicomError
 
 from ..io.fileio import printable
 from .cache import remove_stale_parts, study_folder
-from .errors import PACS_ERROR_KINDS, PacsError
-from .http import make_session, translate
+from .errors import PACS_ERROR_KINDS, PacsAnswerTooLarge, PacsError, PacsMalformedAnswer
+from .http import _Session, make_session, read_capped, too_large, translate
 from .retrieve import Progress, RetrieveResult, stream_to_cache
 from .servers import ServerConfig
 from .summaries import (
@@ -41,8 +43,8 @@ from .summaries import (
     wire_filters,
 )
 
-__all__ = ["PACS_ERROR_KINDS", "PacsClient", "PacsError", "RetrieveResult", "SeriesSummary", "StoreResult",
-           "StudySummary"]
+__all__ = ["PACS_ERROR_KINDS", "PacsAnswerTooLarge", "PacsClient", "PacsError", "PacsMalformedAnswer", "RetrieveResult",
+           "SeriesSummary", "StoreResult", "StudySummary"]
 
 ANY_TRANSFER_SYNTAX = (("application/dicom", "*"),)  # the stored bytes, no transcoding (lossy stays as it was)
 STOW_BATCH = 16  # instances per STOW-RS request
@@ -65,26 +67,89 @@ def read_part(part: bytes) -> Dataset:
     return ds
 
 
+# RFC 2046 allows 1 to 70 of DIGIT ALPHA ' ( ) + _ , - . / : = ? and space (not last); some servers
+# send longer ones, so up to 200 are accepted.
+_BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,199}[0-9A-Za-z'()+_,\-./:=?]")
+PART_HEADER_BYTES = 64 * 1024  # the most a part's headers may add to its instance
+
+
+def multipart_boundary(content_type: str, server_name: str, status: int | None = None) -> bytes:
+    """The boundary of a ``multipart/related`` answer; ``PacsMalformedAnswer`` for another media
+    type, or a boundary that is missing or malformed (without one the answer cannot be split into
+    instances, and reading it whole would hold it all in memory)."""
+    message = email.message.Message()
+    message["Content-Type"] = content_type
+    media = message.get_content_type()
+    shown = printable(content_type)[:120]
+    if media != "multipart/related":
+        raise PacsMalformedAnswer(f"{server_name} answered a retrieve with the media type \"{shown}\", not "
+                                  "multipart/related. Check that the URL is the DICOMweb root of a PACS.", status=status)
+    boundary = message.get_param("boundary")
+    if boundary is None:
+        raise PacsMalformedAnswer(f"{server_name} sent a multipart answer without a boundary (Content-Type "
+                                  f"\"{shown}\"), so its instances cannot be told apart; nothing was read. The "
+                                  "server is not DICOMweb-conformant: ask its administrator.", status=status)
+    value = boundary if isinstance(boundary, str) else ""  # an RFC 2231 (charset, language, value) is no boundary
+    if not _BOUNDARY_RE.fullmatch(value):
+        raise PacsMalformedAnswer(f"{server_name} sent a multipart answer with a malformed boundary (Content-Type "
+                                  f"\"{shown}\"); nothing was read. The server is not DICOMweb-conformant: ask its "
+                                  "administrator.", status=status)
+    return value.encode("ascii")
+
+
 class _Client(DICOMwebClient):
-    """dicomweb-client, reading each retrieved part with ``read_part`` and checking ``cancel``
-    between the chunks of a streamed answer (so a cancel does not wait for a large instance)."""
+    """dicomweb-client, with its multipart reader replaced by a bounded one: the boundary is
+    checked first, no part may exceed the session's instance ceiling (the reader stops there), each
+    part is read with ``read_part``, and ``cancel`` is checked between the chunks of a streamed
+    answer (so a cancel does not wait for a large instance)."""
 
     cancel: threading.Event | None = None
+    _session: _Session
 
     def _decode_multipart_message(self, response: requests.Response, stream: bool) -> Iterator[bytes]:
+        session = self._session
+        name, limit = session.server_name, session.max_instance_bytes
+        try:
+            boundary = multipart_boundary(response.headers.get("Content-Type", ""), name, response.status_code)
+        except PacsError:
+            response.close()  # nothing of the body is read
+            raise
+        return self._parts(response, stream, b"\r\n--" + boundary, name, limit)
+
+    def _parts(self, response: requests.Response, stream: bool, delimiter: bytes, name: str,
+               limit: int) -> Iterator[bytes]:
         cancel = self.cancel
-        if cancel is not None and stream:
-            chunks = response.iter_content
-
-            def checked(chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[bytes]:
-                for chunk in chunks(chunk_size=chunk_size, decode_unicode=decode_unicode):
-                    if cancel.is_set():
-                        response.close()
-                        raise PacsError("cancelled", "Retrieve cancelled.")
-                    yield chunk
-
-            response.iter_content = checked  # type: ignore[method-assign]
-        return super()._decode_multipart_message(response, stream)
+        data = bytearray(b"\r\n")  # so a boundary at the very start is a delimiter too
+        search, preamble = 0, True
+        with response:
+            chunks = response.iter_content(chunk_size=self._chunk_size) if stream else iter([response.content])
+            for chunk in chunks:
+                if cancel is not None and cancel.is_set():
+                    response.close()
+                    raise PacsError("cancelled", "Retrieve cancelled.")
+                data += chunk
+                start = 0
+                while (end := data.find(delimiter, search)) >= 0:
+                    content = None if preamble else _part_content(data[start:end], name)
+                    preamble = False
+                    start = search = end + len(delimiter)
+                    if content is not None:
+                        yield content
+                if start:
+                    del data[:start]
+                search = max(0, len(data) - len(delimiter) + 1)
+                if len(data) > limit + PART_HEADER_BYTES:
+                    response.close()
+                    raise too_large(name, "one instance", limit, len(data), False, response.status_code)
+        if preamble:
+            if data.strip():
+                raise PacsMalformedAnswer(f"{name} sent a multipart answer in which its boundary never occurs "
+                                          f"({len(data) - 2} bytes); the answer is not valid DICOMweb. Check that "
+                                          "the URL is the DICOMweb root of a PACS.")
+            return
+        content = _part_content(data, name)
+        if content is not None:  # a last part without its closing delimiter: a cut answer, read_part judges
+            yield content
 
     def _http_get_multipart_application_dicom(self, url: str, media_types: tuple | None = None,  # type: ignore[override]
                                               params: dict | None = None, stream: bool = False) -> Iterator[Dataset]:
@@ -93,8 +158,26 @@ class _Client(DICOMwebClient):
             accept += "; transfer-syntax=*"
         response = self._http_get(url, params=params, headers={"Accept": accept}, stream=stream)
         if response.headers.get("Content-Type", "").startswith("application/dicom"):
-            return iter([read_part(response.content)])
+            with response:
+                limit = self._session.max_instance_bytes
+                body, more = read_capped(response, limit)
+            if more:
+                raise too_large(self._session.server_name, "one instance", limit, None, False, response.status_code)
+            return iter([read_part(body)])
         return (read_part(part) for part in self._decode_multipart_message(response, stream=stream))
+
+
+def _part_content(part: bytearray, name: str) -> bytearray | None:
+    """The body of one multipart part (what follows its headers); None after the close delimiter."""
+    if part.startswith(b"--"):  # the close delimiter "--boundary--", and the epilogue after it
+        return None
+    idx = part.find(b"\r\n\r\n")
+    if idx < 0:
+        if not part.strip():
+            return None
+        raise PacsMalformedAnswer(f"{name} sent a multipart part without headers ({len(part)} bytes); the answer "
+                                  "is not valid DICOMweb. Check that the URL is the DICOMweb root of a PACS.")
+    return part[idx + 4:]
 
 
 @dataclass(frozen=True)
@@ -107,9 +190,12 @@ class StoreResult:
 
 
 class PacsClient:
-    """A connection to one DICOMweb server. ``secret`` is the password (basic) or token (bearer)."""
+    """A connection to one DICOMweb server. ``secret`` is the password (basic) or token (bearer).
+    ``max_instance_bytes``: the ceiling of one instance (default ``RADLENS_PACS_MAX_INSTANCE_MB``,
+    else 2 GiB); a larger one gives ``PacsAnswerTooLarge`` (see ``engine.pacs.http``)."""
 
-    def __init__(self, server: ServerConfig, secret: str | None = None) -> None:
+    def __init__(self, server: ServerConfig, secret: str | None = None, *,
+                 max_instance_bytes: int | None = None) -> None:
         problem = server.problem()
         if problem:
             raise PacsError("invalid", f"The settings of server {printable(server.name)!r} are not usable: {problem}")
@@ -118,7 +204,7 @@ class PacsClient:
             raise PacsError("unauthorized", f"{printable(server.name)} needs a {what}, and none was given. Enter it "
                                             "when asked, or store it in the server settings.")
         self.server = server
-        self._session = make_session(server, secret)
+        self._session = make_session(server, secret, max_instance_bytes)
         timeout = float(server.timeout_s)
         try:
             self._client = _Client(server.url.strip().rstrip("/"), session=self._session,
@@ -271,19 +357,17 @@ class PacsClient:
             except StopIteration:
                 break
             except PacsError as e:
-                raise PacsError(e.kind, f"{e} {stored} instance(s) were stored before this.") from None
+                raise e.with_message(f"{e} {stored} instance(s) were stored before this.") from None
             try:
                 answer = self._client.store_instances(batch)
             except requests.HTTPError as e:
                 answer = _stow_failure_answer(e)
                 if answer is None:
                     err = translate(self.server, e, "storing results")
-                    raise PacsError(err.kind, f"{err} {stored} instance(s) were stored before this.",
-                                    status=err.status) from None
+                    raise err.with_message(f"{err} {stored} instance(s) were stored before this.") from None
             except Exception as e:  # noqa: BLE001
                 err = translate(self.server, e, "storing results")
-                raise PacsError(err.kind, f"{err} {stored} instance(s) were stored before this.",
-                                status=err.status) from None
+                raise err.with_message(f"{err} {stored} instance(s) were stored before this.") from None
             ok = len(answer.get("ReferencedSOPSequence", []))
             bad = answer.get("FailedSOPSequence", [])
             if not ok and not bad and "ReferencedSOPSequence" not in answer:

@@ -1,10 +1,27 @@
 """The HTTP side of DICOMweb: a ``requests`` session with the server's authentication and TLS
 setting, and the translation of every transport failure into a ``PacsError`` whose message says
-what happened and what to do."""
+what happened and what to do.
+
+Every answer is read bounded, so a hostile or broken server cannot exhaust memory: the session
+always streams, and
+
+- an error or redirect answer (HTTP 3xx to 5xx) is read up to ``ERROR_BODY_BYTES`` (64 KiB), never
+  drained, and the connection is closed; its message quotes at most 200 characters of it;
+- an answer read whole (a search or a store answer; a single ``application/dicom`` instance) is
+  refused with ``PacsAnswerTooLarge`` when its Content-Length exceeds its ceiling, before a byte
+  of it is read, and a read without Content-Length stops at the ceiling;
+- a multipart retrieve answer is read part by part (``engine.pacs.dicomweb``): no part may exceed
+  the instance ceiling, so memory holds at most one instance (the whole answer of a study may be
+  larger than the ceiling).
+
+The instance ceiling is ``PacsClient(max_instance_bytes=...)``, else ``RADLENS_PACS_MAX_INSTANCE_MB``,
+else 2 GiB; search and store answers are held to ``MAX_JSON_BYTES`` (64 MiB) or the instance
+ceiling, whichever is smaller."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 
@@ -13,8 +30,13 @@ import urllib3
 from pydicom.errors import InvalidDicomError
 
 from ..io.fileio import printable
-from .errors import PacsError
+from .errors import PacsAnswerTooLarge, PacsError
 from .servers import ServerConfig
+
+ERROR_BODY_BYTES = 64 * 1024  # what is read of an error or redirect answer
+MAX_INSTANCE_BYTES = 2 * 1024**3  # default ceiling of one instance (a large multi-frame image fits)
+MAX_JSON_BYTES = 64 * 1024**2  # ceiling of a search or store answer (a 100-study search is about 100 KB)
+INSTANCE_ENV = "RADLENS_PACS_MAX_INSTANCE_MB"
 
 # Percent-escapes of characters that RFC 3986 allows as they are in a query. dicomweb-client
 # escapes them; Orthanc 1.10 with its DICOMweb plugin 1.7 (Debian 12) does not decode query values,
@@ -23,7 +45,132 @@ _UNESCAPE = {"%2A": "*", "%3F": "?", "%5E": "^", "%2C": ",", "%2D": "-"}
 _ESCAPE_RE = re.compile("|".join(_UNESCAPE), re.IGNORECASE)
 
 
+def instance_ceiling(value: int | None = None) -> int:
+    """The instance ceiling in bytes: ``value``, else ``RADLENS_PACS_MAX_INSTANCE_MB`` (MiB), else
+    ``MAX_INSTANCE_BYTES``. ``PacsError('invalid')`` for a value that is not a positive number."""
+    if value is not None:
+        if int(value) < 1:
+            raise PacsError("invalid", f"The instance size ceiling must be at least 1 byte, got {value}.")
+        return int(value)
+    text = os.environ.get(INSTANCE_ENV, "").strip()
+    if not text:
+        return MAX_INSTANCE_BYTES
+    try:
+        mib = float(text)
+    except ValueError:
+        mib = 0.0
+    if not mib > 0 or mib != mib or mib == float("inf"):
+        raise PacsError("invalid", f"{INSTANCE_ENV}={printable(text)[:40]} is not a size in MiB (e.g. 2048). Fix or "
+                                   "unset it.")
+    return max(1, int(mib * 1024 * 1024))
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes for a message: "50.0 MB", "2.1 GB", "900 bytes"."""
+    if n >= 10**9:
+        return f"{n / 1e9:.1f} GB"
+    if n >= 10**6:
+        return f"{n / 1e6:.1f} MB"
+    if n >= 10**3:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n} bytes"
+
+
+def read_capped(response: requests.Response, limit: int, chunk: int = 1 << 16) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of ``response``'s (decoded) body, read in chunks; True when the body
+    holds more. Memory: ``limit`` plus one chunk."""
+    buf = bytearray()
+    for piece in response.iter_content(chunk_size=max(1, min(chunk, limit + 1))):
+        buf += piece
+        if len(buf) > limit:
+            del buf[limit:]
+            return bytes(buf), True
+    return bytes(buf), False
+
+
+def announced_length(response: requests.Response) -> int | None:
+    """The Content-Length of ``response`` (None when absent or not a number)."""
+    text = response.headers.get("Content-Length", "").strip()
+    return int(text) if text.isdigit() else None
+
+
+def too_large(server_name: str, what: str, limit: int, size: int | None, announced: bool,
+              status: int | None = None, *, instances: bool = True) -> PacsAnswerTooLarge:
+    """The error for ``what`` ("one instance", "an answer") over ``limit``; ``instances``: the
+    limit is the instance ceiling (the message says how to raise it)."""
+    if announced and size is not None:
+        how = f"announced {size_text(size)}; nothing of it was read"
+    else:
+        how = "reading stopped there"
+    hint = (f" If the study really holds such large instances, raise {INSTANCE_ENV} (MiB)." if instances
+            else " Check that the URL is the DICOMweb root of a PACS.")
+    return PacsAnswerTooLarge(f"{server_name} sent {what} larger than RadLens reads ({size_text(limit)}; {how}); it "
+                              f"was refused.{hint}", limit=limit, size=size, status=status)
+
+
+def _hold(response: requests.Response, body: bytes) -> None:
+    """Make ``body`` the content of ``response`` (for ``.text``, ``.json()``, ``raise_for_status``)."""
+    response._content = body  # noqa: SLF001 - requests' own cache of the body
+    response._content_consumed = True  # noqa: SLF001
+
+
+def _bound_error_answer(response: requests.Response, **_: object) -> requests.Response:
+    """Response hook: an error or redirect answer keeps at most ``ERROR_BODY_BYTES`` of its body;
+    the rest is never read (the connection is closed, not drained)."""
+    if response.status_code >= 300:
+        try:
+            body, _more = read_capped(response, ERROR_BODY_BYTES)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            body = b""  # the body broke off: the status is what matters
+        response.close()  # before _hold: closes the connection (the rest is never read) rather than pooling it
+        _hold(response, body)
+    return response
+
+
 class _Session(requests.Session):
+    """Streams every answer and reads it bounded (see the module docstring)."""
+
+    server_name = "The server"
+    max_instance_bytes = MAX_INSTANCE_BYTES
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hooks["response"].append(_bound_error_answer)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return min(MAX_JSON_BYTES, self.max_instance_bytes)
+
+    def request(self, method: str | bytes, url: str | bytes, *args, **kwargs) -> requests.Response:  # type: ignore[no-untyped-def, override]
+        stream = bool(kwargs.pop("stream", False))
+        response = super().request(method, url, *args, stream=True, **kwargs)
+        if response.status_code >= 300 or response._content_consumed:  # noqa: SLF001 - bounded by the hook
+            return response
+        try:
+            self._bound(response, stream)
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _bound(self, response: requests.Response, stream: bool) -> None:
+        ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if stream and ctype.startswith("multipart/"):
+            return  # read part by part, each part bounded (engine.pacs.dicomweb)
+        single = ctype in ("application/dicom", "application/octet-stream")
+        instances = single or ctype.startswith("multipart/")  # (a multipart answer read whole: not ours)
+        limit = self.max_instance_bytes if instances else self.max_json_bytes
+        what = "one instance" if single else "a multipart answer" if instances else "an answer"
+        size = announced_length(response)
+        if size is not None and size > limit:
+            raise too_large(self.server_name, what, limit, size, True, response.status_code, instances=instances)
+        if stream:
+            return  # the caller reads it: with read_capped
+        body, more = read_capped(response, limit)
+        if more:
+            raise too_large(self.server_name, what, limit, None, False, response.status_code, instances=instances)
+        _hold(response, body)
+
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         prepared = super().prepare_request(request)
         url = prepared.url or ""
@@ -41,9 +188,12 @@ class _Session(requests.Session):
         return settings
 
 
-def make_session(server: ServerConfig, secret: str | None) -> requests.Session:
-    """A session that authenticates as ``server`` says and verifies TLS unless told not to."""
+def make_session(server: ServerConfig, secret: str | None, max_instance_bytes: int | None = None) -> _Session:
+    """A session that authenticates as ``server`` says, verifies TLS unless told not to, and reads
+    every answer bounded (``max_instance_bytes``: see ``instance_ceiling``)."""
     session = _Session()
+    session.server_name = printable(server.name)
+    session.max_instance_bytes = instance_ceiling(max_instance_bytes)
     session.verify = bool(server.verify_tls)
     if not server.verify_tls:  # the user chose this for this server; say it once (CLI/GUI), not per request
         warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)

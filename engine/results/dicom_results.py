@@ -4,8 +4,9 @@ For one analysed DICOM image, ``results_for`` gives two new instances in the sou
 
 - a Structured Report (Comprehensive 3D SR, TID 1500 Measurement Report; ``engine.results.dicom_sr``): the
   call, each class's probability with its operating point, the flags, the scope verdict, the
-  notice "Research use only, not for diagnosis", the model (name, version, SHA-256) and a
-  reference to the source image's SOP instance; VerificationFlag UNVERIFIED;
+  notice "Research use only, not for diagnosis", the model (name, version, SHA-256), a
+  reference to the source image's SOP instance and one to the Secondary Capture below ("Best
+  illustration of finding", DCM 121080; both listed as evidence); VerificationFlag UNVERIFIED;
 - a Secondary Capture (``engine.results.dicom_sc``): the displayed image with the Grad-CAM heatmap
   blended in and the notice burned in as a banner, in a new derived series.
 
@@ -177,7 +178,7 @@ def _build(image: LoadedImage, prediction: Prediction, classifier: Classifier) -
     evidence = _evidence(read_source_header(image))
     try:
         sc = build_sc(evidence, image, prediction, classifier)
-        sr = build_sr(evidence, prediction, classifier)
+        sr = build_sr(evidence, prediction, classifier, illustration=sc)  # the SR references the SC
     except (ValueError, TypeError, AttributeError) as e:  # highdicom refuses a header value
         raise DicomResultsError(
             f"{_name(image.meta.path)}: results as DICOM could not be built from this file's header "

@@ -9,7 +9,9 @@ Tree (codes and deviations from IHE AI Results and TID 1500: docs/dicom-results.
       Imaging Measurements (DCM 126010)
         Measurement Group "RadLens analysis" (TID 1501): algorithm (TID 4019: name, version,
             SHA-256), source image (the analysed SOP instance), finding site chest,
-            Scope verdict (99RADLENS) = in / out of scope, RadLens call (99RADLENS) = the class (in scope only)
+            Scope verdict (99RADLENS) = in / out of scope, RadLens call (99RADLENS) = the class (in scope only),
+            Best illustration of finding (DCM 121080, IMAGE) = the Secondary Capture made with the SR
+            (the heatmap overlay), when there is one
         Measurement Group per class (in scope only): finding type = the class (SNOMED CT where it
             exists), Probability (DCM 122157, UCUM "1"), Operating point (99RADLENS, UCUM "1"),
             At or above operating point (99RADLENS) = Yes / No (the flag)
@@ -50,6 +52,7 @@ YES, NO = CodedConcept(*codes.SCT.Yes), CodedConcept(*codes.SCT.No)
 QUALITATIVE_EVALUATIONS = CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500, report level
 CHEST_XRAY = CodedConcept("399208008", "SCT", "Plain chest X-ray")
 CHEST = CodedConcept(*codes.SCT.Chest)
+ILLUSTRATION = CodedConcept(*codes.DCM.BestIllustrationOfFinding)  # DCM 121080: the heatmap capture
 
 # The bundled model's classes as SNOMED CT concepts; any other label gets a 99RADLENS code.
 CLASS_CODES = {
@@ -90,16 +93,28 @@ def _text(name: CodedConcept, value: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
-def _summary_group(prediction: Prediction, source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """The group for the image as a whole: scope verdict and (in scope) the call."""
+def _summary_group(prediction: Prediction, source: Dataset,
+                   illustration: Dataset | None = None) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The group for the image as a whole: scope verdict, (in scope) the call, and the Secondary
+    Capture that illustrates it (``illustration``), when one was made."""
     evaluations = [hd.sr.QualitativeEvaluation(SCOPE, IN_SCOPE if prediction.in_scope else OUT_OF_SCOPE)]
     if prediction.in_scope and prediction.call:
         evaluations.append(hd.sr.QualitativeEvaluation(CALL, class_code(prediction.call)))
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="RadLens analysis"),
         algorithm_id=algorithm(prediction), finding_sites=[hd.sr.FindingSite(CHEST)],
         qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
+    if illustration is not None:  # TID 1501 is extensible; highdicom has no parameter for this item
+        group[0].ContentSequence.append(illustration_item(illustration))
+    return group
+
+
+def illustration_item(capture: Dataset) -> hd.sr.ImageContentItem:
+    """The IMAGE item "Best illustration of finding" (DCM 121080) referencing ``capture``."""
+    return hd.sr.ImageContentItem(
+        name=ILLUSTRATION, referenced_sop_class_uid=capture.SOPClassUID,
+        referenced_sop_instance_uid=capture.SOPInstanceUID, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
 
 
 def _class_group(prediction: Prediction, index: int, source: Dataset) -> hd.sr.MeasurementsAndQualitativeEvaluations:
@@ -119,13 +134,13 @@ def _class_group(prediction: Prediction, index: int, source: Dataset) -> hd.sr.M
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
 
 
-def _report(prediction: Prediction, source: Dataset) -> hd.sr.MeasurementReport:
+def _report(prediction: Prediction, source: Dataset, illustration: Dataset | None = None) -> hd.sr.MeasurementReport:
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=device_uid(prediction.model_sha256), name="RadLens", manufacturer_name="RadLens",
             model_name=f"{prediction.model_name} {prediction.model_version}"[:64]))
-    groups = [_summary_group(prediction, source)]
+    groups = [_summary_group(prediction, source, illustration)]
     if prediction.in_scope:
         groups += [_class_group(prediction, i, source) for i in range(len(prediction.labels))]
     report = hd.sr.MeasurementReport(
@@ -143,10 +158,17 @@ def _report(prediction: Prediction, source: Dataset) -> hd.sr.MeasurementReport:
     return report
 
 
-def build_sr(evidence: Dataset, prediction: Prediction, classifier: Classifier) -> hd.sr.Comprehensive3DSR:
-    """The Structured Report for one analysed image (``evidence``: the source header)."""
+def build_sr(evidence: Dataset, prediction: Prediction, classifier: Classifier,
+             illustration: Dataset | None = None) -> hd.sr.Comprehensive3DSR:
+    """The Structured Report for one analysed image (``evidence``: the source header).
+    ``illustration``: the Secondary Capture made for the same image (``dicom_sc.build_sc``), to
+    reference as "Best illustration of finding" in the content and list in the Current
+    Requested Procedure Evidence Sequence with the source (it is in the source's study)."""
+    if illustration is not None and illustration.StudyInstanceUID != evidence.StudyInstanceUID:
+        raise ValueError("the secondary capture to reference is not in the source image's study")
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[evidence], content=_report(prediction, evidence)[0],
+        evidence=[evidence] + ([illustration] if illustration is not None else []),
+        content=_report(prediction, evidence, illustration)[0],
         series_instance_uid=hd.UID(), series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="RadLens", is_complete=True, is_final=False, is_verified=False,
         series_description=SR_SERIES_DESCRIPTION, manufacturer_model_name=classifier.card.name[:64],

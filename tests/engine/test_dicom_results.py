@@ -120,7 +120,10 @@ def test_chest_radiograph_results(name: str, dicom_dir: Path, model: Classifier,
     # SR content: source reference, algorithm, scope, call, probabilities, operating points, flags, notice
     items = content_items(sr)
     images = [it for it in items if it.ValueType == "IMAGE"]
-    assert images and {it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in images} == {source.SOPInstanceUID}
+    sources = [it for it in images if it.ConceptNameCodeSequence[0].CodeMeaning != "Best illustration of finding"]
+    assert sources and {it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in sources} == {source.SOPInstanceUID}
+    assert {it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in images} == {source.SOPInstanceUID,
+                                                                                      sc.SOPInstanceUID}
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
     assert evidence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert {it.TextValue for it in named(items, "Algorithm Name")} == {pred.model_name}
@@ -267,7 +270,7 @@ def test_cli_dicom_results(dicom_dir: Path, png_path: Path, tmp_path: Path, caps
         if sr.Modality != "SR":
             continue
         (uid,) = {it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for it in content_items(sr)
-                  if it.ValueType == "IMAGE"}
+                  if it.ValueType == "IMAGE" and it.ConceptNameCodeSequence[0].CodeMeaning == "Source of Measurement"}
         row = rows[by_uid[uid]]
         for label in ("normal", "covid", "pneumonia", "tuberculosis"):
             c = class_code(label)
