@@ -192,6 +192,37 @@ def _also_refused(error: BaseException, reason: str) -> BaseException:
     return RuntimeError(f"No decoder could read the pixel data:\n  pydicom: {first}\n  imagecodecs: {reason}")
 
 
+# JPEG-LS: pydicom tries pylibjpeg (libjpeg's JPEG-LS) before pyjpegls (CharLS), which decodes the
+# same bitstream to the same pixels about 3.7x faster (a 1955x1841 16-bit film: 95 vs 350 ms here).
+PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
+
+
+def _pixel_array(ds: Dataset, ts: UID, index: int | None) -> np.ndarray:
+    """pydicom's pixel array (RGB for YBR), through the faster plugin for a transfer syntax when it
+    is installed, else (or if it refuses the file) through pydicom's own order of plugins."""
+    plugin = PREFERRED_PLUGIN.get(str(ts))
+    if plugin is not None and plugin in _available_plugins(str(ts)):
+        try:
+            return pydicom.pixels.pixel_array(ds, index=index, as_rgb=True, decoding_plugin=plugin)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # noqa: BLE001, S110 - the other plugins get their turn below
+            pass
+    return pydicom.pixels.pixel_array(ds, index=index, as_rgb=True)
+
+
+_plugins: dict[str, tuple[str, ...]] = {}
+
+
+def _available_plugins(ts: str) -> tuple[str, ...]:
+    if ts not in _plugins:
+        try:
+            _plugins[ts] = tuple(pydicom.pixels.get_decoder(UID(ts)).available_plugins)
+        except Exception:  # noqa: BLE001 - no decoder for it: pydicom's own call says why
+            _plugins[ts] = ()
+    return _plugins[ts]
+
+
 def _decode(path: Path, ds: Dataset, ts: UID, shape: tuple[int, int, int], notes: list[str]) -> np.ndarray:
     """Frame 1 (of ``shape``: rows, columns, frames) through pydicom's plugins, else the second JPEG decoder."""
     rows, cols, frames = shape
@@ -200,7 +231,7 @@ def _decode(path: Path, ds: Dataset, ts: UID, shape: tuple[int, int, int], notes
     try:
         # as_rgb: YBR_FULL and YBR_FULL_422 come back as RGB (JPEG 2000 YBR_ICT/RCT are RGB
         # once decoded), so no colour conversion is left to do here.
-        arr = pydicom.pixels.pixel_array(ds, index=0 if frames > 1 else None, as_rgb=True)
+        arr = _pixel_array(ds, ts, 0 if frames > 1 else None)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - plugins raise many types; a Rust panic is a BaseException

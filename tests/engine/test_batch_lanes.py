@@ -198,3 +198,43 @@ def test_the_summary_is_the_reports_counts(folder: Path, tmp_path: Path, capsys:
     assert "8 file(s) could not be analysed" in text and "... and 3 more." in text
     for lab, n in counts["calls"].items():
         assert any(line.split()[:2] == [lab, str(n)] for line in text.splitlines()), lab
+
+
+def test_jpeg_ls_goes_through_charls_with_the_same_pixels(tmp_path: Path, dicom_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """JPEG-LS decodes through pyjpegls (CharLS, ~3.7x faster than libjpeg's JPEG-LS here) when it is
+    installed: the same pixels as the uncompressed file and as pydicom's default plugin order."""
+    import pydicom
+    from pydicom.uid import JPEGLSLossless
+
+    import engine.io.dicom as dicom_io
+
+    if "pyjpegls" not in dicom_io._available_plugins(JPEGLSLossless):
+        pytest.skip("pyjpegls is not installed")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = pydicom.dcmread(dicom_dir / "CR-MONO1-10-chest.dcm", force=True)  # a raw file: no meta header
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    path = tmp_path / "jls.dcm"
+    ds.save_as(path)
+    used: list[object] = []
+    real = pydicom.pixels.pixel_array
+
+    def spy(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        used.append(kw.get("decoding_plugin"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", spy)
+    fast = load_image(path)
+    assert used == ["pyjpegls"]
+    plain = load_image(dicom_dir / "CR-MONO1-10-chest.dcm")
+    assert np.array_equal(fast.values, plain.values) and np.array_equal(fast.pixels, plain.pixels)
+    assert np.array_equal(real(path, decoding_plugin="pylibjpeg"), real(path, decoding_plugin="pyjpegls"))
+    # a plugin that refuses the file: pydicom's own order still decodes it
+    monkeypatch.setitem(dicom_io.PREFERRED_PLUGIN, str(JPEGLSLossless), "gdcm")
+    monkeypatch.setitem(dicom_io._plugins, str(JPEGLSLossless), ("gdcm", "pyjpegls", "pylibjpeg"))
+    used.clear()
+    assert np.array_equal(load_image(path).values, plain.values) and used == ["gdcm", None]
