@@ -97,6 +97,16 @@ def advance(bar: tqdm, job: BatchJob, row: BatchRow) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``radlens-batch``. Ctrl+C at any moment (loading the model, starting a Dask cluster,
+    retrieving from a PACS, analysing) exits 130 with one line, never a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\nInterrupted before the analysis started: nothing ran and no report was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from ..pacs import cli_source as pacs_cli
 

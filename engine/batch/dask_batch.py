@@ -90,6 +90,17 @@ def analyze_chunk(model_path: str, device: str, threads: int, root: str, paths: 
                        time.perf_counter() - t0)
 
 
+def _close_half_started_clusters() -> None:
+    """Close the local clusters a Ctrl+C caught half-started, quietly, and drop them from Dask's
+    list: its exit hook would otherwise close them again and print an AssertionError traceback."""
+    from distributed.deploy.spec import SpecCluster
+
+    for cluster in list(SpecCluster._instances):
+        with contextlib.suppress(BaseException):  # a half-started cluster may fail to close cleanly
+            cluster.close(timeout=5)
+        SpecCluster._instances.discard(cluster)
+
+
 def connect(address: str, allowed_failures: int | None = None) -> tuple[Any, Any]:
     """(client, cluster): ``local:N`` starts a LocalCluster of N worker processes (1 thread each,
     nanny on, so a dead worker is restarted); anything else is a scheduler address."""
@@ -107,10 +118,14 @@ def connect(address: str, allowed_failures: int | None = None) -> tuple[Any, Any
         if n < 1:
             raise ClusterError(f"--dask {address}: use local:N with N >= 1 worker processes, e.g. local:4.")
         cfg = {} if allowed_failures is None else {"distributed.scheduler.allowed-failures": allowed_failures}
-        with dask.config.set(cfg):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL)
-        return Client(cluster), cluster
+        try:
+            with dask.config.set(cfg):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
+            return Client(cluster), cluster
+        except KeyboardInterrupt:  # Ctrl+C while the cluster starts: stop it here, not in Dask's exit hook
+            _close_half_started_clusters()
+            raise
     try:
         client = Client(address, timeout="15s")
     except (OSError, TimeoutError, ValueError) as e:
