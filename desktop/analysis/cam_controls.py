@@ -43,8 +43,8 @@ class CamControls(QWidget):
         legend.setScaledContents(True)
         legend.setMinimumWidth(60)  # narrow windows: the analysis dock fits without scrolling
         legend.setFixedHeight(12)
-        legend.setToolTip("Turbo colour map: blue = little evidence, red = strong evidence for the class. "
-                          "Every class is drawn on the same scale.")
+        legend.setToolTip("Turbo colours over the film: low evidence is transparent (grey here); blue to red = "
+                          "stronger evidence for the class. Every class is drawn on the same scale.")
         grid = QGridLayout()
         grid.addWidget(QLabel("Opacity"), 0, 0)
         row = QHBoxLayout()

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from engine import LoadedImage, Prediction, Window
-from engine.ai.cam import CamScale, cam_scale, colorize, evidence, heatmap
+from engine.ai.cam import CamScale, cam_scale, colorize, evidence, heat_alpha, heatmap, overlay
 from engine.io.display import apply_window
 
 LEVELS = 65536
@@ -172,13 +172,15 @@ def overlay_size(image_hw: tuple[int, int], limit: int = OVERLAY_MAX) -> tuple[i
 
 def heat_rgba(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], input_hw: tuple[int, int],
               resize: str, box: tuple[int, int, int, int] | None = None, *, scale: float | None = None) -> np.ndarray:
-    """Grad-CAM of one class as RGBA (turbo colours, alpha = heat) at overlay size.
+    """Grad-CAM of one class as RGBA (turbo colours, alpha = ``engine.ai.cam.heat_alpha``) at
+    overlay size.
     ``box``: the image region (top, left, height, width, image pixels) the model saw.
     ``scale``: CAM units drawn as full heat, shared by all classes (``engine.ai.cam``); a class
     with negligible evidence is fully transparent. None: the class's own peak.
 
     Drawn over the image with the overlay opacity, this is ``engine.ai.cam.overlay``:
-    out = gray * (1 - opacity * heat) + turbo(heat) * opacity * heat."""
+    out = gray * (1 - opacity * a) + turbo(heat) * opacity * a, a = heat_alpha(heat): the film
+    is untouched where the evidence is low (transparent up to ``ALPHA_FLOOR`` of the scale)."""
     size = overlay_size(image_hw)
     if box is not None:
         sy, sx = size[0] / image_hw[0], size[1] / image_hw[1]
@@ -188,7 +190,7 @@ def heat_rgba(cam: np.ndarray, class_index: int, image_hw: tuple[int, int], inpu
     heat = heatmap(cam, class_index, size, input_hw, resize, box=box, scale=scale)
     rgba = np.empty((*heat.shape, 4), np.uint8)
     rgba[:, :, :3] = colorize(heat)
-    rgba[:, :, 3] = to_u8(heat)
+    rgba[:, :, 3] = to_u8(heat_alpha(heat))
     return rgba
 
 
@@ -210,9 +212,14 @@ def class_heatmaps(pred: Prediction, model_scale: float | None = None) -> ClassH
     return ClassHeatmaps(rgba, sc, tuple(evidence(pred.cam, i, sc.value) for i in range(len(pred.labels))))
 
 
+LEGEND_GREY = 0.5  # the film the legend's colours are drawn over
+
+
 def legend_rgb(width: int = 256, height: int = 12) -> np.ndarray:
+    """The colour scale as drawn over a mid-grey film at full opacity: grey (transparent) at the
+    low end, as the overlay leaves low evidence, then the turbo colours."""
     ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
-    return colorize(ramp)
+    return overlay(np.full(ramp.shape, LEGEND_GREY, np.float32), ramp, 1.0)
 
 
 def lung_contours(mask: np.ndarray, min_points: int = 3) -> list[np.ndarray]:

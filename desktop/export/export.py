@@ -2,10 +2,11 @@
 
 The PNG is what is on screen: the central widget grabbed as it is drawn (image at the
 current window/level, the heatmap and lung outline when shown, the measurements, which are
-items of the view's scene, the banner), with the notice and the model's call burnt into a
-strip along its bottom edge. Patient identifiers shown in the corner text (View > Show patient
-identifiers) go into an export only after the user confirms it; otherwise the picture is
-drawn without them. The PDF is one A4 page written with Qt's own ``QPdfWriter``
+items of the view's scene, the banner, the corner text with its AI line), with the notice and
+the model's call burnt into a strip added below it: the canvas grows, nothing on screen is
+covered, and the strip's text is wrapped to the width (``notice_layout``). Patient identifiers
+shown in the corner text (View > Show patient identifiers) go into an export only after the
+user confirms it; otherwise the picture is drawn without them. The PDF is one A4 page written with Qt's own ``QPdfWriter``
 (``export_pdf``); its words come from ``core.report_text``. Both are written atomically (a
 temporary file beside the target, then a rename); a failure is a dialog saying why."""
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 
-from PySide6.QtCore import QObject, QRectF, Qt
+from PySide6.QtCore import QObject, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import QMainWindow, QWidget
 
@@ -33,36 +35,113 @@ NOTICE_FG = QColor(255, 255, 255)
 PNG_FILTER = "PNG images (*.png)"
 PDF_FILTER = "PDF documents (*.pdf)"
 HEAT_MAX = 1400  # the PDF's Grad-CAM picture is at most this many pixels a side
+EXPORT_BG = QColor(12, 12, 14)  # the view's background, beside a picture narrower than the strip
+MIN_EXPORT_WIDTH = 320  # an exported PNG is at least this wide, so the notice reads at NOTICE_MIN_PX
+NOTICE_MIN_PX, NOTICE_MAX_PX = 11, 44  # the strip's text size in pixels: 1/70 of the width, within these
+CAPTION_MAX_LINES = 6  # a longer caption is elided at the end of its last line
 
 
-def notice_strip_height(width: int) -> int:
-    """Two lines of text: the notice and the caption."""
-    return max(30, min(56, width // 16))
+@dataclass(frozen=True)
+class NoticeLayout:
+    """Where everything goes in an exported PNG: the shot unchanged at the top (centred on a dark
+    background when it is narrower than ``MIN_EXPORT_WIDTH``), then a strip below it, outside
+    the picture, with the notice (bold) and the caption, each wrapped to the width: one rect
+    per line, none overlapping, all inside the canvas."""
+
+    size: QSize  # the whole canvas
+    image: QRect  # where the shot is drawn, at its own size
+    strip: QRect  # the dark red strip under the picture
+    notice_font: QFont
+    caption_font: QFont
+    notice: tuple[tuple[QRect, str], ...]  # (line's rect, its text)
+    caption: tuple[tuple[QRect, str], ...]
+
+
+def _break_word(word: str, fm: QFontMetrics, width: int) -> list[str]:
+    """A word wider than ``width`` in pieces that fit (a long file name: nothing is cut off)."""
+    pieces, cur = [], ""
+    for ch in word:
+        if cur and fm.horizontalAdvance(cur + ch) > width:
+            pieces.append(cur)
+            cur = ""
+        cur += ch
+    return [*pieces, cur] if cur else pieces
+
+
+def wrap_text(text: str, fm: QFontMetrics, width: int, max_lines: int = 0) -> list[str]:
+    """``text`` in lines no wider than ``width`` (words kept whole when they fit); with
+    ``max_lines``, the last line is elided when there is more."""
+    lines: list[str] = []
+    cur = ""
+    for word in text.split():
+        parts = [word] if fm.horizontalAdvance(word) <= width else _break_word(word, fm, width)
+        for i, part in enumerate(parts):
+            joined = f"{cur} {part}" if cur and i == 0 else cur + part if cur else part
+            if cur and (i > 0 or fm.horizontalAdvance(joined) > width):
+                lines.append(cur)
+                cur = part
+            else:
+                cur = joined
+    if cur:
+        lines.append(cur)
+    if max_lines and len(lines) > max_lines:
+        rest = " ".join(lines[max_lines - 1:])
+        lines = [*lines[: max_lines - 1], fm.elidedText(rest, Qt.TextElideMode.ElideRight, width)]
+    return lines or [""]
+
+
+def notice_font_px(width: int) -> int:
+    """The notice's text size for a canvas ``width`` pixels wide."""
+    return max(NOTICE_MIN_PX, min(NOTICE_MAX_PX, round(width / 70)))
+
+
+def notice_layout(shot: QSize, caption: str, base: QFont | None = None) -> NoticeLayout:
+    """The layout of an exported PNG of ``shot`` with the notice and ``caption`` (see
+    ``NoticeLayout``); ``base``: the font family to use (the application's by default)."""
+    sw, sh = max(0, shot.width()), max(0, shot.height())
+    width = max(sw, MIN_EXPORT_WIDTH)
+    px = notice_font_px(width)
+    bold = QFont(base if base is not None else QFont())
+    bold.setPixelSize(px)
+    bold.setBold(True)
+    plain = QFont(bold)
+    plain.setBold(False)
+    pad = max(4, px // 2)
+    text_w = width - 2 * pad
+    notice_fm, caption_fm = QFontMetrics(bold), QFontMetrics(plain)
+    y = sh + pad
+    notice = []
+    for line in wrap_text(f"{DISCLAIMER}.", notice_fm, text_w):
+        notice.append((QRect(pad, y, text_w, notice_fm.height()), line))
+        y += max(notice_fm.height(), notice_fm.lineSpacing())
+    caption_lines = []
+    if caption.strip():
+        y += max(2, px // 4)
+        for line in wrap_text(caption, caption_fm, text_w, CAPTION_MAX_LINES):
+            caption_lines.append((QRect(pad, y, text_w, caption_fm.height()), line))
+            y += max(caption_fm.height(), caption_fm.lineSpacing())
+    last = (caption_lines or notice)[-1][0]
+    height = last.bottom() + 1 + pad
+    return NoticeLayout(QSize(width, height), QRect((width - sw) // 2, 0, sw, sh), QRect(0, sh, width, height - sh),
+                        bold, plain, tuple(notice), tuple(caption_lines))
 
 
 def burn_notice(shot: QImage, caption: str) -> QImage:
-    """``shot`` with the notice (bold) and ``caption`` in a dark red strip along its bottom
-    edge; the size is unchanged."""
-    out = shot.convertToFormat(QImage.Format.Format_RGB32)
-    w, h = out.width(), out.height()
-    strip = min(notice_strip_height(w), h)
+    """``shot`` with a dark red strip added below it (the canvas grows; nothing of the shot is
+    covered) holding the notice (bold) and ``caption``, wrapped to the width (``notice_layout``)."""
+    lay = notice_layout(shot.size(), caption)
+    out = QImage(lay.size, QImage.Format.Format_RGB32)
+    out.fill(EXPORT_BG)
     p = QPainter(out)
     p.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-    p.fillRect(0, h - strip, w, strip, NOTICE_BG)
-    line = strip / 2
-    bold = QFont(p.font())
-    bold.setBold(True)
-    bold.setPixelSize(max(9, int(line * 0.62)))
-    plain = QFont(bold)
-    plain.setBold(False)
+    p.drawImage(lay.image.topLeft(), shot)
+    p.fillRect(lay.strip, NOTICE_BG)
     p.setPen(NOTICE_FG)
-    p.setFont(bold)
-    p.drawText(QRectF(8, h - strip, w - 16, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-               f"{DISCLAIMER}.")
-    p.setFont(plain)
-    text = QFontMetrics(plain).elidedText(caption, Qt.TextElideMode.ElideRight, w - 16)
-    p.drawText(QRectF(8, h - strip + line, w - 16, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-               text)
+    flags = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextSingleLine
+    for font, lines in ((lay.notice_font, lay.notice), (lay.caption_font, lay.caption)):
+        p.setFont(font)
+        for rect, text in lines:
+            p.drawText(rect, flags, text)
     p.end()
     return out
 

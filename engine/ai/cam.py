@@ -12,6 +12,13 @@ the same for every class (and, with the model's scale, every image):
 
 A class whose map peaks under ``NEGLIGIBLE_EVIDENCE`` of the scale has no evidence worth
 drawing: its map is all zeros. ``scale=None`` keeps the old per-class normalisation.
+
+Drawing. The colour is the turbo map of the heat; how much of it covers the film is
+``heat_alpha``, one alpha ramp used on screen, in the PNG and PDF exports and in the DICOM
+heatmap capture: transparent up to ``ALPHA_FLOOR`` of the scale (low evidence leaves the film
+untouched, as Grad-CAM viewers draw it, instead of tinting it blue and dimming it; a weak map
+gets a lower floor, half its peak, so it still shows where it is strongest), rising linearly
+to the chosen opacity at ``ALPHA_FULL`` and above.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import numpy as np
 from .preprocess import letterbox_box
 
 NEGLIGIBLE_EVIDENCE = 0.05  # a map peaking under this fraction of the scale is "no evidence"
+ALPHA_FLOOR = 0.25  # heat at or under this fraction of the scale is drawn fully transparent
+ALPHA_FULL = 0.65  # heat at or over this is drawn at the overlay's full opacity
+WEAK_FLOOR_SHARE = 0.5  # a weak map's floor: this share of its own peak (see heat_alpha)
 MODEL_SCALE = "model"
 IMAGE_SCALE = "image"
 
@@ -132,13 +142,27 @@ def colorize(heat: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(u8, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
 
 
+def heat_alpha(heat: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+    """The overlay's per-pixel alpha for one class's [0, 1] heatmap, float32 in [0, ``opacity``]:
+    0 (the film unchanged) up to the floor, rising linearly to ``opacity`` at ``ALPHA_FULL`` and
+    above. The floor is ``ALPHA_FLOOR`` of the scale, or, for a weak map peaking under twice
+    that, ``WEAK_FLOOR_SHARE`` of its own peak, so a map with some evidence (not negligible:
+    the viewer says "no evidence" for those) still shows, faintly, where it is strongest.
+    The one ramp every drawing of a heatmap uses (``overlay``; the viewer's RGBA layer)."""
+    h = np.nan_to_num(np.asarray(heat, np.float32))
+    peak = float(h.max()) if h.size else 0.0
+    floor = np.float32(min(ALPHA_FLOOR, WEAK_FLOOR_SHARE * max(peak, 0.0)))
+    ramp = np.clip((h - floor) / (np.float32(ALPHA_FULL) - floor), 0.0, 1.0)
+    return (np.float32(np.clip(opacity, 0.0, 1.0)) * ramp).astype(np.float32)
+
+
 def overlay(gray: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
     """Blend a [0, 1] grayscale image with a [0, 1] heatmap -> uint8 RGB, same size.
 
-    Opacity scales with the heat so cold regions stay the plain radiograph."""
+    Opacity follows ``heat_alpha``: low-evidence regions stay the plain radiograph."""
     if gray.shape != heat.shape:
         raise ValueError(f"image {gray.shape} and heatmap {heat.shape} differ in size")
     base = np.repeat(np.clip(gray, 0, 1)[:, :, None] * 255.0, 3, axis=2)
-    alpha = (float(np.clip(opacity, 0, 1)) * np.clip(heat, 0, 1))[:, :, None]
+    alpha = heat_alpha(heat, float(opacity))[:, :, None]
     out = base * (1.0 - alpha) + colorize(heat).astype(np.float32) * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
