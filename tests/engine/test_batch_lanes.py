@@ -200,44 +200,107 @@ def test_the_summary_is_the_reports_counts(folder: Path, tmp_path: Path, capsys:
         assert any(line.split()[:2] == [lab, str(n)] for line in text.splitlines()), lab
 
 
-def test_jpeg_ls_goes_through_charls_with_the_same_pixels(tmp_path: Path, dicom_dir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """JPEG-LS decodes through pyjpegls (CharLS, ~3.7x faster than libjpeg's JPEG-LS here) when it is
-    installed: the same pixels as the uncompressed file and as pydicom's default plugin order."""
+def _jls_files(tmp_path: Path, dicom_dir: Path) -> list[Path]:
+    """JPEG-LS files: lossless and near-lossless, unsigned and signed grey, RGB by line and by sample."""
+    import pydicom
+    import pydicom.data
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ImplicitVRLittleEndian, JPEGLSLossless, JPEGLSNearLossless
+
+    out = []
+    ds = pydicom.dcmread(dicom_dir / "CR-MONO1-10-chest.dcm", force=True)  # a raw file: no meta header
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    ds.save_as(tmp_path / "cr_jls.dcm", enforce_file_format=True)
+    out.append(tmp_path / "cr_jls.dcm")
+    signed = pydicom.data.get_testdata_file("CT_small.dcm")  # PixelRepresentation 1
+    for ts, kw in ((JPEGLSLossless, {}), (JPEGLSNearLossless, {"jls_error": 2})):
+        ct = pydicom.dcmread(signed)
+        ct.compress(ts, encoding_plugin="pyjpegls", **kw)
+        ct.save_as(tmp_path / f"ct_{ts[-2:]}.dcm")
+        out.append(tmp_path / f"ct_{ts[-2:]}.dcm")
+    out += [Path(pydicom.data.get_testdata_file(n)) for n in ("SC_rgb_jls_lossy_line.dcm", "SC_rgb_jls_lossy_sample.dcm")]
+    return out
+
+
+def test_jpeg_ls_goes_through_imagecodecs_charls_with_the_same_pixels(tmp_path: Path, dicom_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """JPEG-LS decodes through imagecodecs' CharLS (GIL released: decode threads run at once) when it is
+    installed: the same pixels as pyjpegls and pylibjpeg-libjpeg, and as the uncompressed file."""
     import pydicom
     from pydicom.uid import JPEGLSLossless
 
     import engine.io.dicom as dicom_io
 
-    if "pyjpegls" not in dicom_io._available_plugins(JPEGLSLossless):
-        pytest.skip("pyjpegls is not installed")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ImplicitVRLittleEndian
-
-    ds = pydicom.dcmread(dicom_dir / "CR-MONO1-10-chest.dcm", force=True)  # a raw file: no meta header
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
-    ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
-    path = tmp_path / "jls.dcm"
-    ds.save_as(path)
-    used: list[object] = []
+    if "imagecodecs-charls" not in dicom_io._available_plugins(JPEGLSLossless):
+        pytest.skip("imagecodecs has no CharLS here")
     real = pydicom.pixels.pixel_array
+    for path in _jls_files(tmp_path, dicom_dir):
+        ours = real(path, decoding_plugin="imagecodecs-charls")
+        for other in ("pyjpegls", "pylibjpeg"):
+            assert np.array_equal(ours, real(path, decoding_plugin=other)), (path.name, other)
+    used: list[object] = []
 
     def spy(*a, **kw):  # noqa: ANN002, ANN003, ANN202
         used.append(kw.get("decoding_plugin"))
         return real(*a, **kw)
 
     monkeypatch.setattr(pydicom.pixels, "pixel_array", spy)
-    fast = load_image(path)
-    assert used == ["pyjpegls"]
+    fast = load_image(tmp_path / "cr_jls.dcm")
+    assert used == ["imagecodecs-charls"]
     plain = load_image(dicom_dir / "CR-MONO1-10-chest.dcm")
     assert np.array_equal(fast.values, plain.values) and np.array_equal(fast.pixels, plain.pixels)
-    assert np.array_equal(real(path, decoding_plugin="pylibjpeg"), real(path, decoding_plugin="pyjpegls"))
-    # a plugin that refuses the file: pydicom's own order still decodes it
-    monkeypatch.setitem(dicom_io.PREFERRED_PLUGIN, str(JPEGLSLossless), "gdcm")
+    # a plugin that refuses the file: the next one, then pydicom's own order
+    monkeypatch.setitem(dicom_io.PREFERRED_PLUGINS, str(JPEGLSLossless), ("gdcm", "pyjpegls"))
     monkeypatch.setitem(dicom_io._plugins, str(JPEGLSLossless), ("gdcm", "pyjpegls", "pylibjpeg"))
     used.clear()
-    assert np.array_equal(load_image(path).values, plain.values) and used == ["gdcm", None]
+    assert np.array_equal(load_image(tmp_path / "cr_jls.dcm").values, plain.values) and used == ["gdcm", "pyjpegls"]
+    monkeypatch.setitem(dicom_io.PREFERRED_PLUGINS, str(JPEGLSLossless), ("gdcm",))
+    used.clear()
+    assert np.array_equal(load_image(tmp_path / "cr_jls.dcm").values, plain.values) and used == ["gdcm", None]
+
+
+def test_jpeg_ls_decoding_lets_other_threads_run(cxr_samples: dict[str, list[Path]]) -> None:
+    """The point of the plugin: while one thread is inside imagecodecs' CharLS, another thread's Python
+    code runs (the GIL is released), so two decode threads decode two files at once. pyjpegls, whose
+    CharLS holds the GIL, is the control: the other thread stands still during its call."""
+    import cv2
+    import imagecodecs
+
+    jpeg_ls = pytest.importorskip("jpeg_ls")
+    from engine.io import dicom_charls
+
+    if not dicom_charls.is_available("1.2.840.10008.1.2.4.80"):
+        pytest.skip("imagecodecs has no CharLS here")
+    film = cv2.imread(str(cxr_samples["normal"][0]), cv2.IMREAD_GRAYSCALE)
+    big = (cv2.resize(film, (1800, 1800)).astype(np.uint16) * 16)  # a 12-bit film's size and depth
+    frame = bytes(imagecodecs.jpegls_encode(big))
+
+    class Runner:
+        def set_option(self, *a: object) -> None:
+            pass
+
+    def others_ran_during(fn) -> int:  # noqa: ANN001
+        count, stop = [0], threading.Event()
+
+        def spin() -> None:
+            while not stop.is_set():
+                count[0] += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        time.sleep(0.02)
+        before = count[0]
+        fn()
+        ran = count[0] - before
+        stop.set()
+        t.join()
+        return ran
+
+    ours = max(others_ran_during(lambda: dicom_charls._decode_frame(frame, Runner())) for _ in range(3))
+    control = max(others_ran_during(lambda: jpeg_ls.decode_pixel_data(frame)) for _ in range(3))
+    assert ours > 3 * control + 1000, (ours, control)
 
 
 def test_a_folder_of_jpegs_never_imports_pydicom(tmp_path: Path, cxr_samples: dict[str, list[Path]]) -> None:
