@@ -117,10 +117,12 @@ def lung_field(prob: np.ndarray, image_hw: tuple[int, int], threshold: float = 0
     h, w = prob.shape
     H, W = int(image_hw[0]), int(image_hw[1])
     binary = (prob >= threshold).astype(np.uint8)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     major = [i + 1 for i in np.argsort(-areas) if areas[i] >= MIN_COMPONENT * h * w]
-    keep = np.isin(labels, major).astype(np.uint8)
+    chosen = np.zeros(n, np.uint8)
+    chosen[major] = 1
+    keep = chosen[labels]  # labels in ``major``: a lookup, not np.isin (a third of this step's time)
     clean = prob * cv2.dilate(keep, np.ones((3, 3), np.uint8))
     up = cv2.resize(np.clip(clean * 255.0 + 0.5, 0, 255).astype(np.uint8), (W, H), interpolation=cv2.INTER_LINEAR)
     mask = up >= int(np.ceil(threshold * 255.0))
@@ -128,7 +130,7 @@ def lung_field(prob: np.ndarray, image_hw: tuple[int, int], threshold: float = 0
     confidence = float(prob[keep > 0].mean()) if keep.any() else 0.0
     if not major:
         return LungField(mask, None, 0.0, 0, 0.0, 0.0, confidence, False, "no lung field found")
-    fields = _fields(labels, stats, major, w)
+    fields = _fields(labels, stats, centroids, major, w)
     x0, y0 = min(f[3] for f in fields), min(f[1] for f in fields)
     x1, y1 = max(f[4] for f in fields), max(f[2] for f in fields)
     box = _refine_box(mask, (y0 - 1) * H // h, (x0 - 1) * W // w, -(-(y1 + 1) * H // h), -(-(x1 + 1) * W // w))
@@ -141,7 +143,7 @@ def lung_field(prob: np.ndarray, image_hw: tuple[int, int], threshold: float = 0
 Field = tuple[float, int, int, int, int, float]  # area (px), top, bottom, left, right, centre x; model pixels
 
 
-def _fields(labels: np.ndarray, stats: np.ndarray, major: list[int], w: int) -> list[Field]:
+def _fields(labels: np.ndarray, stats: np.ndarray, centroids: np.ndarray, major: list[int], w: int) -> list[Field]:
     """The (at most two) lung fields, image-left first: the two largest components, or the
     halves of the largest when it crosses the image centre on its own (lungs that touch
     above or below the mediastinum, common in small children)."""
@@ -160,7 +162,15 @@ def _fields(labels: np.ndarray, stats: np.ndarray, major: list[int], w: int) -> 
         halves = [comp[:, :cut], comp[:, cut:]]
         if cut and col[cut] <= 0.5 * min(col[:cut].max(), col[cut:].max()):  # a neck: two lungs, not one blob
             return [of(halves[0], left), of(halves[1], left + cut)]
-    return sorted((of(labels == i) for i in major[:2]), key=lambda f: f[5])
+    return sorted((_component(stats, centroids, i) for i in major[:2]), key=lambda f: f[5])
+
+
+def _component(stats: np.ndarray, centroids: np.ndarray, i: int) -> Field:
+    """A whole component's field from OpenCV's statistics: what ``of(labels == i)`` would compute
+    (area, rows, columns, mean column), without a pass over the label image."""
+    top, left = int(stats[i, cv2.CC_STAT_TOP]), int(stats[i, cv2.CC_STAT_LEFT])
+    return (float(stats[i, cv2.CC_STAT_AREA]), top, top + int(stats[i, cv2.CC_STAT_HEIGHT]), left,
+            left + int(stats[i, cv2.CC_STAT_WIDTH]), float(centroids[i, 0]))
 
 
 def _refine_box(mask: np.ndarray, t: int, l: int, b: int, r: int) -> tuple[int, int, int, int] | None:  # noqa: E741
