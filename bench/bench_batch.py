@@ -13,6 +13,7 @@ load hits both alike; nothing is asserted:
   timing), and, with ``--compare REPORT.csv``, whether the report equals a saved one.
 
     python bench/bench_batch.py [--files 1000] [--dicom-files 1000] [--reps 3] [--save DIR] [--compare DIR]
+    python bench/bench_batch.py --before /tmp/before   # also the CLI of a worktree of an earlier commit
     python bench/bench_batch.py --stages 1000   # the per-image path stage by stage (docs/scale.md)
 """
 
@@ -79,10 +80,15 @@ def bare_rate(n: int, batch: int = 16, lanes: int = 1) -> float:
     return per_lane * lanes * batch / (time.perf_counter() - t0)
 
 
-def whole_process(folder: Path, report: Path, extra: list[str]) -> float:
-    """Seconds for ``radlens-batch`` from process start to exit."""
-    exe = Path(sys.executable).with_name("radlens-batch")
-    cmd = [str(exe), str(folder), "-o", str(report), "--no-progress", *extra]
+def whole_process(folder: Path, report: Path, extra: list[str], code: Path | None = None) -> float:
+    """Seconds for ``radlens-batch`` from process start to exit; ``code``: run the CLI of another
+    checkout (a worktree of an earlier commit) with this environment, for a before/after in one run."""
+    args = [str(folder), "-o", str(report), "--no-progress", *extra]
+    if code is None:
+        cmd = [str(Path(sys.executable).with_name("radlens-batch")), *args]
+    else:
+        cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); "
+               "from engine.batch.cli import main; sys.exit(main())", *args]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -210,15 +216,18 @@ def print_stages(label: str, files: list[Path]) -> None:
           f"CPU steps around them {1000 * (total - net) / n:.2f} ms)")
 
 
-def compare(label: str, folder: Path, n: int, reps: int, work: Path, save: Path | None, against: Path | None) -> None:
+def compare(label: str, folder: Path, n: int, reps: int, work: Path, save: Path | None, against: Path | None,
+            before: Path | None = None) -> None:
     lanes = default_lanes()
-    bare, lane_bare, whole, reports = [], [], [], []
+    bare, lane_bare, whole, old, reports = [], [], [], [], []
     for r in range(reps):
         bare.append(bare_rate(n))
         lane_bare.append(bare_rate(n, lanes=lanes))
         report = work / f"{label}-{r}.csv"
         whole.append(n / whole_process(folder, report, []))
         reports.append(report)
+        if before is not None:
+            old.append(n / whole_process(folder, work / f"{label}-before-{r}.csv", [], before))
     b, bl, w = statistics.median(bare), statistics.median(lane_bare), statistics.median(whole)
     same = all(filecmp.cmp(reports[0], p, shallow=False) for p in reports[1:])
 
@@ -231,6 +240,11 @@ def compare(label: str, folder: Path, n: int, reps: int, work: Path, save: Path 
           f"{bl:7.1f} images/s  {runs(lane_bare)}")
     print(f"  radlens-batch, whole process (start, model load, decode, every step, CSV) : {w:7.1f} images/s  "
           f"{runs(whole)}")
+    if before is not None:
+        o = statistics.median(old)
+        print(f"  radlens-batch of {before} (before)          : {o:7.1f} images/s  {runs(old)}  "
+              f"ratio {o / b:.2f}x; report equal to this one's: "
+              f"{'yes' if filecmp.cmp(reports[0], work / f'{label}-before-0.csv', shallow=False) else 'NO'}")
     print(f"  ratio whole / bare (default threads; the issue's measure)            : {w / b:7.2f}x")
     print(f"  ratio whole / bare ({lanes} lanes; the networks' best here)                 : {w / bl:7.2f}x")
     print(f"  reports of the {reps} runs byte-identical: {'yes' if same else 'NO'}")
@@ -252,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--save", type=Path, help="keep the reports here (to compare a later run with)")
     ap.add_argument("--compare", type=Path, help="a --save folder of an earlier run")
+    ap.add_argument("--before", type=Path, metavar="CHECKOUT",
+                    help="also time radlens-batch of another checkout (git worktree add /tmp/before COMMIT)")
     ap.add_argument("--stages", type=int, default=0, metavar="N",
                     help="instead: time each stage of the per-image path on N files of each kind (one core)")
     args = ap.parse_args(argv)
@@ -266,11 +282,11 @@ def main(argv: list[str] | None = None) -> None:
                 folder = dicom_folder(work / "dicom", args.stages, dicom_source(args.dicom, work))
                 print_stages(f"dicom-{Path(args.dicom).stem}", sorted(folder.iterdir()))
             return
-        compare("cxr-jpeg", pool, args.files, args.reps, work, args.save, args.compare)
+        compare("cxr-jpeg", pool, args.files, args.reps, work, args.save, args.compare, args.before)
         if args.dicom_files:
             folder = dicom_folder(work / "dicom", args.dicom_files, dicom_source(args.dicom, work))
             compare(f"dicom-{Path(args.dicom).stem}", folder, args.dicom_files, args.reps, work, args.save,
-                    args.compare)
+                    args.compare, args.before)
 
 
 if __name__ == "__main__":
