@@ -9,13 +9,24 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar
+from PySide6.QtWidgets import QComboBox, QMainWindow, QMenu, QToolBar
 
 from engine.ai.model import DEVICES
 
 from .viewer.display_control import DisplayController, action
 
 DEVICE_NAMES = {"auto": "Automatic (GPU if it works)", "cpu": "CPU", "cuda": "CUDA GPU"}
+# The toolbar's short labels (an action's name, without "&" or "…" -> its button's text), so every
+# button, the window/level bar and the heatmap toggle fit one row of a 1024 px window. An action
+# not listed shows its full name.
+TOOLBAR_LABELS = {
+    "Open": "Open", "Open folder": "Folder",
+    "Fit to window": "Fit", "Actual size (1:1)": "1:1", "Invert grayscale": "Invert", "Reset view and window": "Reset",
+    "Show Grad-CAM heatmap": "Heatmap",
+    "Measure distance": "Distance", "Measure angle": "Angle", "Cobb angle": "Cobb",
+}
+WL_PRESET_CHARS = 9  # the toolbar's preset selector: a long name elided a little (its list shows it whole)
+WL_BOX_WIDTH = 80  # the toolbar's centre and width boxes, at most ("-1350.5" fits)
 
 
 class Actions:
@@ -52,6 +63,7 @@ class Actions:
         self.recent_menu = QMenu("Open &recent", win)
         self.tags_toggle: QAction | None = None  # set by build_menus
         self.toolbar: QToolBar | None = None  # set by build_toolbar
+        self.wl_action: QAction | None = None  # the toolbar's window/level bar (set by build_toolbar)
 
     def model_actions_enabled(self, on: bool) -> None:
         """Actions that need a model: the model card and batch analysis."""
@@ -120,17 +132,37 @@ class Actions:
             self.view_menu.addMenu(sub)
 
     def build_toolbar(self, win: QMainWindow, display: DisplayController) -> QToolBar:
+        """One row that fits a 1024 px window (``compact_toolbar``), the window/level bar and the
+        heatmap toggle never pushed into the overflow chevron."""
         tb = QToolBar("Main toolbar", win)
         tb.setObjectName("mainToolbar")
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        tb.addActions([self.open, self.folder, self.batch])
-        tb.addSeparator()
         d = display
+        tb.addActions([self.open, self.folder])  # batch analysis: File and Analysis menus, Ctrl+B
+        tb.addSeparator()
         tb.addActions([d.fit, d.actual, d.invert_action, d.reset])
         tb.addSeparator()
-        tb.addWidget(d.bar)
+        bar = d.bar  # a narrower window/level bar: the preset's name and the numbers still fit
+        bar.preset.setMinimumContentsLength(WL_PRESET_CHARS)
+        bar.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        for box in (bar.center, bar.width):
+            box.setMinimumWidth(min(box.minimumWidth(), WL_BOX_WIDTH))
+            box.setMaximumWidth(WL_BOX_WIDTH)
+        self.wl_action = tb.addWidget(bar)
         tb.addSeparator()
         tb.addAction(d.cam_toggle)
         win.addToolBar(tb)
         self.toolbar = tb
+        self.compact_toolbar()
         return tb
+
+    def compact_toolbar(self) -> None:
+        """Short labels on the toolbar's buttons (``TOOLBAR_LABELS``, as an action's ``iconText``:
+        the menus keep the full names, and each button's tooltip has the full name and its key).
+        Called again once other parts (the measuring tools) have added their buttons."""
+        if self.toolbar is None:
+            return
+        for act in self.toolbar.actions():
+            short = TOOLBAR_LABELS.get(act.text().replace("&", "").rstrip(".…"))
+            if short and act.iconText() != short:
+                act.setIconText(short)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import QRect
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -13,6 +14,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+FRAME_ALLOWANCE = 40  # the window manager's title bar and borders, outside the dialog's own geometry
+MAX_HEIGHT = 700  # the tallest the window gets, title bar included, even on a tall screen: the list scrolls
 
 # desktop/viewer/measure_tools.py: the tool keys are its actions' shortcuts (also listed above as actions)
 MEASURE_GESTURES = (
@@ -56,12 +60,11 @@ class ShortcutsDialog(QDialog):
     def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(560, 620)
         self.rows = shortcut_rows(actions) + list(GESTURES)
         table = QTableWidget(len(self.rows), 2)
         table.setHorizontalHeaderLabels(["Action", "Shortcut"])
         table.verticalHeader().setVisible(False)
-        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 6)
+        table.verticalHeader().setDefaultSectionSize(table.fontMetrics().height() + 4)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -71,14 +74,21 @@ class ShortcutsDialog(QDialog):
         self.table = table
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
+        self.buttons = buttons
         lay = QVBoxLayout(self)
         lay.addWidget(table)
         lay.addWidget(buttons)
         self._fit_to_content()
 
     def _fit_to_content(self) -> None:
+        screen = self.screen()  # the parent window's, before the dialog is shown
+        self.fit_to(screen.availableGeometry() if screen is not None else QRect(0, 0, 1024, MAX_HEIGHT))
+
+    def fit_to(self, available: QRect) -> None:
         """Wide enough for the longest action and shortcut (nothing cut off), as tall as the
-        rows need, within the screen."""
+        rows need, but never taller than ``MAX_HEIGHT`` nor taller or wider than ``available``,
+        the screen's free area (title bar and borders included): the list scrolls inside."""
+        self._available = QRect(available)
         t = self.table
         fm = t.fontMetrics()
         pad = 3 * fm.horizontalAdvance("M")
@@ -86,8 +96,22 @@ class ShortcutsDialog(QDialog):
         keys = max((fm.horizontalAdvance(k) for _, k in self.rows), default=80) + pad
         keys = max(keys, fm.horizontalAdvance("Shortcut") + pad)
         t.horizontalHeader().setMinimumSectionSize(min(names, keys))
-        t.setMinimumWidth(names + keys + t.verticalScrollBar().sizeHint().width() + 2 * t.frameWidth() + 4)
+        lay = self.layout()
+        m = lay.contentsMargins()
+        room_w = available.width() - FRAME_ALLOWANCE // 2 - m.left() - m.right()
+        t.setMinimumWidth(min(room_w, names + keys + t.verticalScrollBar().sizeHint().width() + 2 * t.frameWidth() + 4))
         rows_h = t.horizontalHeader().sizeHint().height() + len(self.rows) * t.verticalHeader().defaultSectionSize()
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
-        max_h = int(screen.height() * 0.85) if screen is not None else 800
-        self.resize(t.minimumWidth() + 24, min(max_h, rows_h + 2 * t.frameWidth() + 70))
+        chrome = m.top() + m.bottom() + lay.spacing() + self.buttons.sizeHint().height()  # margins, Close
+        most = min(available.height(), MAX_HEIGHT) - FRAME_ALLOWANCE
+        height = min(rows_h + 2 * t.frameWidth() + chrome, most)
+        self.setMaximumSize(available.width() - FRAME_ALLOWANCE // 2, available.height() - FRAME_ALLOWANCE)
+        self.resize(t.minimumWidth() + m.left() + m.right(), height)
+
+    def showEvent(self, event) -> None:  # noqa: ANN001, N802
+        """Centred on the window, but wholly inside the screen's free area (title bar included)."""
+        super().showEvent(event)
+        a, g = self._available, self.frameGeometry()
+        x = min(max(g.x(), a.left()), a.right() - g.width())
+        y = min(max(g.y(), a.top()), a.bottom() - g.height())
+        if (x, y) != (g.x(), g.y()):
+            self.move(max(a.left(), x), max(a.top(), y))

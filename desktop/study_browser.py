@@ -1,6 +1,10 @@
 """The study browser: the files of the opened folder or drop, with thumbnail, name,
 status (pending, analysed, error) and the call, or "out of scope" (the reason in the
-tooltip) for an image the model was not built for. Arrow keys move through it."""
+tooltip) for an image the model was not built for. Arrow keys move through it.
+
+A name too wide for the list (every PACS file is named by its UID) is drawn elided
+(``elide_name``: its start, "…" and a longer end), never widening the list past the dock (no
+horizontal scroll bar); the row's tooltip has the full path."""
 
 from __future__ import annotations
 
@@ -8,9 +12,19 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .core.messages import percent_text
 from .core.windowing import THUMB_SIZE
@@ -30,6 +44,52 @@ STATUS_TEXT = {
 }
 ERROR_COLOR = QColor(220, 60, 60)
 OUT_OF_SCOPE_COLOR = QColor(200, 140, 0)
+ROW_MIN_TEXT = 60  # a row asks for its thumbnail and this much text: the list never asks to be wider
+LINE_BREAK = "\u2028"  # how Qt's item views break a display text's lines
+ELLIPSIS = "\u2026"
+
+
+def elide_name(fm: QFontMetrics, name: str, width: int) -> str:
+    """``name`` in ``width`` pixels: whole when it fits, else its start, "…" and its end, the end
+    given twice the start's room: files named by their UID (1.2.826.0.1.3680043.8.498.…) share
+    the start and differ in the last digits, before the extension."""
+    if fm.horizontalAdvance(name) <= width:
+        return name
+    room = width - fm.horizontalAdvance(ELLIPSIS)
+    if room <= 0:
+        return ELLIPSIS
+    tail = 0
+    while tail < len(name) - 1 and fm.horizontalAdvance(name[-(tail + 1):]) <= room * 2 // 3:
+        tail += 1
+    rest = room - fm.horizontalAdvance(name[len(name) - tail:])
+    head = 0
+    while head < len(name) - tail and fm.horizontalAdvance(name[:head + 1]) <= rest:
+        head += 1
+    return name[:head] + ELLIPSIS + name[len(name) - tail:]
+
+
+class NameDelegate(QStyledItemDelegate):
+    """Draws a row's first line, the file name, elided (``elide_name``) to the width the row's
+    text has (the second line, the status, is elided at its end by the style), and asks for
+    no more width than the thumbnail and ``ROW_MIN_TEXT``: the rows are as wide as the list."""
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
+        super().initStyleOption(option, index)
+        if option.rect.width() <= 0:  # measuring (sizeHint): the full text
+            return
+        name, _, detail = option.text.replace("\n", LINE_BREAK).partition(LINE_BREAK)
+        style = option.widget.style() if option.widget is not None else None
+        if style is None:
+            return
+        margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, option.widget) + 1
+        room = style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, option, option.widget).width() - 2 * margin
+        shown = elide_name(option.fontMetrics, name, room)
+        option.text = f"{shown}{LINE_BREAK}{detail}" if detail else shown
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        hint = super().sizeHint(option, index)
+        least = option.decorationSize.width() + ROW_MIN_TEXT
+        return QSize(min(hint.width(), least), hint.height())
 
 
 def _placeholder() -> QIcon:
@@ -48,6 +108,10 @@ class StudyBrowser(QWidget):
         self.list.setUniformItemSizes(True)
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setWordWrap(False)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # the status line; the name: NameDelegate
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.delegate = NameDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
         self.list.setAlternatingRowColors(True)
         self.list.setToolTip("Arrow keys move through the study; the image opens in the viewer")
         self.list.currentRowChanged.connect(self._on_row)
@@ -105,6 +169,18 @@ class StudyBrowser(QWidget):
 
     def text(self, row: int) -> str:
         return self.list.item(row).text()
+
+    def shown_text(self, row: int) -> str:
+        """The row's text as drawn at the list's width now (the name elided when too wide)."""
+        item = self.list.item(row)
+        opt = QStyleOptionViewItem()
+        opt.initFrom(self.list.viewport())
+        opt.widget = self.list
+        opt.font = self.list.font()
+        opt.decorationSize = self.list.iconSize()
+        opt.rect = self.list.visualItemRect(item)
+        self.delegate.initStyleOption(opt, self.list.indexFromItem(item))
+        return opt.text.replace(LINE_BREAK, "\n")
 
     def tooltip(self, row: int) -> str:
         return self.list.item(row).toolTip()

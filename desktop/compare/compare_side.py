@@ -5,8 +5,9 @@ above its image view. ``desktop.compare.compare`` puts two of these side by side
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from ..analysis.analysis_dock import StateLabel
 from ..analysis.prob_panel import reset_anyway, show_anyway_button
 from ..core.messages import AnalysisDone
 from ..core.report_text import call_sentence, probs_summary
@@ -27,13 +28,12 @@ class ComparePane(QWidget):
 
     def __init__(self, side: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = QLabel()
+        self.title = StateLabel()  # a long name (a PACS UID) elided in the middle, never widening the pane
         self.title.setObjectName(f"compareTitle{side}")
+        self.title.setWordWrap(False)  # one line: the name, elided
         f = self.title.font()
         f.setBold(True)
         self.title.setFont(f)
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # a long name never
-        # widens the pane (and so never squeezes the docks)
         self.summary = QLabel()
         self.summary.setObjectName(f"compareSummary{side}")
         self.summary.setWordWrap(True)
@@ -70,7 +70,7 @@ class ComparePane(QWidget):
         return view
 
     def set_text(self, title: str, summary: str, state: str) -> None:
-        self.title.setText(title)
+        self.title.set_state(title, title)
         self.summary.setText(summary)
         self.set_state(state)
 

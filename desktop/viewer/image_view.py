@@ -226,7 +226,9 @@ class ImageView(QGraphicsView):
         margin = 8
         width = max(60, vp.width() - 2 * margin)
         self._banner.setFixedWidth(width)
-        self._banner.adjustSize()
+        # the height its wrapped text needs at this width: adjustSize() keeps the size hint of an
+        # earlier, wider width, so a narrowed view (a compare pane) cut the sentence off
+        self._banner.resize(width, self._banner.heightForWidth(width))
         self._banner.move(vp.left() + margin, vp.top() + margin)
         self._banner.raise_()
         natural = self._note.fontMetrics().horizontalAdvance(self._note.text()) + 16  # + padding

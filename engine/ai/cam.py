@@ -17,8 +17,9 @@ Drawing. The colour is the turbo map of the heat; how much of it covers the film
 ``heat_alpha``, one alpha ramp used on screen, in the PNG and PDF exports and in the DICOM
 heatmap capture: transparent up to ``ALPHA_FLOOR`` of the scale (low evidence leaves the film
 untouched, as Grad-CAM viewers draw it, instead of tinting it blue and dimming it; a weak map
-gets a lower floor, half its peak, so it still shows where it is strongest), rising linearly
-to the chosen opacity at ``ALPHA_FULL`` and above.
+gets a lower floor, half its peak, so it still shows where it is strongest), rising to the
+heat itself at ``ALPHA_FULL`` and following it above (the chosen opacity at the top of the scale;
+a class with less evidence is fainter, never stretched).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .preprocess import letterbox_box
 
 NEGLIGIBLE_EVIDENCE = 0.05  # a map peaking under this fraction of the scale is "no evidence"
 ALPHA_FLOOR = 0.25  # heat at or under this fraction of the scale is drawn fully transparent
-ALPHA_FULL = 0.65  # heat at or over this is drawn at the overlay's full opacity
+ALPHA_FULL = 0.65  # from here up the alpha is the evidence itself (x opacity), as before the ramp
 WEAK_FLOOR_SHARE = 0.5  # a weak map's floor: this share of its own peak (see heat_alpha)
 MODEL_SCALE = "model"
 IMAGE_SCALE = "image"
@@ -144,8 +145,9 @@ def colorize(heat: np.ndarray) -> np.ndarray:
 
 def heat_alpha(heat: np.ndarray, opacity: float = 1.0) -> np.ndarray:
     """The overlay's per-pixel alpha for one class's [0, 1] heatmap, float32 in [0, ``opacity``]:
-    0 (the film unchanged) up to the floor, rising linearly to ``opacity`` at ``ALPHA_FULL`` and
-    above. The floor is ``ALPHA_FLOOR`` of the scale, or, for a weak map peaking under twice
+    0 (the film unchanged) up to the floor, rising linearly to ``opacity`` x ``ALPHA_FULL`` at
+    ``ALPHA_FULL``, and ``opacity`` x heat above it (never more than the evidence: full opacity only
+    at the top of the scale). The floor is ``ALPHA_FLOOR`` of the scale, or, for a weak map peaking under twice
     that, ``WEAK_FLOOR_SHARE`` of its own peak, so a map with some evidence (not negligible:
     the viewer says "no evidence" for those) still shows, faintly, where it is strongest.
     The one ramp every drawing of a heatmap uses (``overlay``; the viewer's RGBA layer)."""
@@ -153,6 +155,9 @@ def heat_alpha(heat: np.ndarray, opacity: float = 1.0) -> np.ndarray:
     peak = float(h.max()) if h.size else 0.0
     floor = np.float32(min(ALPHA_FLOOR, WEAK_FLOOR_SHARE * max(peak, 0.0)))
     ramp = np.clip((h - floor) / (np.float32(ALPHA_FULL) - floor), 0.0, 1.0)
+    # never more than the evidence itself: a class with less evidence is drawn fainter, never
+    # stretched to full opacity (the shared scale's promise); above ALPHA_FULL the alpha is the heat
+    ramp = np.minimum(ramp, np.clip(h, 0.0, 1.0))
     return (np.float32(np.clip(opacity, 0.0, 1.0)) * ramp).astype(np.float32)
 
 

@@ -138,7 +138,8 @@ def test_heat_alpha_is_zero_for_low_evidence_and_the_opacity_at_full() -> None:
     heat = np.linspace(0, 1, 101, dtype=np.float32)
     a = heat_alpha(heat, 0.45)
     assert a.dtype == np.float32 and np.all(np.diff(a) >= 0)
-    assert np.all(a[heat <= ALPHA_FLOOR] == 0) and np.allclose(a[heat >= ALPHA_FULL], 0.45)
+    assert np.all(a[heat <= ALPHA_FLOOR] == 0) and np.allclose(a[heat >= ALPHA_FULL], 0.45 * heat[heat >= ALPHA_FULL])
+    assert a[-1] == np.float32(0.45) and np.all(a <= 0.45 * heat + 1e-7)  # full only at the top; never above the heat
     assert 0 < heat_alpha(np.float32((ALPHA_FLOOR + ALPHA_FULL) / 2)) < 1
     assert heat_alpha(np.array([np.nan], np.float32)).tolist() == [0.0]
     assert not heat_alpha(np.zeros((4, 4), np.float32)).any()  # no evidence at all: transparent
