@@ -95,6 +95,9 @@ def _close_half_started_clusters() -> None:
     list: its exit hook would otherwise close them again and print an AssertionError traceback."""
     from distributed.deploy.spec import SpecCluster
 
+    # the run is ending: a nanny's start cut short leaves asyncio tasks whose errors would be logged
+    # as "Task exception was never retrieved" tracebacks when they are collected
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
     for cluster in list(SpecCluster._instances):
         with contextlib.suppress(BaseException):  # a half-started cluster may fail to close cleanly
             cluster.close(timeout=5)
