@@ -52,7 +52,7 @@ def normalize(gray: np.ndarray, card: ModelCard) -> np.ndarray:
     """[0, 1] HxW -> float32 [3, H, W] normalised with the card's mean/std."""
     mean = np.asarray(card.mean, np.float32)[:, None, None]
     std = np.asarray(card.std, np.float32)[:, None, None]
-    return ((gray[None, :, :] - mean) / std).astype(np.float32)
+    return ((gray[None, :, :] - mean) / std).astype(np.float32, copy=False)  # float32 already: no copy
 
 
 def card_preprocessing(card: ModelCard) -> dict[str, Any]:
