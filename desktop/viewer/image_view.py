@@ -228,7 +228,7 @@ class ImageView(QGraphicsView):
         self._banner.setFixedWidth(width)
         # the height its wrapped text needs at this width: adjustSize() keeps the size hint of an
         # earlier, wider width, so a narrowed view (a compare pane) cut the sentence off
-        self._banner.resize(width, self._banner.heightForWidth(width))
+        self._banner.resize(width, max(0, self._banner.heightForWidth(width)))  # -1 for no text
         self._banner.move(vp.left() + margin, vp.top() + margin)
         self._banner.raise_()
         natural = self._note.fontMetrics().horizontalAdvance(self._note.text()) + 16  # + padding
