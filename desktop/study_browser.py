@@ -68,9 +68,25 @@ def elide_name(fm: QFontMetrics, name: str, width: int) -> str:
     return name[:head] + ELLIPSIS + name[len(name) - tail:]
 
 
+CALL_GAP = "  "  # between the call and its percentage on a row's second line
+
+
+def fit_detail(fm: QFontMetrics, detail: str, width: int) -> str:
+    """A row's second line in ``width`` pixels: "call  >99.9%" keeps its percentage whole and
+    shortens the call's name (at its end) when the two do not fit; other lines are cut at their end."""
+    if fm.horizontalAdvance(detail) <= width:
+        return detail
+    label, gap, pct = detail.rpartition(CALL_GAP)
+    if gap and pct.endswith("%"):
+        room = width - fm.horizontalAdvance(gap + pct)
+        if room > fm.horizontalAdvance(ELLIPSIS):
+            return fm.elidedText(label, Qt.TextElideMode.ElideRight, room) + gap + pct
+    return fm.elidedText(detail, Qt.TextElideMode.ElideRight, width)
+
+
 class NameDelegate(QStyledItemDelegate):
     """Draws a row's first line, the file name, elided (``elide_name``) to the width the row's
-    text has (the second line, the status, is elided at its end by the style), and asks for
+    text has (the second line, the call, by ``fit_detail``: its percentage stays whole), and asks for
     no more width than the thumbnail and ``ROW_MIN_TEXT``: the rows are as wide as the list."""
 
     def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
@@ -84,7 +100,7 @@ class NameDelegate(QStyledItemDelegate):
         margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, option.widget) + 1
         room = style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, option, option.widget).width() - 2 * margin
         shown = elide_name(option.fontMetrics, name, room)
-        option.text = f"{shown}{LINE_BREAK}{detail}" if detail else shown
+        option.text = f"{shown}{LINE_BREAK}{fit_detail(option.fontMetrics, detail, room)}" if detail else shown
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
         hint = super().sizeHint(option, index)
@@ -239,7 +255,7 @@ class StudyBrowser(QWidget):
         if out:
             detail = OUT_OF_SCOPE
         elif status == "analysed" and label:
-            detail = f"{label}  {percent_text(prob)}"
+            detail = f"{label}{CALL_GAP}{percent_text(prob)}"
         item.setText(f"{name}\n{detail}")
         tip = item.data(PATH_ROLE)
         if out:

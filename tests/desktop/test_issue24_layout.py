@@ -187,3 +187,25 @@ def test_elide_name_fits_and_keeps_the_end(qtbot) -> None:
         head, tail = out.split(ELLIPSIS)
         assert len(tail) >= len(head)  # the end gets the larger part
     assert elide_name(fm, name, 2000) == name and elide_name(fm, name, 3) == ELLIPSIS
+
+
+def test_study_list_keeps_the_percentage_whole(qtbot, tmp_path: Path) -> None:
+    """At a narrow list, a row's call line shortens the class name, never the percentage (">99.9%")."""
+    from desktop.study_browser import fit_detail
+
+    browser = StudyBrowser()
+    qtbot.addWidget(browser)
+    browser.set_paths([str(tmp_path / "a.dcm"), str(tmp_path / "b.dcm")])
+    browser.set_status(0, "analysed", "tuberculosis", 0.99995)
+    browser.set_status(1, "analysed", "normal", 0.5)
+    browser.resize(170, 300)
+    browser.show()
+    qtbot.waitExposed(browser)
+    fm = browser.list.fontMetrics()
+    first, second = (browser.shown_text(r).split("\n")[1] for r in (0, 1))
+    assert first.endswith(">99.9%") and first.startswith("tub") and ELLIPSIS in first, first  # shortened
+    assert second == "normal  50.0%"
+    rect = browser.list.visualItemRect(browser.list.item(0))
+    assert fm.horizontalAdvance(first) <= rect.width() - browser.list.iconSize().width()
+    assert fit_detail(fm, "tuberculosis  >99.9%", 10_000) == "tuberculosis  >99.9%"  # whole when it fits
+    assert fit_detail(fm, "pending", 5).endswith(ELLIPSIS) or fit_detail(fm, "pending", 5) == ""
