@@ -21,6 +21,7 @@ from .analysis.model_card import ModelCardDialog
 from .analysis.model_control import ModelControl
 from .analysis.result_view import ResultView
 from .batch.batch_dialog import BatchDialog
+from .batch.batch_windows import BatchWindows
 from .compare.compare import CompareMode
 from .core.messages import AnalysisDone, Failure, ImageReady, TagsReady
 from .core.model_state import ModelState
@@ -60,7 +61,7 @@ class MainWindow(QMainWindow):
         self.current_path = ""
         self._error_message = ""  # the last error shown in the status bar (cleared by the next image)
         self._shown_path = ""  # the image on screen
-        self.batch_dialogs: list[BatchDialog] = []
+        self.batches = BatchWindows(self)  # File > Analyse folder: its windows
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -295,31 +296,11 @@ class MainWindow(QMainWindow):
             menu.addAction("Clear list", self.settings.clear_recent)
 
     def batch_dialog(self, folder: str | None = None, start: bool = True) -> BatchDialog | None:
-        if self.classifier is None:
-            self.dialogs.error("No model", f"Batch analysis needs a model. {self.model_reason}")
-            return None
-        folder = folder or self.dialogs.open_folder(self.settings.last_folder, "Analyse folder")
-        if not folder:
-            return None
-        dlg = BatchDialog(folder, self.classifier, self.dialogs, self)
-        dlg.openRequested.connect(lambda p, d=dlg: self.open_batch_row(d, p))
-        dlg.discarded.connect(lambda d=dlg: self._drop_batch_dialog(d))
-        self.pacs.attach_batch(dlg)  # "Send results to PACS…" once it has finished
-        self.batch_dialogs.append(dlg)
-        dlg.show()
-        if start:
-            dlg.start()
-        return dlg
+        return self.batches.open(folder, start)
 
-    def open_batch_row(self, dlg: BatchDialog, path: str) -> None:
-        """A batch row opens in the batch's own study, never in the study that happens to be open."""
-        self._open_one(self.study.open_batch_row(path, dlg.paths(), dlg.folder))
-        self.statusBar().showMessage(self.study.last_message, 10000)
-
-    def _drop_batch_dialog(self, dlg: BatchDialog) -> None:
-        if dlg in self.batch_dialogs:
-            self.batch_dialogs.remove(dlg)
-            dlg.deleteLater()
+    @property
+    def batch_dialogs(self) -> list[BatchDialog]:
+        return self.batches.windows
 
     def show_model_card(self) -> ModelCardDialog | None:
         c = self.classifier
@@ -388,20 +369,14 @@ class MainWindow(QMainWindow):
 
     # -- closing -------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        pending = [d for d in self.batch_dialogs if d.unexported() and not d.close_confirmed]
-        if pending and not self.dialogs.confirm(
-                "Quit RadLens?", f"{sum(d.unexported() for d in pending)} batch result(s) in {len(pending)} "
-                "batch window(s) have not been exported to a CSV report. Quit and lose them?", "Quit"):
+        if not self.batches.may_quit():
             event.ignore()
             return
-        for dlg in pending:
-            dlg.close_confirmed = True  # already asked
         self.settings.save_layout(self.saveGeometry(), self.saveState())
         self.settings.cam_visible = self.display.cam_toggle.isChecked()
         self.settings.lungs_visible = self.display.lung_toggle.isChecked()
         self.settings.sync()
-        for dlg in self.batch_dialogs:
-            dlg.shutdown()
+        self.batches.shutdown()
         self.study.shutdown()
         self.service.shutdown()
         self.compare.shutdown()

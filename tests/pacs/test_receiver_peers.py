@@ -278,20 +278,20 @@ def test_the_settings_dialog_checks_and_saves_and_a_running_receiver_takes_them(
     assert prefs.bind_address == "127.0.0.1" and prefs.peers == [] and not prefs.accept_any
     assert not prefs.start_at_launch
     dlg = win.pacs.servers_dialog()
-    assert dlg.bind_address.currentText() == "127.0.0.1" and dlg.peers.rowCount() == 0
-    assert not dlg.accept_any.isChecked() and not dlg.start_at_launch.isChecked()
-    assert "No sender is allowed yet" in dlg.peers_note.text()
-    dlg.bind_address.setCurrentText("192.0.2.1")  # not an address of this computer
+    assert dlg.receiver.bind_address.currentText() == "127.0.0.1" and dlg.receiver.peers.rowCount() == 0
+    assert not dlg.receiver.accept_any.isChecked() and not dlg.receiver.start_at_launch.isChecked()
+    assert "No sender is allowed yet" in dlg.receiver.peers_note.text()
+    dlg.receiver.bind_address.setCurrentText("192.0.2.1")  # not an address of this computer
     dlg.done(0)
     assert errors[-1][0] == "Receiver settings not saved" and "no network interface" in errors[-1][1]
     assert dlg.isVisible() and prefs.bind_address == "127.0.0.1"
-    dlg.bind_address.setCurrentText("127.0.0.1")
-    dlg.add_peer(PACS, "127.0.0.300", edit=False)
+    dlg.receiver.bind_address.setCurrentText("127.0.0.1")
+    dlg.receiver.add_peer(PACS, "127.0.0.300", edit=False)
     dlg.done(0)
     assert "not an IP address" in errors[-1][1] and dlg.isVisible()
-    dlg.peers.item(0, 1).setText("127.0.0.1")
-    dlg.add_peer(edit=False)  # an empty row is left out
-    assert dlg.peer_rows() == [(PACS, "127.0.0.1")] and "Only this sender" in dlg.peers_note.text()
+    dlg.receiver.peers.item(0, 1).setText("127.0.0.1")
+    dlg.receiver.add_peer(edit=False)  # an empty row is left out
+    assert dlg.receiver.peer_rows() == [(PACS, "127.0.0.1")] and "Only this sender" in dlg.receiver.peers_note.text()
     dlg.done(0)
     assert not dlg.isVisible() and prefs.peers == [(PACS, "127.0.0.1")]
     n_errors = len(errors)
@@ -299,16 +299,16 @@ def test_the_settings_dialog_checks_and_saves_and_a_running_receiver_takes_them(
     assert rx.running and store(port, chest) == 0x0000
     # new senders apply to the running receiver at once
     dlg = win.pacs.servers_dialog()
-    dlg.peers.item(0, 0).setText("OTHERPACS")
+    dlg.receiver.peers.item(0, 0).setText("OTHERPACS")
     dlg.done(0)
     assert rx.running and rx.receiver.peers == (Peer("OTHERPACS", "127.0.0.1"),)
     assert store(port, chest) is None  # TESTPACS is no longer allowed
     assert win.statusBar().currentMessage().startswith("The receiver took the new settings")
     # a new address restarts it there
     dlg = win.pacs.servers_dialog()
-    dlg.bind_address.setCurrentText("0.0.0.0")
-    dlg.accept_any.setChecked(True)
-    dlg.start_at_launch.setChecked(True)
+    dlg.receiver.bind_address.setCurrentText("0.0.0.0")
+    dlg.receiver.accept_any.setChecked(True)
+    dlg.receiver.start_at_launch.setChecked(True)
     dlg.done(0)
     assert prefs.bind_address == "0.0.0.0" and prefs.accept_any and prefs.start_at_launch
     assert rx.running and rx.receiver.address == ("0.0.0.0", port)
