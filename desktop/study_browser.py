@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontMetrics, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -89,6 +89,10 @@ class NameDelegate(QStyledItemDelegate):
     text has (the second line, the call, by ``fit_detail``: its percentage stays whole), and asks for
     no more width than the thumbnail and ``ROW_MIN_TEXT``: the rows are as wide as the list."""
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._elided: dict[tuple[str, str, int], str] = {}  # (font, name, width) -> the name as drawn
+
     def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:  # noqa: N802
         super().initStyleOption(option, index)
         if option.rect.width() <= 0:  # measuring (sizeHint): the full text
@@ -99,7 +103,12 @@ class NameDelegate(QStyledItemDelegate):
             return
         margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, option.widget) + 1
         room = style.subElementRect(QStyle.SubElement.SE_ItemViewItemText, option, option.widget).width() - 2 * margin
-        shown = elide_name(option.fontMetrics, name, room)
+        key = (option.font.key(), name, room)  # painted often (hover, scroll), measured once
+        shown = self._elided.get(key)
+        if shown is None:
+            if len(self._elided) > 4096:
+                self._elided.clear()
+            shown = self._elided[key] = elide_name(option.fontMetrics, name, room)
         option.text = f"{shown}{LINE_BREAK}{fit_detail(option.fontMetrics, detail, room)}" if detail else shown
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802

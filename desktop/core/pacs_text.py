@@ -168,9 +168,8 @@ def received_text(label: str, n_images: int) -> str:
 
 def receiver_settings_error(ae_title: str, port: int) -> str:
     """What is wrong with the receiver's AE title and port ("" when nothing is)."""
-    ae = ae_title.strip()
-    if not ae or len(ae) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in ae):
-        return "The AE title must be 1 to 16 plain characters (letters, digits, spaces), for example RADLENS."
+    if what := _ae_problem(ae_title, "RADLENS"):
+        return f"The AE title {what}."
     if not 1 <= int(port) <= 65535:
         return f"Port {port} is not a TCP port: choose one between 1024 and 65535 (104 needs administrator rights)."
     return ""
@@ -186,11 +185,17 @@ NOT_RESTARTED_TEXT = ("The study receiver is off: it was on when RadLens last cl
                       "receiver when RadLens starts' in Settings > PACS servers….")
 
 
-def _ae_problem(ae_title: str) -> str:
+def _ae_problem(ae_title: str, example: str = "ORTHANC") -> str:
     ae = ae_title.strip()
     if not ae or len(ae) > 16 or not all(32 <= ord(c) < 127 and c != "\\" for c in ae):
-        return "must be 1 to 16 plain characters (letters, digits, spaces), for example ORTHANC"
+        return f"must be 1 to 16 plain characters (letters, digits, spaces), for example {example}"
     return ""
+
+
+def receiver_problem(ae_title: str, port: int, peers: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
+    """What is wrong with the receiver's AE title, port or allowed senders ("" when nothing is)."""
+    return receiver_settings_error(ae_title, port) or next(
+        (q for q in (peer_problem(ae, addr) for ae, addr in peers) if q), "")
 
 
 def peer_problem(ae_title: str, address: str) -> str:

@@ -28,11 +28,10 @@ from ..core.pacs_text import (
     NO_PEERS_TEXT,
     NOT_RESTARTED_TEXT,
     endpoint,
-    peer_problem,
     received_text,
     receiver_indicator_text,
     receiver_indicator_tooltip,
-    receiver_settings_error,
+    receiver_problem,
     receiver_started_text,
 )
 from ..dialogs import Dialogs
@@ -162,8 +161,7 @@ class ReceiverControl(QObject):
         return ReceiverConfig(p.ae_title, p.port, p.bind_address, tuple(p.peers), p.accept_any)
 
     def _config_problem(self, c: ReceiverConfig) -> str:
-        problem = receiver_settings_error(c.ae_title, c.port) or next(
-            (q for q in (peer_problem(ae, addr) for ae, addr in c.peers) if q), "")
+        problem = receiver_problem(c.ae_title, c.port, c.peers)
         if problem:
             return f"{problem} Change it in Settings > PACS servers…."
         if not c.peers and not c.accept_any:

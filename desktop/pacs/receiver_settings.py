@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.pacs_text import peer_problem, receiver_settings_error
+from ..core.pacs_text import receiver_problem
 from ..dialogs import Dialogs
 from .pacs_prefs import PacsPrefs
 
@@ -135,8 +135,7 @@ class ReceiverBox(QGroupBox):
     def save(self) -> bool:
         """Check and store the settings (an error dialog and False when one is wrong)."""
         peers = self.peer_rows()
-        problem = receiver_settings_error(self.ae_title.text(), self.port.value()) or next(
-            (q for q in (peer_problem(ae, addr) for ae, addr in peers) if q), "")
+        problem = receiver_problem(self.ae_title.text(), self.port.value(), peers)
         host = self.bind_address.currentText().strip()
         if not problem and host != self.prefs.bind_address:  # a new address: can this computer listen on it?
             from engine.pacs.receiver import ReceiverError, check_bind_address

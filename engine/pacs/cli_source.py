@@ -167,12 +167,12 @@ class DicomwebSource:
         if not results:
             print("No DICOM results to store: no DICOM image was analysed.")
             return code
+        import pydicom  # here: a folder of PNG and JPEG files never needs it
+
         stored = failed = 0
         start = time.perf_counter()
         for i in range(0, len(results), 16):
             try:
-                import pydicom
-
                 res = self.client.store([pydicom.dcmread(p) for p in results[i:i + 16]])
             except PacsError as e:
                 print(f"radlens-batch: error: storing results: {e} {stored} were stored before this; the results stay "

@@ -6,7 +6,8 @@ A backend that is no keyring is not used: the 'fail' and 'null' ones, and the fi
 asks for a master password on the terminal, which a GUI cannot answer) unless the user chose one
 explicitly, with ``PYTHON_KEYRING_BACKEND`` or keyring's ``keyringrc.cfg``. Installing
 ``keyrings.alt`` (the test extra does) therefore never sends a password to a plain-text file
-silently. From a chain of backends only the secure ones are used."""
+silently. A chain of backends is used whole when every member is secure; otherwise only its first
+secure member is (a secret kept in a later one is not found)."""
 
 from __future__ import annotations
 

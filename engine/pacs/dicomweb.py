@@ -130,7 +130,7 @@ class _Client(DICOMwebClient):
                 data += chunk
                 start = 0
                 while (end := data.find(delimiter, search)) >= 0:
-                    content = None if preamble else _part_content(data[start:end], name)
+                    content = None if preamble else _part_content(data, start, end, name)
                     preamble = False
                     start = search = end + len(delimiter)
                     if content is not None:
@@ -147,7 +147,7 @@ class _Client(DICOMwebClient):
                                           f"({len(data) - 2} bytes); the answer is not valid DICOMweb. Check that "
                                           "the URL is the DICOMweb root of a PACS.")
             return
-        content = _part_content(data, name)
+        content = _part_content(data, 0, len(data), name)
         if content is not None:  # a last part without its closing delimiter: a cut answer, read_part judges
             yield content
 
@@ -167,17 +167,19 @@ class _Client(DICOMwebClient):
         return (read_part(part) for part in self._decode_multipart_message(response, stream=stream))
 
 
-def _part_content(part: bytearray, name: str) -> bytearray | None:
-    """The body of one multipart part (what follows its headers); None after the close delimiter."""
-    if part.startswith(b"--"):  # the close delimiter "--boundary--", and the epilogue after it
+def _part_content(data: bytearray, start: int, end: int, name: str) -> bytes | None:
+    """The body of the multipart part ``data[start:end]`` (what follows its headers), copied once
+    (``read_part`` then copies nothing); None after the close delimiter."""
+    if data.startswith(b"--", start, end):  # the close delimiter "--boundary--", and the epilogue after it
         return None
-    idx = part.find(b"\r\n\r\n")
+    idx = data.find(b"\r\n\r\n", start, end)
     if idx < 0:
-        if not part.strip():
+        if not data[start:end].strip():
             return None
-        raise PacsMalformedAnswer(f"{name} sent a multipart part without headers ({len(part)} bytes); the answer "
+        raise PacsMalformedAnswer(f"{name} sent a multipart part without headers ({end - start} bytes); the answer "
                                   "is not valid DICOMweb. Check that the URL is the DICOMweb root of a PACS.")
-    return part[idx + 4:]
+    with memoryview(data) as view:  # released before the buffer is trimmed
+        return bytes(view[idx + 4:end])
 
 
 @dataclass(frozen=True)

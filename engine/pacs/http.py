@@ -21,6 +21,7 @@ ceiling, whichever is smaller."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import warnings
@@ -59,7 +60,7 @@ def instance_ceiling(value: int | None = None) -> int:
         mib = float(text)
     except ValueError:
         mib = 0.0
-    if not mib > 0 or mib != mib or mib == float("inf"):
+    if not (mib > 0 and math.isfinite(mib)):
         raise PacsError("invalid", f"{INSTANCE_ENV}={printable(text)[:40]} is not a size in MiB (e.g. 2048). Fix or "
                                    "unset it.")
     return max(1, int(mib * 1024 * 1024))
