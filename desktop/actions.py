@@ -19,12 +19,6 @@ DEVICE_NAMES = {"auto": "Automatic (GPU if it works)", "cpu": "CPU", "cuda": "CU
 # The toolbar's short labels (an action's name, without "&" or "…" -> its button's text), so every
 # button, the window/level bar and the heatmap toggle fit one row of a 1024 px window. An action
 # not listed shows its full name.
-TOOLBAR_LABELS = {
-    "Open": "Open", "Open folder": "Folder",
-    "Fit to window": "Fit", "Actual size (1:1)": "1:1", "Invert grayscale": "Invert", "Reset view and window": "Reset",
-    "Show Grad-CAM heatmap": "Heatmap",
-    "Measure distance": "Distance", "Measure angle": "Angle", "Cobb angle": "Cobb",
-}
 WL_PRESET_CHARS = 9  # the toolbar's preset selector: a long name elided a little (its list shows it whole)
 WL_BOX_WIDTH = 80  # the toolbar's centre and width boxes, at most ("-1350.5" fits)
 
@@ -35,8 +29,10 @@ class Actions:
     them. The caller connects ``triggered``/``toggled`` to its own slots."""
 
     def __init__(self, win: QMainWindow, device: str, devices: Sequence[str] = DEVICES) -> None:
-        self.open = action(win, "&Open…", QKeySequence.StandardKey.Open, "Open radiographs (PNG, JPEG, DICOM)")
-        self.folder = action(win, "Open &folder…", "Ctrl+Shift+O", "Open every image in a folder as a study")
+        self.open = action(win, "&Open…", QKeySequence.StandardKey.Open, "Open radiographs (PNG, JPEG, DICOM)",
+                           short="Open")
+        self.folder = action(win, "Open &folder…", "Ctrl+Shift+O", "Open every image in a folder as a study",
+                             short="Folder")
         self.batch = action(win, "&Analyse folder (batch)…", "Ctrl+B", "Analyse a whole folder and export a CSV")
         self.model = action(win, "Load &model…", "Ctrl+M", "Use another RadLens .onnx model")
         self.quit = action(win, "&Quit", QKeySequence.StandardKey.Quit, "Quit RadLens")
@@ -132,7 +128,7 @@ class Actions:
             self.view_menu.addMenu(sub)
 
     def build_toolbar(self, win: QMainWindow, display: DisplayController) -> QToolBar:
-        """One row that fits a 1024 px window (``compact_toolbar``), the window/level bar and the
+        """One row that fits a 1024 px window (short labels: ``action(..., short=)``), the window/level bar and the
         heatmap toggle never pushed into the overflow chevron."""
         tb = QToolBar("Main toolbar", win)
         tb.setObjectName("mainToolbar")
@@ -153,16 +149,4 @@ class Actions:
         tb.addAction(d.cam_toggle)
         win.addToolBar(tb)
         self.toolbar = tb
-        self.compact_toolbar()
         return tb
-
-    def compact_toolbar(self) -> None:
-        """Short labels on the toolbar's buttons (``TOOLBAR_LABELS``, as an action's ``iconText``:
-        the menus keep the full names, and each button's tooltip has the full name and its key).
-        Called again once other parts (the measuring tools) have added their buttons."""
-        if self.toolbar is None:
-            return
-        for act in self.toolbar.actions():
-            short = TOOLBAR_LABELS.get(act.text().replace("&", "").rstrip(".…"))
-            if short and act.iconText() != short:
-                act.setIconText(short)

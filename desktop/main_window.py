@@ -99,7 +99,6 @@ class MainWindow(QMainWindow):
         self.exporter = Exporter(self)  # File > Export view as PNG / report as PDF
         self.commands.place_compare_export(self.compare.actions(), [self.exporter.png, self.exporter.pdf])
         self.measure = attach_measure_tools(self)  # distance, angle, Cobb: per-image, in the view's scene
-        self.commands.compact_toolbar()  # the measuring tools' buttons too: one row at 1024 px
         self.corner = attach_corner_text(self)  # View > Corner text
         self.pacs = PacsControl(self)  # File > Open from PACS, Send results, Receive studies; Settings > PACS
         self.save_dicom = SaveResults(self)  # File > Save results as DICOM…

@@ -36,8 +36,12 @@ ORIGINAL = "Original image"  # the file's own display of a PNG/JPEG ("DICOM defa
 
 
 def action(parent: QObject, text: str, shortcut: str | QKeySequence | list | None = None, tip: str = "",
-            checkable: bool = False) -> QAction:
+            checkable: bool = False, short: str = "") -> QAction:
+    """``short``: the label on a toolbar button (its ``iconText``; menus show ``text``, and the
+    button's tooltip the full name and key), so the toolbar fits one row at 1024 px."""
     a = QAction(text, parent)
+    if short:
+        a.setIconText(short)
     if isinstance(shortcut, list):
         a.setShortcuts([QKeySequence(s) for s in shortcut])
     elif shortcut:
@@ -86,17 +90,18 @@ class DisplayController(QObject):
 
     def _make_actions(self, cam_visible: bool, lungs_visible: bool = False) -> None:
         v = self.view
-        self.fit = action(self, "&Fit to window", "F", "Fit the whole image in the view")
+        self.fit = action(self, "&Fit to window", "F", "Fit the whole image in the view", short="Fit")
         self.fit.triggered.connect(v.fit_to_window)
-        self.actual = action(self, "&Actual size (1:1)", "1", "One image pixel per screen pixel")
+        self.actual = action(self, "&Actual size (1:1)", "1", "One image pixel per screen pixel", short="1:1")
         self.actual.triggered.connect(v.actual_size)
         self.zoom_in = action(self, "Zoom &in", ["+", "=", QKeySequence.StandardKey.ZoomIn], "Zoom in around the centre")
         self.zoom_in.triggered.connect(lambda: v.zoom_by(1.25))
         self.zoom_out = action(self, "Zoom &out", ["-", QKeySequence.StandardKey.ZoomOut], "Zoom out")
         self.zoom_out.triggered.connect(lambda: v.zoom_by(0.8))
-        self.invert_action = action(self, "&Invert grayscale", "I", "Swap black and white", checkable=True)
+        self.invert_action = action(self, "&Invert grayscale", "I", "Swap black and white", checkable=True, short="Invert")
         self.invert_action.toggled.connect(self.set_invert)
-        self.reset = action(self, "&Reset view and window", "R", "Fit, DICOM default window, no inversion")
+        self.reset = action(self, "&Reset view and window", "R", "Fit, DICOM default window, no inversion",
+                            short="Reset")
         self.reset.triggered.connect(self.reset_all)
         self.numeric = action(self, "Set window/level &numerically", "W", "Type the window centre and width")
         self.numeric.triggered.connect(self._focus_numeric)
@@ -108,7 +113,8 @@ class DisplayController(QObject):
             a.triggered.connect(lambda _=False, n=name: self.apply_preset(n))
             group.addAction(a)
             self.preset_actions.append(a)
-        self.cam_toggle = action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True)
+        self.cam_toggle = action(self, "Show &Grad-CAM heatmap", "G", "Show where the model looked", checkable=True,
+                                 short="Heatmap")
         self.cam_toggle.setChecked(cam_visible)
         self.cam_toggle.toggled.connect(self.view.set_overlay_visible)
         self.cam_toggle.toggled.connect(lambda _on: self._show_cam_note())

@@ -59,12 +59,14 @@ class MeasureController(QObject):
     def _make_actions(self) -> None:
         self.group = QActionGroup(self)
         self.tools: dict[str, QAction] = {}
-        for mode, text, key, tip in (
-                ("pan", "&Pan / select", "Esc", "Left-drag pans; click a measurement to select, move or edit it"),
-                ("distance", "Measure &distance", "M", "Drag (or click twice) to measure a length"),
-                ("angle", "Measure &angle", "A", "Drag one arm to the vertex, then click the end of the other arm"),
-                ("cobb", "&Cobb angle", "Shift+A", "Draw two lines (e.g. along two end plates): the angle between them")):
-            a = action(self, text, key, tip, checkable=True)
+        for mode, text, key, tip, short in (
+                ("pan", "&Pan / select", "Esc", "Left-drag pans; click a measurement to select, move or edit it", ""),
+                ("distance", "Measure &distance", "M", "Drag (or click twice) to measure a length", "Distance"),
+                ("angle", "Measure &angle", "A", "Drag one arm to the vertex, then click the end of the other arm",
+                 "Angle"),
+                ("cobb", "&Cobb angle", "Shift+A", "Draw two lines (e.g. along two end plates): the angle between them",
+                 "Cobb")):
+            a = action(self, text, key, tip, checkable=True, short=short)
             a.setChecked(mode == "pan")
             a.triggered.connect(lambda _=False, m=mode: self.set_mode(m))
             self.group.addAction(a)
